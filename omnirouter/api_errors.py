@@ -1,0 +1,14 @@
+"""Uniform API errors: every 4xx carries a ``detail`` message, field errors stay as DRF gives them."""
+
+from typing import Any
+
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from routing.errors import RoutingError
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, RoutingError):
+        return Response({"detail": exc.message, "code": exc.code}, status=exc.http_status)
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,64 @@
+"""Realtime fan-out: group names, event types and ``publish()``.
+
+Every push is a hint; the database is the truth. Channel layers deliver at most once and drop
+silently when full, so consoles and dashboards re-read full state on (re)connect. Only services
+call ``publish()``, and it always sends after the surrounding transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+# Event types sent to agent consoles.
+OFFER = "offer"  # a new offer (pushed agent work)
+WORK_CHANGED = "work.changed"  # an agent work changed state (accepted, closed, expired, ...)
+PRESENCE_CHANGED = "presence.changed"  # the agent's status or capacity changed
+# Event types sent to supervisor groups.
+QUEUE_CHANGED = "queue.changed"  # something in the queue moved; dashboards refresh (throttled)
+
+
+def agent_group(agent_id: int) -> str:
+    return f"agent.{agent_id}"
+
+
+def queue_group(queue_id: int) -> str:
+    return f"queue.{queue_id}"
+
+
+def publish(group: str, event_type: str, payload: dict[str, Any]) -> None:
+    """Send ``payload`` to ``group`` once the current transaction commits."""
+    message = {"type": "realtime.event", "event": event_type, "payload": payload}
+    transaction.on_commit(lambda: _send(group, message))
+
+
+def publish_many(messages: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """Like ``publish`` for many groups, sent together after commit."""
+    if not messages:
+        return
+    prepared = [
+        (group, {"type": "realtime.event", "event": event, "payload": payload})
+        for group, event, payload in messages
+    ]
+
+    def send_all() -> None:
+        for group, message in prepared:
+            _send(group, message)
+
+    transaction.on_commit(send_all)
+
+
+def _send(group: str, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception:  # a push is only a hint: never fail the caller for it
+        logger.warning("realtime: could not send to %s", group, exc_info=True)

@@ -1,0 +1,355 @@
+"""Routing data: service channels, queues and their routing configurations, work items, agent work."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+
+class ServiceChannel(models.Model):
+    """A kind of work (case, chat, messaging, lead, social post, voice) with its default size."""
+
+    key = models.SlugField(_("key"), max_length=40, unique=True)
+    label = models.CharField(_("label"), max_length=80)
+    default_size_units = models.PositiveSmallIntegerField(
+        _("default size (units)"), default=1, validators=[MinValueValidator(1)]
+    )
+
+    class Meta:
+        ordering = ["label"]
+        verbose_name = _("service channel")
+        verbose_name_plural = _("service channels")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(default_size_units__gte=1), name="channel_default_size_positive"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class RoutingModel(models.TextChoices):
+    LEAST_ACTIVE = "least_active", _("Least active (fewest open items)")
+    MOST_AVAILABLE = "most_available", _("Most available (most spare capacity)")
+
+
+class RoutingConfiguration(models.Model):
+    """How a queue's items are routed: priority across queues, model, size, push timeout."""
+
+    name = models.CharField(_("name"), max_length=80, unique=True)
+    routing_priority = models.PositiveSmallIntegerField(
+        _("routing priority"),
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text=_("1 is highest; compared across all queues."),
+    )
+    routing_model = models.CharField(
+        _("routing model"),
+        max_length=20,
+        choices=RoutingModel.choices,
+        default=RoutingModel.LEAST_ACTIVE,
+    )
+    size_units = models.PositiveSmallIntegerField(
+        _("item size (units)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("Capacity units one item takes. Leave empty to use a percentage or the "
+                    "channel's default."),
+    )
+    size_percent = models.PositiveSmallIntegerField(
+        _("item size (% of capacity)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text=_("Share of the agent's capacity one item takes, rounded up to whole units."),
+    )
+    push_timeout_seconds = models.PositiveIntegerField(
+        _("push timeout (s)"),
+        default=30,
+        validators=[MinValueValidator(5), MaxValueValidator(3600)],
+        help_text=_("How long an agent has to accept an offer before it goes to someone else."),
+    )
+    service_level_target_seconds = models.PositiveIntegerField(
+        _("service level target (s)"),
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text=_("An item accepted within this many seconds of entering the queue counts "
+                    "towards service level."),
+    )
+    service_level_goal_percent = models.PositiveSmallIntegerField(
+        _("service level goal (%)"),
+        default=80,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+    )
+
+    class Meta:
+        ordering = ["routing_priority", "name"]
+        verbose_name = _("routing configuration")
+        verbose_name_plural = _("routing configurations")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(size_units__isnull=True) | Q(size_percent__isnull=True),
+                name="routing_config_one_size_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(routing_priority__gte=1), name="routing_config_priority_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(size_percent__isnull=True)
+                | (Q(size_percent__gte=1) & Q(size_percent__lte=100)),
+                name="routing_config_percent_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Queue(models.Model):
+    """Where work items wait; its members are the agents who may receive them."""
+
+    name = models.CharField(_("name"), max_length=80, unique=True)
+    routing_config = models.ForeignKey(
+        RoutingConfiguration,
+        on_delete=models.PROTECT,
+        related_name="queues",
+        verbose_name=_("routing configuration"),
+    )
+    members = models.ManyToManyField(
+        "presence.Agent",
+        through="QueueMembership",
+        related_name="queues",
+        blank=True,
+        verbose_name=_("members"),
+    )
+    supervisors = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        related_name="supervised_queues",
+        blank=True,
+        verbose_name=_("supervisors"),
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("queue")
+        verbose_name_plural = _("queues")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class QueueMembership(models.Model):
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="memberships")
+    agent = models.ForeignKey(
+        "presence.Agent", on_delete=models.CASCADE, related_name="memberships"
+    )
+
+    class Meta:
+        verbose_name = _("queue member")
+        verbose_name_plural = _("queue members")
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "agent"], name="queue_membership_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent} in {self.queue}"
+
+
+class WorkItemStatus(models.TextChoices):
+    WAITING = "waiting", _("Waiting")
+    OFFERED = "offered", _("Offered")
+    ASSIGNED = "assigned", _("Assigned")
+    CLOSED = "closed", _("Closed")
+    CANCELED = "canceled", _("Canceled")
+
+
+class WorkItem(models.Model):
+    """One routable piece of work, linked to the record it stands for."""
+
+    channel = models.ForeignKey(
+        ServiceChannel, on_delete=models.PROTECT, related_name="work_items",
+        verbose_name=_("channel"),
+    )
+    queue = models.ForeignKey(
+        Queue, on_delete=models.PROTECT, related_name="work_items", verbose_name=_("queue")
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=WorkItemStatus.choices, default=WorkItemStatus.WAITING
+    )
+    # Copied from the queue's configuration on enqueue (and kept in step when it changes) so the
+    # claim query orders and filters on one index without a join.
+    routing_priority = models.PositiveSmallIntegerField(_("routing priority"))
+    priority = models.PositiveSmallIntegerField(
+        _("priority"),
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text=_("1 is most urgent; orders items within the same routing priority."),
+    )
+    size_units = models.PositiveSmallIntegerField(_("size (units)"), null=True, blank=True)
+    size_percent = models.PositiveSmallIntegerField(_("size (% of capacity)"), null=True, blank=True)
+    subject = models.CharField(_("subject"), max_length=255)
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    record_type = models.ForeignKey(
+        ContentType, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    record_id = models.CharField(max_length=64, blank=True, default="")
+    record = GenericForeignKey("record_type", "record_id")
+    created_at = models.DateTimeField(_("created"))
+    enqueued_at = models.DateTimeField(
+        _("entered queue"),
+        help_text=_("When the item entered its queue; kept on decline and timeout."),
+    )
+    preferred_agent = models.ForeignKey(
+        "presence.Agent",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("preferred agent"),
+    )
+    preferred_until = models.DateTimeField(_("preferred until"), null=True, blank=True)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["routing_priority", "priority", "enqueued_at", "id"]
+        verbose_name = _("work item")
+        verbose_name_plural = _("work items")
+        indexes = [
+            # The claim path: waiting items in routing order, and nothing else.
+            models.Index(
+                fields=["routing_priority", "priority", "enqueued_at", "id"],
+                condition=Q(status="waiting"),
+                name="workitem_waiting_order",
+            ),
+            models.Index(fields=["queue", "status"], name="workitem_queue_status"),
+            models.Index(fields=["record_type", "record_id"], name="workitem_record"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(size_units__isnull=False) | Q(size_percent__isnull=False),
+                name="workitem_has_size",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__gte=1) & Q(priority__lte=10), name="workitem_priority_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.subject}"
+
+    def units_for(self, capacity: int) -> int:
+        """Capacity units this item takes from an agent with the given capacity."""
+        if self.size_units is not None:
+            return self.size_units
+        return size_from_percent(self.size_percent or 100, capacity)
+
+
+def size_from_percent(percent: int, capacity: int) -> int:
+    """Whole units for a percentage of a capacity, rounded up, at least one."""
+    return max(1, -(-capacity * percent // 100))
+
+
+class AgentWorkState(models.TextChoices):
+    PUSHED = "pushed", _("Pushed")
+    OPENED = "opened", _("Opened")
+    CLOSED = "closed", _("Closed")
+    DECLINED = "declined", _("Declined")
+    TIMED_OUT = "timed_out", _("Timed out")
+    CANCELED = "canceled", _("Canceled")
+    TRANSFERRED = "transferred", _("Transferred")
+
+
+LIVE_STATES = (AgentWorkState.PUSHED, AgentWorkState.OPENED)
+
+
+class AgentWork(models.Model):
+    """One offer or assignment of an item to an agent, with its whole life."""
+
+    item = models.ForeignKey(WorkItem, on_delete=models.CASCADE, related_name="agent_works")
+    agent = models.ForeignKey("presence.Agent", on_delete=models.PROTECT, related_name="works")
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="+")
+    channel = models.ForeignKey(ServiceChannel, on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(
+        _("state"), max_length=12, choices=AgentWorkState.choices, default=AgentWorkState.PUSHED
+    )
+    units = models.PositiveSmallIntegerField(_("units"))
+    pushed_at = models.DateTimeField(_("pushed"))
+    expires_at = models.DateTimeField(_("offer expires"), null=True, blank=True)
+    opened_at = models.DateTimeField(_("accepted"), null=True, blank=True)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    # Time the item had waited when pushed: enqueued_at of the item at push time.
+    enqueued_at = models.DateTimeField(_("entered queue"))
+    decline_reason = models.CharField(_("decline reason"), max_length=200, blank=True, default="")
+    end_note = models.TextField(_("note"), blank=True, default="")
+    routing_reason = models.JSONField(_("why this agent"), default=dict, blank=True)
+    auto_accepted = models.BooleanField(_("auto-accepted"), default=False)
+
+    class Meta:
+        ordering = ["-pushed_at", "-id"]
+        verbose_name = _("agent work")
+        verbose_name_plural = _("agent work")
+        constraints = [
+            # The heart of "never assigned twice": one live offer or assignment per item.
+            models.UniqueConstraint(
+                fields=["item"],
+                condition=Q(state__in=["pushed", "opened"]),
+                name="agentwork_one_live_per_item",
+            ),
+            models.CheckConstraint(condition=Q(units__gte=1), name="agentwork_units_positive"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["agent", "state"],
+                condition=Q(state__in=["pushed", "opened"]),
+                name="agentwork_live_by_agent",
+            ),
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(state="pushed"),
+                name="agentwork_pushed_expiry",
+            ),
+            models.Index(fields=["pushed_at"], name="agentwork_pushed_at"),
+            models.Index(fields=["item", "state"], name="agentwork_item_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item} -> {self.agent} ({self.state})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.state in LIVE_STATES
+
+
+class ActionLog(models.Model):
+    """Who did what to routing by hand (supervisor moves, direct pushes, presence overrides)."""
+
+    at = models.DateTimeField(_("at"))
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    verb = models.CharField(_("action"), max_length=40)
+    item = models.ForeignKey(
+        WorkItem, on_delete=models.CASCADE, null=True, blank=True, related_name="actions"
+    )
+    agent = models.ForeignKey(
+        "presence.Agent", on_delete=models.CASCADE, null=True, blank=True, related_name="actions"
+    )
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = _("action log entry")
+        verbose_name_plural = _("action log")
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.verb}"
