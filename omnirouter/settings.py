@@ -88,8 +88,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions and a busy timeout let the embedded routing thread and web requests
     # share one SQLite file without "database is locked" errors.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"transaction_mode": "IMMEDIATE", "timeout": 20,
-         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
@@ -100,12 +103,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env("REDIS_URL", default="")
 
 
-def _redis_db(url: str, db: int) -> str:
+def _redis_db(url: str, offset: int) -> str:
+    """The URL of the database ``offset`` after the one REDIS_URL names (default 0)."""
     base = url.rstrip("/")
-    scheme_host, _, tail = base.rpartition("/")
-    if scheme_host.endswith(":/") or not tail.isdigit():
-        return f"{base}/{db}"
-    return f"{scheme_host}/{db}"
+    head, _, tail = base.rpartition("/")
+    if tail.isdigit() and "//" in head:
+        return f"{head}/{int(tail) + offset}"
+    return f"{base}/{offset}"
 
 
 if REDIS_URL:
@@ -134,7 +138,9 @@ CONSOLE_GRACE_SECONDS = env.int("CONSOLE_GRACE_SECONDS", default=30)
 CONSOLE_HEARTBEAT_SECONDS = env.int("CONSOLE_HEARTBEAT_SECONDS", default=10)
 
 # --- Celery ---------------------------------------------------------------------------------
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=_redis_db(REDIS_URL, 0) if REDIS_URL else "memory://")
+CELERY_BROKER_URL = env(
+    "CELERY_BROKER_URL", default=_redis_db(REDIS_URL, 0) if REDIS_URL else "memory://"
+)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

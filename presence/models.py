@@ -48,7 +48,9 @@ class PresenceConfiguration(models.Model):
 
     name = models.CharField(_("name"), max_length=80, unique=True)
     capacity = models.PositiveSmallIntegerField(
-        _("capacity (units)"), default=10, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+        _("capacity (units)"),
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
     )
     auto_accept = models.BooleanField(
         _("auto-accept"), default=False, help_text=_("Pushed work is accepted at once.")
@@ -56,8 +58,10 @@ class PresenceConfiguration(models.Model):
     console_required = models.BooleanField(
         _("console required"),
         default=True,
-        help_text=_("Route only to agents with a live console. Turn off for agents that work "
-                    "through the API."),
+        help_text=_(
+            "Route only to agents with a live console. Turn off for agents that work "
+            "through the API."
+        ),
     )
     allow_decline = models.BooleanField(_("allow decline"), default=True)
     require_decline_reason = models.BooleanField(_("require a decline reason"), default=False)

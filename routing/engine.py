@@ -158,10 +158,14 @@ def _match_one(
         if not preferred:
             return None  # hold the item for its preferred agent until the preference lapses
         state = preferred[0]
-        return _offer(item, state, reason={
-            "rule": "preferred_agent",
-            "text": "Preferred agent (returning customer) is available.",
-        })
+        return _offer(
+            item,
+            state,
+            reason={
+                "rule": "preferred_agent",
+                "text": "Preferred agent (returning customer) is available.",
+            },
+        )
 
     reoffer = not fresh
     pool = fresh or cooled
@@ -175,8 +179,18 @@ def _match_one(
         first, second = _model_key(best, model), _model_key(ranked[1], model)
         if first[0] == second[0]:
             tie_break = "longest_idle" if first[1] != second[1] else "lowest_agent_id"
-    return _offer(item, best, reason=_explain(best, model, len(pool), tie_break, reoffer,
-                                             skipped_refusals=refused_waiting + len(cooled) * (not reoffer)))
+    return _offer(
+        item,
+        best,
+        reason=_explain(
+            best,
+            model,
+            len(pool),
+            tie_break,
+            reoffer,
+            skipped_refusals=refused_waiting + len(cooled) * (not reoffer),
+        ),
+    )
 
 
 def _offer(item: ItemView, state: _AgentState, *, reason: dict[str, Any]) -> Offer:

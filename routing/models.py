@@ -60,8 +60,10 @@ class RoutingConfiguration(models.Model):
         null=True,
         blank=True,
         validators=[MinValueValidator(1)],
-        help_text=_("Capacity units one item takes. Leave empty to use a percentage or the "
-                    "channel's default."),
+        help_text=_(
+            "Capacity units one item takes. Leave empty to use a percentage or the "
+            "channel's default."
+        ),
     )
     size_percent = models.PositiveSmallIntegerField(
         _("item size (% of capacity)"),
@@ -80,8 +82,10 @@ class RoutingConfiguration(models.Model):
         _("service level target (s)"),
         default=30,
         validators=[MinValueValidator(1)],
-        help_text=_("An item accepted within this many seconds of entering the queue counts "
-                    "towards service level."),
+        help_text=_(
+            "An item accepted within this many seconds of entering the queue counts "
+            "towards service level."
+        ),
     )
     service_level_goal_percent = models.PositiveSmallIntegerField(
         _("service level goal (%)"),
@@ -174,7 +178,9 @@ class WorkItem(models.Model):
     """One routable piece of work, linked to the record it stands for."""
 
     channel = models.ForeignKey(
-        ServiceChannel, on_delete=models.PROTECT, related_name="work_items",
+        ServiceChannel,
+        on_delete=models.PROTECT,
+        related_name="work_items",
         verbose_name=_("channel"),
     )
     queue = models.ForeignKey(
@@ -193,7 +199,9 @@ class WorkItem(models.Model):
         help_text=_("1 is most urgent; orders items within the same routing priority."),
     )
     size_units = models.PositiveSmallIntegerField(_("size (units)"), null=True, blank=True)
-    size_percent = models.PositiveSmallIntegerField(_("size (% of capacity)"), null=True, blank=True)
+    size_percent = models.PositiveSmallIntegerField(
+        _("size (% of capacity)"), null=True, blank=True
+    )
     subject = models.CharField(_("subject"), max_length=255)
     payload = models.JSONField(_("payload"), default=dict, blank=True)
     record_type = models.ForeignKey(

@@ -1,0 +1,1009 @@
+"""Routing services: every write to work items and agent work goes through these functions.
+
+Lock order, everywhere, so no two transactions wait on each other in a cycle:
+    routing pass lock -> agent rows (by id) -> agent work rows -> work item rows.
+Item claims use ``SKIP LOCKED``: a pass never waits on an item another transaction holds.
+Side effects (pushes to consoles, routing requests) leave only after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection, models, transaction
+from django.db.models import Case, F, Max, Q, Sum, Value, When
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from omnirouter import realtime
+from presence.models import Agent, PresenceStatus
+from routing import engine
+from routing.dispatch import request_routing
+from routing.errors import Conflict, Forbidden, NotFound, RoutingError
+from routing.models import (
+    LIVE_STATES,
+    ActionLog,
+    AgentWork,
+    AgentWorkState,
+    Queue,
+    QueueMembership,
+    ServiceChannel,
+    WorkItem,
+    WorkItemStatus,
+)
+from routing.selectors import presence_payloads, work_payload
+
+logger = logging.getLogger(__name__)
+
+# Arbitrary, fixed: the advisory lock that serialises routing passes across workers.
+_PASS_LOCK_KEY = 0x0A11_0C8E
+
+
+# --- Intake --------------------------------------------------------------------------------
+
+
+def enqueue_work(
+    *,
+    queue: Queue,
+    channel: ServiceChannel,
+    subject: str,
+    priority: int = 5,
+    payload: dict[str, Any] | None = None,
+    record: models.Model | None = None,
+    created_by: AbstractBaseUser | None = None,
+    preferred_agent: Agent | None = None,
+    preferred_for: timedelta | None = None,
+    now: datetime | None = None,
+) -> WorkItem:
+    """Create a waiting work item in ``queue``.
+
+    Size comes from the queue's routing configuration (units or a percentage of capacity), else
+    the channel's default. Side effects: a routing pass is requested and the queue's supervisors
+    are told, both after commit.
+    """
+    now = now or timezone.now()
+    if not 1 <= priority <= 10:
+        raise RoutingError("Priority must be between 1 (most urgent) and 10.", "priority")
+    config = queue.routing_config
+    size_units, size_percent = _size_from(config, channel)
+    item = WorkItem(
+        queue=queue,
+        channel=channel,
+        subject=subject,
+        priority=priority,
+        payload=payload or {},
+        routing_priority=config.routing_priority,
+        size_units=size_units,
+        size_percent=size_percent,
+        created_at=now,
+        enqueued_at=now,
+        created_by=created_by if created_by and created_by.is_authenticated else None,
+        preferred_agent=preferred_agent,
+        preferred_until=now + preferred_for if preferred_agent and preferred_for else None,
+    )
+    if record is not None:
+        item.record_type = ContentType.objects.get_for_model(record)
+        item.record_id = str(record.pk)
+    with transaction.atomic():
+        item.save()
+        _queue_changed(queue.pk)
+        request_routing()
+    return item
+
+
+def cancel_work_item(*, item_id: int, now: datetime | None = None) -> WorkItem:
+    """Cancel an item that is waiting or offered (the customer left, the case was withdrawn).
+
+    A pending offer is withdrawn and its capacity freed. Assigned items are the agent's to close.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        live = _live_work_of(item_id)
+        if live is not None:
+            _lock_agents([live.agent_id])
+        item = _lock_item(item_id)
+        if item.status in (WorkItemStatus.CLOSED, WorkItemStatus.CANCELED):
+            raise Conflict(f"Item {item_id} has already ended ({item.status}).", "ended")
+        if item.status == WorkItemStatus.ASSIGNED:
+            raise Conflict(
+                f"Item {item_id} is assigned to an agent; the agent closes it.", "assigned"
+            )
+        live = _live_work_of(item_id)
+        if live is not None:
+            _end_work(live, AgentWorkState.CANCELED, now=now, note="Item canceled.")
+        item.status = WorkItemStatus.CANCELED
+        item.ended_at = now
+        item.save(update_fields=["status", "ended_at"])
+        _queue_changed(item.queue_id)
+        if live is not None:
+            request_routing()
+    return item
+
+
+# --- The routing pass ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PassResult:
+    offers: int
+    batches: int
+    items_considered: int
+
+
+def route_waiting_work(
+    *,
+    now: datetime | None = None,
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+) -> PassResult:
+    """Match waiting items to agents with room, in batches, one transaction per batch.
+
+    Each batch: take the pass lock, lock the agents with room (by id), claim the next page of
+    waiting items in routing order with ``FOR UPDATE SKIP LOCKED``, let the engine decide, write
+    the offers. Pages continue after the last item seen, so items nobody can take right now do not
+    starve the items behind them. Side effects: offers pushed to consoles and queue changes to
+    supervisors after each batch commits.
+    """
+    batch_size = batch_size or settings.ROUTING_BATCH_SIZE
+    max_batches = max_batches or settings.ROUTING_MAX_PAGES_PER_PASS
+    cursor: tuple[int, int, datetime, int] | None = None
+    offers = batches = considered = 0
+    while batches < max_batches:
+        batch_now = now or timezone.now()
+        with transaction.atomic():
+            result = _route_batch(now=batch_now, batch_size=batch_size, after=cursor)
+        batches += 1
+        offers += result.offers
+        considered += result.claimed
+        if result.last_key is None or result.claimed < batch_size or not result.agents_left:
+            break
+        cursor = result.last_key
+    return PassResult(offers=offers, batches=batches, items_considered=considered)
+
+
+@dataclass(frozen=True)
+class _BatchResult:
+    offers: int
+    claimed: int
+    last_key: tuple[int, int, datetime, int] | None
+    agents_left: bool
+
+
+def _route_batch(
+    *, now: datetime, batch_size: int, after: tuple[int, int, datetime, int] | None
+) -> _BatchResult:
+    _take_pass_lock()
+    agents = _lock_agents_with_room(now)
+    if not agents:
+        return _BatchResult(0, 0, None, False)
+    queue_ids = set().union(*(a.queue_ids for a in agents.values()))
+    channel_ids = set().union(*(a.channel_ids for a in agents.values()))
+    if not queue_ids or not channel_ids:
+        return _BatchResult(0, 0, None, False)
+
+    page = _claim_waiting(queue_ids, channel_ids, batch_size, after)
+    if not page:
+        return _BatchResult(0, 0, None, True)
+    configs = _queue_configs({row["queue_id"] for row in page})
+    refused = _refusals([row["id"] for row in page])
+    online_preferred = _online_preferred(page)
+
+    items = [
+        engine.ItemView(
+            id=row["id"],
+            queue_id=row["queue_id"],
+            channel_id=row["channel_id"],
+            routing_priority=row["routing_priority"],
+            priority=row["priority"],
+            enqueued_at=row["enqueued_at"],
+            routing_model=configs[row["queue_id"]].routing_model,
+            size_units=row["size_units"],
+            size_percent=row["size_percent"],
+            refused_by=refused.get(row["id"], {}),
+            preferred_agent_id=(
+                row["preferred_agent_id"]
+                if (row["preferred_agent_id"], row["channel_id"]) in online_preferred
+                else None
+            ),
+            preferred_until=row["preferred_until"],
+        )
+        for row in page
+    ]
+    offers = engine.match(
+        items,
+        agents.values(),
+        now=now,
+        reoffer_cooldown=timedelta(seconds=settings.ROUTING_REOFFER_COOLDOWN_SECONDS),
+    )
+    rows_by_id = {row["id"]: row for row in page}
+    _write_offers(offers, rows_by_id, configs, agents, now)
+
+    still_room = any(
+        a.capacity - a.used - sum(o.units for o in offers if o.agent_id == a.id) > 0
+        for a in agents.values()
+    )
+    last = page[-1]
+    return _BatchResult(
+        offers=len(offers),
+        claimed=len(page),
+        last_key=(last["routing_priority"], last["priority"], last["enqueued_at"], last["id"]),
+        agents_left=still_room,
+    )
+
+
+def _take_pass_lock() -> None:
+    # Passes are serialised so cross-queue priority holds with any number of workers: a pass
+    # that ran beside another could hand an agent lower-priority work while the other pass held
+    # the higher-priority items locked. Waiting here is short (one batch); SQLite has one writer.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [_PASS_LOCK_KEY])
+
+
+def _routable_agents_q(now: datetime) -> Q:
+    grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
+    return Q(status__is_online=True) & (
+        Q(presence_config__console_required=False) | Q(console_seen_at__gte=now - grace)
+    )
+
+
+def _lock_agents_with_room(now: datetime) -> dict[int, engine.AgentView]:
+    # Locked so that accept/decline/close/presence changes wait for this batch, and the capacity
+    # we read is the capacity we write against.
+    rows = list(
+        Agent.objects.select_for_update(of=("self",))
+        .filter(_routable_agents_q(now), used_capacity__lt=F("capacity"))
+        .order_by("id")
+        .values("id", "capacity", "used_capacity", "open_count", "last_assigned_at", "status_id")
+    )
+    if not rows:
+        return {}
+    status_channels = _status_channels({r["status_id"] for r in rows})
+    memberships: dict[int, set[int]] = defaultdict(set)
+    for agent_id, queue_id in QueueMembership.objects.filter(
+        agent_id__in=[r["id"] for r in rows]
+    ).values_list("agent_id", "queue_id"):
+        memberships[agent_id].add(queue_id)
+    return {
+        r["id"]: engine.AgentView(
+            id=r["id"],
+            capacity=r["capacity"],
+            used=r["used_capacity"],
+            open_count=r["open_count"],
+            last_assigned_at=r["last_assigned_at"],
+            channel_ids=status_channels.get(r["status_id"], frozenset()),
+            queue_ids=frozenset(memberships[r["id"]]),
+        )
+        for r in rows
+    }
+
+
+def _status_channels(status_ids: Iterable[int]) -> dict[int, frozenset[int]]:
+    found: dict[int, set[int]] = defaultdict(set)
+    for status_id, channel_id in PresenceStatus.channels.through.objects.filter(
+        presencestatus_id__in=list(status_ids)
+    ).values_list("presencestatus_id", "servicechannel_id"):
+        found[status_id].add(channel_id)
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+_PAGE_FIELDS = (
+    "id",
+    "queue_id",
+    "channel_id",
+    "routing_priority",
+    "priority",
+    "enqueued_at",
+    "size_units",
+    "size_percent",
+    "subject",
+    "preferred_agent_id",
+    "preferred_until",
+)
+
+
+def _claim_waiting(
+    queue_ids: set[int],
+    channel_ids: set[int],
+    limit: int,
+    after: tuple[int, int, datetime, int] | None,
+) -> list[dict[str, Any]]:
+    qs = WorkItem.objects.filter(
+        status=WorkItemStatus.WAITING, queue_id__in=queue_ids, channel_id__in=channel_ids
+    )
+    if after is not None:
+        rp, p, eq, pk = after
+        qs = qs.filter(
+            Q(routing_priority__gt=rp)
+            | Q(routing_priority=rp, priority__gt=p)
+            | Q(routing_priority=rp, priority=p, enqueued_at__gt=eq)
+            | Q(routing_priority=rp, priority=p, enqueued_at=eq, id__gt=pk)
+        )
+    # SKIP LOCKED: items another transaction holds (a cancel, a transfer) are simply not ours
+    # this time; the next pass sees them.
+    return list(
+        qs.select_for_update(skip_locked=True, of=("self",))
+        .order_by("routing_priority", "priority", "enqueued_at", "id")
+        .values(*_PAGE_FIELDS)[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class _QueueConfig:
+    routing_model: str
+    push_timeout_seconds: int
+    queue_name: str
+
+
+def _queue_configs(queue_ids: Iterable[int]) -> dict[int, _QueueConfig]:
+    return {
+        q["id"]: _QueueConfig(
+            q["routing_config__routing_model"], q["routing_config__push_timeout_seconds"], q["name"]
+        )
+        for q in Queue.objects.filter(id__in=list(queue_ids)).values(
+            "id", "name", "routing_config__routing_model", "routing_config__push_timeout_seconds"
+        )
+    }
+
+
+def _refusals(item_ids: Sequence[int]) -> dict[int, dict[int, datetime]]:
+    refused: dict[int, dict[int, datetime]] = defaultdict(dict)
+    rows = (
+        AgentWork.objects.filter(
+            item_id__in=item_ids, state__in=[AgentWorkState.DECLINED, AgentWorkState.TIMED_OUT]
+        )
+        .values("item_id", "agent_id")
+        .annotate(last=Max("ended_at"))
+    )
+    for row in rows:
+        refused[row["item_id"]][row["agent_id"]] = row["last"]
+    return refused
+
+
+def _online_preferred(page: list[dict[str, Any]]) -> set[tuple[int, int]]:
+    """(agent, channel) pairs of preferred agents who are online for that channel right now."""
+    wanted = {r["preferred_agent_id"] for r in page if r["preferred_agent_id"]}
+    if not wanted:
+        return set()
+    rows = Agent.objects.filter(id__in=wanted, status__is_online=True).values_list(
+        "id", "status__channels"
+    )
+    return {(agent_id, channel_id) for agent_id, channel_id in rows if channel_id}
+
+
+def _write_offers(
+    offers: list[engine.Offer],
+    rows: dict[int, dict[str, Any]],
+    configs: dict[int, _QueueConfig],
+    agents: dict[int, engine.AgentView],
+    now: datetime,
+) -> None:
+    if not offers:
+        return
+    auto = set(
+        Agent.objects.filter(
+            id__in={o.agent_id for o in offers}, presence_config__auto_accept=True
+        ).values_list("id", flat=True)
+    )
+    works = []
+    for offer in offers:
+        row = rows[offer.item_id]
+        is_auto = offer.agent_id in auto
+        timeout = configs[row["queue_id"]].push_timeout_seconds
+        works.append(
+            AgentWork(
+                item_id=offer.item_id,
+                agent_id=offer.agent_id,
+                queue_id=row["queue_id"],
+                channel_id=row["channel_id"],
+                state=AgentWorkState.OPENED if is_auto else AgentWorkState.PUSHED,
+                units=offer.units,
+                pushed_at=now,
+                expires_at=None if is_auto else now + timedelta(seconds=timeout),
+                opened_at=now if is_auto else None,
+                enqueued_at=row["enqueued_at"],
+                routing_reason=offer.reason,
+                auto_accepted=is_auto,
+            )
+        )
+    AgentWork.objects.bulk_create(works)
+
+    offered = [o.item_id for o in offers if o.agent_id not in auto]
+    assigned = [o.item_id for o in offers if o.agent_id in auto]
+    if offered:
+        WorkItem.objects.filter(id__in=offered).update(status=WorkItemStatus.OFFERED)
+    if assigned:
+        WorkItem.objects.filter(id__in=assigned).update(status=WorkItemStatus.ASSIGNED)
+
+    units: dict[int, int] = defaultdict(int)
+    counts: dict[int, int] = defaultdict(int)
+    for offer in offers:
+        units[offer.agent_id] += offer.units
+        counts[offer.agent_id] += 1
+    Agent.objects.filter(id__in=list(units)).update(
+        used_capacity=F("used_capacity")
+        + Case(*(When(id=a, then=Value(u)) for a, u in units.items()), default=Value(0)),
+        open_count=F("open_count")
+        + Case(*(When(id=a, then=Value(c)) for a, c in counts.items()), default=Value(0)),
+        last_assigned_at=now,
+    )
+
+    if connection.vendor == "postgresql":
+        # bulk_create returns ids on PostgreSQL; SQLite (embedded) reads them back.
+        saved = works
+    else:
+        saved = list(
+            AgentWork.objects.filter(item_id__in=[o.item_id for o in offers], state__in=LIVE_STATES)
+        )
+    channel_names = dict(ServiceChannel.objects.values_list("id", "label"))
+    channel_keys = dict(ServiceChannel.objects.values_list("id", "key"))
+    messages = []
+    for work in saved:
+        row = rows[work.item_id]
+        payload = {
+            "id": work.pk,
+            "item_id": work.item_id,
+            "state": work.state,
+            "subject": row["subject"],
+            "queue": configs[row["queue_id"]].queue_name,
+            "queue_id": row["queue_id"],
+            "channel": channel_keys.get(row["channel_id"]),
+            "channel_label": channel_names.get(row["channel_id"]),
+            "units": work.units,
+            "pushed_at": now.isoformat(),
+            "expires_at": work.expires_at.isoformat() if work.expires_at else None,
+            "enqueued_at": row["enqueued_at"].isoformat(),
+            "why": work.routing_reason.get("text", ""),
+        }
+        messages.append((realtime.agent_group(work.agent_id), realtime.OFFER, payload))
+    for queue_id in {rows[o.item_id]["queue_id"] for o in offers}:
+        messages.append(
+            (realtime.queue_group(queue_id), realtime.QUEUE_CHANGED, {"queue_id": queue_id})
+        )
+    messages.extend(_presence_messages(list(units)))
+    realtime.publish_many(messages)
+
+
+# --- Agent actions ---------------------------------------------------------------------------
+
+
+def accept_work(*, work_id: int, agent: Agent, now: datetime | None = None) -> AgentWork:
+    """Accept a pushed offer: a compare-and-set on (still pushed, not expired, this agent).
+
+    A duplicate or late accept changes nothing and raises ``Conflict`` saying why.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        changed = AgentWork.objects.filter(
+            id=work_id, agent=agent, state=AgentWorkState.PUSHED, expires_at__gt=now
+        ).update(state=AgentWorkState.OPENED, opened_at=now)
+        work = _get_own_work(work_id, agent)
+        if not changed:
+            if work.state == AgentWorkState.OPENED:
+                raise Conflict("You have already accepted this work.", "already_accepted")
+            if work.state == AgentWorkState.PUSHED:
+                raise Conflict("This offer has timed out.", "expired")
+            raise Conflict(
+                f"This offer is no longer open ({work.get_state_display()}).", work.state
+            )
+        WorkItem.objects.filter(id=work.item_id).update(status=WorkItemStatus.ASSIGNED)
+        _work_changed(work)
+    return work
+
+
+def decline_work(
+    *, work_id: int, agent: Agent, reason: str = "", now: datetime | None = None
+) -> AgentWork:
+    """Decline a pushed offer. The item goes back in line with its original age, to be offered to
+    someone else; the agent's status changes if their presence configuration says so."""
+    now = now or timezone.now()
+    config = agent.presence_config
+    if not config.allow_decline:
+        raise Forbidden("Your presence configuration does not allow declining work.", "no_decline")
+    reason = (reason or "").strip()
+    if config.require_decline_reason and not reason:
+        raise RoutingError("A reason is required to decline this work.", "reason_required")
+    allowed = list(config.decline_reasons.filter(active=True).values_list("label", flat=True))
+    if reason and allowed and reason not in allowed:
+        raise RoutingError(
+            f"Unknown decline reason. Choose one of: {', '.join(allowed)}.", "reason"
+        )
+    with transaction.atomic():
+        _lock_agents([agent.pk])
+        work = _lock_own_work(work_id, agent)
+        if work.state != AgentWorkState.PUSHED:
+            raise Conflict(
+                f"This work can no longer be declined ({work.get_state_display()}).", work.state
+            )
+        _end_work(work, AgentWorkState.DECLINED, now=now, reason=reason)
+        _return_item(work.item_id)
+        if config.status_after_decline_id:
+            _apply_status(agent.pk, config.status_after_decline_id, now=now)
+        request_routing()
+    return work
+
+
+def close_work(
+    *, work_id: int, agent: Agent, note: str = "", now: datetime | None = None
+) -> AgentWork:
+    """Close accepted work: the item is done, the agent's capacity is freed."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        _lock_agents([agent.pk])
+        work = _lock_own_work(work_id, agent)
+        if work.state != AgentWorkState.OPENED:
+            raise Conflict(
+                f"Only accepted work can be closed ({work.get_state_display()}).", work.state
+            )
+        _end_work(work, AgentWorkState.CLOSED, now=now, note=note)
+        WorkItem.objects.filter(id=work.item_id).update(status=WorkItemStatus.CLOSED, ended_at=now)
+        request_routing()
+    return work
+
+
+def transfer_work(
+    *, work_id: int, agent: Agent, queue: Queue, note: str = "", now: datetime | None = None
+) -> AgentWork:
+    """Hand accepted work to another queue: it waits there as a new entry, routed afresh."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        _lock_agents([agent.pk])
+        work = _lock_own_work(work_id, agent)
+        if work.state != AgentWorkState.OPENED:
+            raise Conflict(
+                f"Only accepted work can be transferred ({work.get_state_display()}).", work.state
+            )
+        _end_work(work, AgentWorkState.TRANSFERRED, now=now, note=note or f"To {queue.name}")
+        _requeue(work.item_id, queue, now=now)
+        request_routing()
+    return work
+
+
+# --- Presence --------------------------------------------------------------------------------
+
+
+def set_presence(
+    *,
+    agent: Agent,
+    status: PresenceStatus | None,
+    now: datetime | None = None,
+    actor: AbstractBaseUser | None = None,
+    check_allowed: bool = True,
+) -> Agent:
+    """Change an agent's presence status (``None`` is offline).
+
+    Offers for channels the new status does not cover go back to their queues (accepted work
+    stays). Going online requests a routing pass. ``actor`` other than the agent is logged.
+    """
+    now = now or timezone.now()
+    if status is not None and check_allowed:
+        allowed = agent.presence_config.allowed_statuses.all()
+        if allowed.exists() and not allowed.filter(pk=status.pk).exists():
+            raise RoutingError(f"Status {status.name!r} is not available to you.", "status")
+    with transaction.atomic():
+        _lock_agents([agent.pk])
+        _apply_status(agent.pk, status.pk if status else None, now=now)
+        if actor is not None and getattr(actor, "pk", None) != agent.user_id:
+            ActionLog.objects.create(
+                at=now,
+                actor=actor,
+                verb="set_presence",
+                agent=agent,
+                detail={"status": status.name if status else None},
+            )
+    agent.refresh_from_db()
+    return agent
+
+
+def touch_console(*, agent: Agent, now: datetime | None = None) -> None:
+    """Record that the agent's console is alive (on connect and on each heartbeat)."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
+    was_stale = Agent.objects.filter(
+        Q(console_seen_at__lt=now - grace) | Q(console_seen_at__isnull=True),
+        pk=agent.pk,
+        status__is_online=True,
+    ).exists()
+    Agent.objects.filter(pk=agent.pk).update(console_seen_at=now)
+    if was_stale:
+        request_routing()
+
+
+def apply_presence_config(
+    *, agent_ids: Sequence[int] | None = None, config_id: int | None = None
+) -> int:
+    """Bring agents' capacity in line with their presence configuration (after an admin edit).
+
+    Capacity in force never drops below what an agent holds; it settles as work closes.
+    """
+    qs = Agent.objects.all()
+    if agent_ids is not None:
+        qs = qs.filter(id__in=agent_ids)
+    if config_id is not None:
+        qs = qs.filter(presence_config_id=config_id)
+    with transaction.atomic():
+        ids = _lock_agents(list(qs.values_list("id", flat=True)))
+        changed = 0
+        for agent in Agent.objects.filter(id__in=ids).select_related("presence_config"):
+            new = agent.presence_config.capacity
+            if agent.configured_capacity != new or agent.capacity != max(new, agent.used_capacity):
+                Agent.objects.filter(pk=agent.pk).update(
+                    configured_capacity=new, capacity=Greatest(Value(new), F("used_capacity"))
+                )
+                realtime.publish(*_presence_message(agent.pk))
+                changed += 1
+        if changed:
+            request_routing()
+    return changed
+
+
+# --- Supervisor actions ----------------------------------------------------------------------
+
+
+def move_item(
+    *, item_id: int, queue: Queue, actor: AbstractBaseUser, now: datetime | None = None
+) -> WorkItem:
+    """Move a waiting (or offered) item to another queue; a pending offer is withdrawn."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        live = _live_work_of(item_id)
+        if live is not None:
+            _lock_agents([live.agent_id])
+        item = _lock_item(item_id)
+        if item.status not in (WorkItemStatus.WAITING, WorkItemStatus.OFFERED):
+            raise Conflict("Only waiting or offered items can be moved.", item.status)
+        live = _live_work_of(item_id)
+        if live is not None:
+            _end_work(live, AgentWorkState.CANCELED, now=now, note="Moved by a supervisor.")
+        old_queue = item.queue_id
+        _requeue(item_id, queue, now=now, keep_age=True)
+        ActionLog.objects.create(
+            at=now,
+            actor=actor,
+            verb="move_item",
+            item_id=item_id,
+            detail={"from_queue": old_queue, "to_queue": queue.pk},
+        )
+        _queue_changed(old_queue)
+        request_routing()
+    item.refresh_from_db()
+    return item
+
+
+def push_item_to_agent(
+    *, item_id: int, agent: Agent, actor: AbstractBaseUser, now: datetime | None = None
+) -> AgentWork:
+    """Offer a waiting item to a chosen agent, past the routing model (capacity still holds)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        _lock_agents([agent.pk])
+        item = _lock_item(item_id)
+        if item.status != WorkItemStatus.WAITING:
+            raise Conflict("Only waiting items can be pushed to an agent.", item.status)
+        fresh = Agent.objects.select_related("status", "presence_config").get(pk=agent.pk)
+        if fresh.status is None or not fresh.status.is_online:
+            raise Conflict(f"{fresh} is not online.", "offline")
+        units = item.units_for(fresh.capacity)
+        if fresh.spare_capacity < units:
+            raise Conflict(
+                f"{fresh} has {fresh.spare_capacity} spare units; this item needs {units}.",
+                "no_capacity",
+            )
+        config = item.queue.routing_config
+        is_auto = fresh.presence_config.auto_accept
+        work = AgentWork.objects.create(
+            item=item,
+            agent=fresh,
+            queue_id=item.queue_id,
+            channel_id=item.channel_id,
+            state=AgentWorkState.OPENED if is_auto else AgentWorkState.PUSHED,
+            units=units,
+            pushed_at=now,
+            enqueued_at=item.enqueued_at,
+            expires_at=None if is_auto else now + timedelta(seconds=config.push_timeout_seconds),
+            opened_at=now if is_auto else None,
+            auto_accepted=is_auto,
+            routing_reason={
+                "rule": "supervisor",
+                "actor": getattr(actor, "username", ""),
+                "text": f"Pushed by supervisor {getattr(actor, 'username', '')}.",
+            },
+        )
+        WorkItem.objects.filter(pk=item.pk).update(
+            status=WorkItemStatus.ASSIGNED if is_auto else WorkItemStatus.OFFERED
+        )
+        Agent.objects.filter(pk=fresh.pk).update(
+            used_capacity=F("used_capacity") + units,
+            open_count=F("open_count") + 1,
+            last_assigned_at=now,
+        )
+        ActionLog.objects.create(
+            at=now,
+            actor=actor,
+            verb="push_item",
+            item=item,
+            agent=fresh,
+            detail={"work_id": work.pk},
+        )
+        realtime.publish(realtime.agent_group(fresh.pk), realtime.OFFER, work_payload(work))
+        realtime.publish(*_presence_message(fresh.pk))
+        _queue_changed(item.queue_id)
+    return work
+
+
+# --- The sweep -------------------------------------------------------------------------------
+
+
+def sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Periodic safety net: expire offers, drop lost consoles, fix capacity drift, route."""
+    now = now or timezone.now()
+    expired = expire_offers(now=now)
+    offline = expire_lost_consoles(now=now)
+    drift = reconcile_capacity()
+    routed = route_waiting_work().offers
+    return {"expired": expired, "offline": offline, "drift": drift, "offers": routed}
+
+
+def expire_offers(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Time out pushed offers past their deadline; their items go back in line."""
+    now = now or timezone.now()
+    due = list(
+        AgentWork.objects.filter(state=AgentWorkState.PUSHED, expires_at__lte=now)
+        .order_by("expires_at")
+        .values_list("id", "agent_id")[:limit]
+    )
+    if not due:
+        return 0
+    count = 0
+    with transaction.atomic():
+        _lock_agents({agent_id for _, agent_id in due})
+        works = list(
+            AgentWork.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(id__in=[w for w, _ in due], state=AgentWorkState.PUSHED, expires_at__lte=now)
+            .select_related("agent__presence_config")
+            .order_by("id")
+        )
+        for work in works:
+            _end_work(work, AgentWorkState.TIMED_OUT, now=now)
+            _return_item(work.item_id)
+            after = work.agent.presence_config.status_after_timeout_id
+            if after:
+                _apply_status(work.agent_id, after, now=now)
+            count += 1
+        if count:
+            request_routing()
+    return count
+
+
+def expire_lost_consoles(*, now: datetime | None = None) -> int:
+    """Set offline the agents whose console has been gone longer than the grace period."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
+    lost = list(
+        Agent.objects.filter(status__is_online=True, presence_config__console_required=True)
+        .filter(Q(console_seen_at__lt=cutoff) | Q(console_seen_at__isnull=True))
+        .values_list("id", flat=True)
+    )
+    for agent_id in lost:
+        with transaction.atomic():
+            _lock_agents([agent_id])
+            # Re-checked under the lock: a heartbeat may have come in meanwhile.
+            still_lost = Agent.objects.filter(
+                Q(console_seen_at__lt=cutoff) | Q(console_seen_at__isnull=True),
+                id=agent_id,
+                status__is_online=True,
+            ).exists()
+            if still_lost:
+                _apply_status(agent_id, None, now=now)
+    return len(lost)
+
+
+def reconcile_capacity() -> int:
+    """Check each agent's used capacity and open count against their live work; fix drift.
+
+    Used capacity is never trusted blindly: a crash between writes cannot happen inside one
+    transaction, but a hand edit or a bug could, and routing must not stall on a phantom load.
+    """
+    live = {
+        row["agent_id"]: (row["units"] or 0, row["n"])
+        for row in AgentWork.objects.filter(state__in=LIVE_STATES)
+        .values("agent_id")
+        .annotate(units=Sum("units"), n=models.Count("id"))
+    }
+    suspects = [
+        a["id"]
+        for a in Agent.objects.filter(Q(used_capacity__gt=0) | Q(id__in=list(live))).values(
+            "id", "used_capacity", "open_count"
+        )
+        if (a["used_capacity"], a["open_count"]) != live.get(a["id"], (0, 0))
+    ]
+    fixed = 0
+    for agent_id in suspects:
+        with transaction.atomic():
+            _lock_agents([agent_id])
+            agg = AgentWork.objects.filter(agent_id=agent_id, state__in=LIVE_STATES).aggregate(
+                units=Sum("units"), n=models.Count("id")
+            )
+            units, count = agg["units"] or 0, agg["n"]
+            agent = Agent.objects.get(pk=agent_id)
+            if (agent.used_capacity, agent.open_count) != (units, count):
+                logger.warning(
+                    "capacity drift on agent %s: stored %s units/%s items, live %s/%s; fixed",
+                    agent_id,
+                    agent.used_capacity,
+                    agent.open_count,
+                    units,
+                    count,
+                )
+                Agent.objects.filter(pk=agent_id).update(
+                    used_capacity=units,
+                    open_count=count,
+                    capacity=Greatest(F("configured_capacity"), Value(units)),
+                )
+                fixed += 1
+    if fixed:
+        request_routing()
+    return fixed
+
+
+# --- Internals -------------------------------------------------------------------------------
+
+
+def _size_from(config: Any, channel: ServiceChannel) -> tuple[int | None, int | None]:
+    if config.size_units:
+        return config.size_units, None
+    if config.size_percent:
+        return None, config.size_percent
+    return channel.default_size_units, None
+
+
+def _lock_agents(agent_ids: Iterable[int]) -> list[int]:
+    """Lock agent rows in id order (the one order every writer uses: no deadlocks)."""
+    ids = sorted(set(agent_ids))
+    if not ids:
+        return []
+    return list(
+        Agent.objects.select_for_update()
+        .filter(id__in=ids)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+
+
+def _lock_item(item_id: int) -> WorkItem:
+    try:
+        return (
+            WorkItem.objects.select_for_update(of=("self",)).select_related("queue").get(pk=item_id)
+        )
+    except WorkItem.DoesNotExist:
+        raise NotFound(f"No work item {item_id}.", "not_found") from None
+
+
+def _live_work_of(item_id: int) -> AgentWork | None:
+    return AgentWork.objects.filter(item_id=item_id, state__in=LIVE_STATES).first()
+
+
+def _get_own_work(work_id: int, agent: Agent) -> AgentWork:
+    work = AgentWork.objects.filter(pk=work_id).select_related("item", "queue", "channel").first()
+    if work is None or work.agent_id != agent.pk:
+        # Someone else's work is reported as missing: its existence is not the caller's business.
+        raise NotFound(f"No work {work_id} of yours.", "not_found")
+    return work
+
+
+def _lock_own_work(work_id: int, agent: Agent) -> AgentWork:
+    work = (
+        AgentWork.objects.select_for_update(of=("self",))
+        .select_related("item", "queue", "channel")
+        .filter(pk=work_id)
+        .first()
+    )
+    if work is None or work.agent_id != agent.pk:
+        raise NotFound(f"No work {work_id} of yours.", "not_found")
+    return work
+
+
+def _end_work(
+    work: AgentWork, state: str, *, now: datetime, reason: str = "", note: str = ""
+) -> None:
+    """End a live agent work and free the agent's capacity (agent row already locked)."""
+    was = work.state
+    AgentWork.objects.filter(pk=work.pk).update(
+        state=state, ended_at=now, decline_reason=reason, end_note=note
+    )
+    work.state, work.ended_at, work.decline_reason, work.end_note = state, now, reason, note
+    if was in LIVE_STATES:
+        Agent.objects.filter(pk=work.agent_id).update(
+            used_capacity=F("used_capacity") - work.units,
+            open_count=F("open_count") - 1,
+            capacity=Greatest(F("configured_capacity"), F("used_capacity") - work.units),
+        )
+        realtime.publish(*_presence_message(work.agent_id))
+    _work_changed(work)
+
+
+def _return_item(item_id: int) -> None:
+    """Put an item back in line: it keeps its place (its original time in queue)."""
+    WorkItem.objects.filter(
+        id=item_id, status__in=[WorkItemStatus.OFFERED, WorkItemStatus.ASSIGNED]
+    ).update(status=WorkItemStatus.WAITING)
+    queue_id = WorkItem.objects.filter(id=item_id).values_list("queue_id", flat=True).first()
+    if queue_id:
+        _queue_changed(queue_id)
+
+
+def _requeue(item_id: int, queue: Queue, *, now: datetime, keep_age: bool = False) -> None:
+    config = queue.routing_config
+    item = WorkItem.objects.select_related("channel").get(pk=item_id)
+    size_units, size_percent = _size_from(config, item.channel)
+    item.queue = queue
+    item.status = WorkItemStatus.WAITING
+    item.routing_priority = config.routing_priority
+    item.size_units, item.size_percent = size_units, size_percent
+    if not keep_age:
+        item.enqueued_at = now
+    item.save(
+        update_fields=[
+            "queue",
+            "status",
+            "routing_priority",
+            "size_units",
+            "size_percent",
+            "enqueued_at",
+        ]
+    )
+    _queue_changed(queue.pk)
+
+
+def _apply_status(agent_id: int, status_id: int | None, *, now: datetime) -> None:
+    """Set the status (agent row locked) and return offers the new status no longer covers."""
+    Agent.objects.filter(pk=agent_id).update(status_id=status_id, status_changed_at=now)
+    status = PresenceStatus.objects.filter(pk=status_id).first() if status_id else None
+    keep_channels: set[int] = set()
+    if status is not None and status.is_online:
+        keep_channels = set(status.channels.values_list("id", flat=True))
+    stranded = list(
+        AgentWork.objects.select_for_update(of=("self",))
+        .filter(agent_id=agent_id, state=AgentWorkState.PUSHED)
+        .exclude(channel_id__in=keep_channels)
+        .order_by("id")
+    )
+    for work in stranded:
+        _end_work(
+            work,
+            AgentWorkState.CANCELED,
+            now=now,
+            note="Returned to queue: agent no longer available for this channel.",
+        )
+        _return_item(work.item_id)
+    realtime.publish(*_presence_message(agent_id))
+    if stranded or (status is not None and status.is_online):
+        request_routing()
+
+
+def _presence_message(agent_id: int) -> tuple[str, str, dict[str, Any]]:
+    return _presence_messages([agent_id])[0]
+
+
+def _presence_messages(agent_ids: list[int]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (realtime.agent_group(agent_id), realtime.PRESENCE_CHANGED, payload)
+        for agent_id, payload in presence_payloads(agent_ids).items()
+    ]
+
+
+def _work_changed(work: AgentWork) -> None:
+    realtime.publish(realtime.agent_group(work.agent_id), realtime.WORK_CHANGED, work_payload(work))
+    _queue_changed(work.queue_id)
+
+
+def _queue_changed(queue_id: int) -> None:
+    realtime.publish(realtime.queue_group(queue_id), realtime.QUEUE_CHANGED, {"queue_id": queue_id})

@@ -1,0 +1,18 @@
+"""Celery tasks: idempotent nudges that only call services."""
+
+from celery import shared_task
+
+from routing import dispatch, services
+
+
+@shared_task(name="routing.route", acks_late=True, ignore_result=True)
+def route() -> int:
+    """Run one routing pass; returns how many offers it made."""
+    dispatch.clear_pending()
+    return services.route_waiting_work().offers
+
+
+@shared_task(name="routing.sweep", acks_late=True, ignore_result=True)
+def sweep() -> None:
+    """Expire offers, drop lost consoles, check capacity against live work, then route."""
+    services.sweep()
