@@ -445,6 +445,11 @@ def _write_offers(
         )
     channel_names = dict(ServiceChannel.objects.values_list("id", "label"))
     channel_keys = dict(ServiceChannel.objects.values_list("id", "key"))
+    # The claimed page leaves payloads out (they can be large); consoles need them for the offer
+    # card (the customer), so read them for the offered items only.
+    item_payloads = dict(
+        WorkItem.objects.filter(id__in=[o.item_id for o in offers]).values_list("id", "payload")
+    )
     messages = []
     for work in saved:
         row = rows[work.item_id]
@@ -460,8 +465,12 @@ def _write_offers(
             "units": work.units,
             "pushed_at": now.isoformat(),
             "expires_at": work.expires_at.isoformat() if work.expires_at else None,
+            "opened_at": work.opened_at.isoformat() if work.opened_at else None,
+            "ended_at": None,
             "enqueued_at": row["enqueued_at"].isoformat(),
             "why": work.routing_reason.get("text", ""),
+            "payload": item_payloads.get(work.item_id) or {},
+            "priority": row["priority"],
         }
         messages.append((realtime.agent_group(work.agent_id), realtime.OFFER, payload))
     for queue_id in {rows[o.item_id]["queue_id"] for o in offers}:
