@@ -81,13 +81,16 @@ class _AgentState:
     used: int
     open_count: int
     last_assigned_at: datetime | None
+    # Order of assignment within this pass: all of them happen at ``now``, and the agent served
+    # earlier in the pass has been idle longer than the one served later.
+    pass_seq: int = 0
 
     @property
     def spare(self) -> int:
         return self.view.capacity - self.used
 
-    def idle_key(self) -> datetime:
-        return self.last_assigned_at or _NEVER
+    def idle_key(self) -> tuple[datetime, int]:
+        return (self.last_assigned_at or _NEVER, self.pass_seq)
 
 
 def _model_key(state: _AgentState, model: str) -> tuple[Any, ...]:
@@ -122,6 +125,7 @@ def match(
         chosen.used += offer.units
         chosen.open_count += 1
         chosen.last_assigned_at = now
+        chosen.pass_seq = len(offers) + 1
         offers.append(offer)
         if chosen.spare <= 0:
             for queue_id in chosen.view.queue_ids:

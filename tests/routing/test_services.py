@@ -1,0 +1,376 @@
+"""Routing rules as scenarios, through the services, on PostgreSQL."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from presence.models import Agent
+from routing import services
+from routing.errors import Conflict, NotFound, RoutingError
+from routing.models import AgentWork, WorkItem
+from tests.factories import (
+    PresenceConfigurationFactory,
+    QueueFactory,
+    RoutingConfigurationFactory,
+    enqueue,
+    make_agent,
+)
+
+T0 = timezone.now().replace(microsecond=0)
+
+
+def at(seconds: float):
+    return T0 + timedelta(seconds=seconds)
+
+
+def route(seconds: float = 0):
+    return services.route_waiting_work(now=at(seconds))
+
+
+def live(agent: Agent) -> list[str]:
+    return list(
+        AgentWork.objects.filter(agent=agent, state__in=["pushed", "opened"])
+        .order_by("pushed_at", "id")
+        .values_list("item__subject", flat=True)
+    )
+
+
+def load(agent: Agent) -> tuple[int, int]:
+    agent.refresh_from_db()
+    return agent.used_capacity, agent.open_count
+
+
+def test_higher_routing_priority_queue_is_served_first_even_if_younger(world, api_config):
+    api_config.capacity = 1
+    api_config.save()
+    agent = make_agent("ann", queues=[world.support, world.vip], config=api_config,
+                       status=world.available)
+    enqueue(world.support, world.chat, "old support", now=at(0))
+    enqueue(world.vip, world.chat, "new vip", now=at(50))
+
+    route(60)
+
+    assert live(agent) == ["new vip"]
+    assert WorkItem.objects.get(subject="old support").status == "waiting"
+
+
+def test_oldest_first_then_item_priority(world, api_config):
+    api_config.capacity = 2
+    api_config.save()
+    agent = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    enqueue(world.support, world.chat, "young", now=at(30))
+    enqueue(world.support, world.chat, "old", now=at(0))
+    enqueue(world.support, world.chat, "urgent but youngest", priority=1, now=at(40))
+
+    route(60)
+
+    assert live(agent) == ["urgent but youngest", "old"]
+
+
+def test_least_active_spreads_work_and_breaks_ties_on_longest_idle(world, api_config):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    bob = make_agent("bob", queues=[world.support], config=api_config, status=world.available)
+    Agent.objects.filter(pk=ann.pk).update(last_assigned_at=at(-10))
+    Agent.objects.filter(pk=bob.pk).update(last_assigned_at=at(-100))
+    for n in range(3):
+        enqueue(world.support, world.chat, f"c{n}", now=at(n))
+
+    route(10)
+
+    assert live(bob) == ["c0", "c2"]  # bob idle longest, so first; then alternate
+    assert live(ann) == ["c1"]
+    why = AgentWork.objects.get(item__subject="c0").routing_reason
+    assert why["model"] == "least_active"
+    assert why["tie_break"] == "longest_idle"
+
+
+def test_most_available_sends_to_most_spare_capacity(world, api_config):
+    cfg = world.support.routing_config
+    cfg.routing_model = "most_available"
+    cfg.save()
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    big = PresenceConfigurationFactory(name="big", capacity=20, console_required=False)
+    bob = make_agent("bob", queues=[world.support], config=big, status=world.available)
+    enqueue(world.support, world.chat, "first", now=at(0))
+
+    route(5)
+
+    assert live(bob) == ["first"]
+    assert live(ann) == []
+    assert "Most available: 20 spare units" in AgentWork.objects.get().routing_reason["text"]
+
+
+def test_capacity_with_mixed_sizes_is_never_exceeded(world, api_config):
+    api_config.capacity = 5
+    api_config.save()
+    agent = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    enqueue(world.support, world.case, "case 2u a", now=at(0))  # channel default: 2 units
+    enqueue(world.support, world.case, "case 2u b", now=at(1))
+    enqueue(world.support, world.case, "case 2u c", now=at(2))
+    enqueue(world.support, world.chat, "chat 1u", now=at(3))
+
+    route(10)
+
+    assert live(agent) == ["case 2u a", "case 2u b", "chat 1u"]
+    assert load(agent) == (5, 3)
+    assert WorkItem.objects.get(subject="case 2u c").status == "waiting"
+
+
+def test_percentage_size_takes_a_share_of_each_agents_capacity(world, api_config):
+    pct = QueueFactory(name="Pct", routing_config=RoutingConfigurationFactory(
+        name="pct", routing_priority=1, size_units=None, size_percent=50))
+    agent = make_agent("ann", queues=[pct], config=api_config, status=world.available)
+    for n in range(3):
+        enqueue(pct, world.chat, f"half {n}", now=at(n))
+
+    route(10)
+
+    assert live(agent) == ["half 0", "half 1"]
+    assert load(agent) == (10, 2)
+
+
+def test_decline_reroutes_to_another_agent_and_keeps_the_items_age(world, api_config):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    bob = make_agent("bob", queues=[world.support], config=api_config, status=world.available)
+    Agent.objects.filter(pk=bob.pk).update(last_assigned_at=at(-1))  # ann idle longer
+    item = enqueue(world.support, world.chat, "hot potato", now=at(0))
+    route(1)
+    offer = AgentWork.objects.get(item=item)
+    assert offer.agent_id == ann.pk
+
+    services.decline_work(work_id=offer.pk, agent=ann, reason="Language", now=at(2))
+    route(3)
+
+    assert load(ann) == (0, 0)
+    assert live(bob) == ["hot potato"]
+    item.refresh_from_db()
+    assert item.enqueued_at == at(0)
+    assert AgentWork.objects.get(pk=offer.pk).decline_reason == "Language"
+
+
+def test_push_timeout_reroutes_and_applies_status_after_timeout(world):
+    config = PresenceConfigurationFactory(name="strict", console_required=False,
+                                          status_after_timeout=world.busy)
+    ann = make_agent("ann", queues=[world.support], config=config, status=world.available)
+    bob = make_agent("bob", queues=[world.support], config=config, status=world.available)
+    Agent.objects.filter(pk=bob.pk).update(last_assigned_at=at(-1))
+    item = enqueue(world.support, world.chat, "nobody home", now=at(0))
+    route(1)
+    assert live(ann) == ["nobody home"]
+
+    assert services.expire_offers(now=at(30)) == 0  # deadline is 1 + 30 s
+    assert services.expire_offers(now=at(31)) == 1
+    route(31)
+
+    ann.refresh_from_db()
+    assert ann.status == world.busy
+    assert load(ann) == (0, 0)
+    assert live(bob) == ["nobody home"]
+    assert AgentWork.objects.filter(item=item, state="timed_out").count() == 1
+
+
+def test_item_declined_by_the_only_agent_is_offered_again_after_cooldown(world, api_config):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    enqueue(world.support, world.chat, "lonely", now=at(0))
+    route(1)
+    services.decline_work(work_id=AgentWork.objects.get().pk, agent=ann, now=at(2))
+
+    assert route(30).offers == 0
+    assert route(62).offers == 1
+    assert live(ann) == ["lonely"]
+    assert AgentWork.objects.filter(state="pushed").get().routing_reason[
+        "reoffer_after_cooldown"] is True
+
+
+def test_going_offline_returns_offers_but_keeps_accepted_work(world, api_config):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    enqueue(world.support, world.chat, "accepted", now=at(0))
+    enqueue(world.support, world.chat, "pending", now=at(1))
+    route(2)
+    accepted = AgentWork.objects.get(item__subject="accepted")
+    services.accept_work(work_id=accepted.pk, agent=ann, now=at(3))
+
+    services.set_presence(agent=ann, status=None, now=at(4))
+
+    assert live(ann) == ["accepted"]
+    assert load(ann) == (1, 1)
+    assert WorkItem.objects.get(subject="pending").status == "waiting"
+    assert AgentWork.objects.get(item__subject="pending").state == "canceled"
+
+
+def test_going_busy_for_a_channel_returns_only_that_channels_offers(world, api_config):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    enqueue(world.support, world.chat, "chat", now=at(0))
+    enqueue(world.support, world.case, "case", now=at(1))
+    route(2)
+
+    services.set_presence(agent=ann, status=world.chat_only, now=at(3))
+
+    assert live(ann) == ["chat"]
+    assert WorkItem.objects.get(subject="case").status == "waiting"
+
+
+def test_transfer_moves_accepted_work_to_another_queue_and_routes_it_there(world, api_config):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    vera = make_agent("vera", queues=[world.vip], config=api_config, status=world.available)
+    item = enqueue(world.support, world.chat, "needs vip", now=at(0))
+    route(1)
+    work = AgentWork.objects.get(item=item)
+    services.accept_work(work_id=work.pk, agent=ann, now=at(2))
+
+    services.transfer_work(work_id=work.pk, agent=ann, queue=world.vip, now=at(3))
+    route(4)
+
+    item.refresh_from_db()
+    assert item.queue == world.vip
+    assert item.routing_priority == 1
+    assert load(ann) == (0, 0)
+    assert live(vera) == ["needs vip"]
+    assert AgentWork.objects.get(pk=work.pk).state == "transferred"
+
+
+def test_auto_accept_assigns_without_an_offer(world):
+    auto = PresenceConfigurationFactory(name="auto", auto_accept=True, console_required=False)
+    ann = make_agent("ann", queues=[world.support], config=auto, status=world.available)
+    item = enqueue(world.support, world.chat, "auto", now=at(0))
+
+    route(1)
+
+    work = AgentWork.objects.get(item=item)
+    assert (work.state, work.opened_at, work.expires_at, work.auto_accepted) == (
+        "opened", at(1), None, True)
+    item.refresh_from_db()
+    assert item.status == "assigned"
+    assert load(ann) == (1, 1)
+
+
+def test_accept_is_compare_and_set(world, api_config):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    bob = make_agent("bob", queues=[world.support], config=api_config, status=world.busy)
+    enqueue(world.support, world.chat, "x", now=at(0))
+    route(1)
+    work = AgentWork.objects.get()
+
+    with pytest.raises(NotFound):
+        services.accept_work(work_id=work.pk, agent=bob, now=at(2))
+    with pytest.raises(Conflict, match="timed out"):
+        services.accept_work(work_id=work.pk, agent=ann, now=at(31))
+    services.accept_work(work_id=work.pk, agent=ann, now=at(5))
+    with pytest.raises(Conflict, match="already accepted"):
+        services.accept_work(work_id=work.pk, agent=ann, now=at(6))
+
+    work.refresh_from_db()
+    assert (work.state, work.opened_at) == ("opened", at(5))
+
+
+def test_decline_rules_of_the_presence_configuration(world):
+    strict = PresenceConfigurationFactory(name="strict", console_required=False,
+                                          require_decline_reason=True)
+    no_decline = PresenceConfigurationFactory(name="no", console_required=False,
+                                              allow_decline=False)
+    ann = make_agent("ann", queues=[world.support], config=strict, status=world.available)
+    bob = make_agent("bob", queues=[world.vip], config=no_decline, status=world.available)
+    enqueue(world.support, world.chat, "a", now=at(0))
+    enqueue(world.vip, world.chat, "b", now=at(0))
+    route(1)
+
+    with pytest.raises(RoutingError, match="reason is required"):
+        services.decline_work(work_id=AgentWork.objects.get(agent=ann).pk, agent=ann, now=at(2))
+    with pytest.raises(RoutingError, match="does not allow"):
+        services.decline_work(work_id=AgentWork.objects.get(agent=bob).pk, agent=bob, now=at(2))
+    assert AgentWork.objects.filter(state="pushed").count() == 2
+
+
+def test_close_frees_capacity_and_routes_the_next_item(world, api_config):
+    api_config.capacity = 1
+    api_config.save()
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    enqueue(world.support, world.chat, "one", now=at(0))
+    enqueue(world.support, world.chat, "two", now=at(1))
+    route(2)
+    work = AgentWork.objects.get(item__subject="one")
+    services.accept_work(work_id=work.pk, agent=ann, now=at(3))
+
+    services.close_work(work_id=work.pk, agent=ann, note="Refunded", now=at(4))
+    route(5)
+
+    assert live(ann) == ["two"]
+    assert WorkItem.objects.get(subject="one").status == "closed"
+    assert AgentWork.objects.get(pk=work.pk).end_note == "Refunded"
+
+
+def test_cancel_withdraws_a_pending_offer(world, api_config):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    item = enqueue(world.support, world.chat, "gone", now=at(0))
+    route(1)
+
+    services.cancel_work_item(item_id=item.pk, now=at(2))
+
+    assert load(ann) == (0, 0)
+    item.refresh_from_db()
+    assert item.status == "canceled"
+    with pytest.raises(Conflict):
+        services.cancel_work_item(item_id=item.pk, now=at(3))
+
+
+def test_agents_without_live_console_get_nothing_and_are_set_offline(world, settings):
+    settings.CONSOLE_GRACE_SECONDS = 30
+    console = PresenceConfigurationFactory(name="console", console_required=True)
+    ann = make_agent("ann", queues=[world.support], config=console, status=world.available)
+    enqueue(world.support, world.chat, "x", now=at(0))
+
+    assert route(1).offers == 0  # never connected
+    services.touch_console(agent=ann, now=at(1))
+    assert route(2).offers == 1
+    assert services.expire_lost_consoles(now=at(20)) == 0
+    assert services.expire_lost_consoles(now=at(32)) == 1
+
+    ann.refresh_from_db()
+    assert ann.status is None
+    assert WorkItem.objects.get().status == "waiting"
+
+
+def test_lowering_capacity_under_open_work_keeps_the_constraint_and_settles(world, api_config):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    for n in range(4):
+        enqueue(world.support, world.chat, f"w{n}", now=at(n))
+    route(5)
+    api_config.capacity = 2
+    api_config.save()
+
+    services.apply_presence_config(config_id=api_config.pk)
+    ann.refresh_from_db()
+    assert (ann.configured_capacity, ann.capacity, ann.used_capacity) == (2, 4, 4)
+
+    for work in AgentWork.objects.filter(agent=ann).order_by("id")[:3]:
+        services.decline_work(work_id=work.pk, agent=ann, now=at(6))
+    ann.refresh_from_db()
+    assert (ann.capacity, ann.used_capacity) == (2, 1)
+
+
+def test_sweep_repairs_capacity_drift(world, api_config):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    enqueue(world.support, world.chat, "x", now=at(0))
+    route(1)
+    Agent.objects.filter(pk=ann.pk).update(used_capacity=7, open_count=3)  # phantom load
+
+    assert services.reconcile_capacity() == 1
+    assert load(ann) == (1, 1)
+    assert services.reconcile_capacity() == 0
+
+
+def test_sticky_item_waits_for_its_preferred_agent_then_falls_back(world, api_config):
+    api_config.capacity = 1
+    api_config.save()
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    bob = make_agent("bob", queues=[world.support], config=api_config, status=world.available)
+    enqueue(world.support, world.chat, "ann's own", now=at(0))
+    route(1)
+    assert live(ann) == ["ann's own"]
+    enqueue(world.support, world.chat, "returning customer", preferred_agent=ann,
+            preferred_for=timedelta(seconds=60), now=at(2))
+
+    assert route(3).offers == 0  # ann is full: held for her, bob gets nothing
+    assert route(63).offers == 1  # preference lapsed
+    assert live(bob) == ["returning customer"]
