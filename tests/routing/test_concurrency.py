@@ -1,0 +1,185 @@
+"""Invariants under real concurrency on PostgreSQL: several routers and agents acting at once.
+
+Each thread has its own database connection (Django connections are per thread), so these are
+real concurrent transactions. Afterwards the database is checked with plain SQL.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from presence.models import Agent
+from routing import services
+from routing.errors import RoutingError
+from routing.models import AgentWork, WorkItem
+from tests.factories import (
+    PresenceConfigurationFactory,
+    QueueFactory,
+    RoutingConfigurationFactory,
+    ServiceChannelFactory,
+    make_agent,
+    make_status,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROUTERS = 4
+
+
+def _run_threads(targets):
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(targets))
+
+    def wrap(fn):
+        def run():
+            try:
+                start.wait()
+                fn()
+            except BaseException as exc:  # reported to the test below
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        return run
+
+    threads = [threading.Thread(target=wrap(t)) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not [t for t in threads if t.is_alive()], "a thread hung (deadlock?)"
+    assert errors == []
+
+
+def _sql(query: str) -> list[tuple]:
+    with connection.cursor() as cur:
+        cur.execute(query)
+        return cur.fetchall()
+
+
+def _check_invariants() -> None:
+    # No item has two live agent works.
+    assert _sql(
+        "SELECT item_id FROM routing_agentwork WHERE state IN ('pushed','opened') "
+        "GROUP BY item_id HAVING count(*) > 1"
+    ) == []
+    # No agent is over capacity, and stored load equals live work.
+    assert _sql(
+        "SELECT a.id FROM presence_agent a LEFT JOIN (SELECT agent_id, sum(units) u, count(*) n "
+        "FROM routing_agentwork WHERE state IN ('pushed','opened') GROUP BY agent_id) w "
+        "ON w.agent_id = a.id WHERE a.used_capacity > a.capacity "
+        "OR a.used_capacity <> coalesce(w.u, 0) OR a.open_count <> coalesce(w.n, 0)"
+    ) == []
+    # Every item is in exactly one state, and that state agrees with its agent work.
+    assert _sql(
+        "SELECT i.id, i.status, w.state FROM routing_workitem i LEFT JOIN routing_agentwork w "
+        "ON w.item_id = i.id AND w.state IN ('pushed','opened') WHERE NOT ("
+        "(i.status = 'waiting' AND w.id IS NULL) OR (i.status = 'offered' AND w.state = 'pushed')"
+        " OR (i.status = 'assigned' AND w.state = 'opened')"
+        " OR (i.status IN ('closed','canceled') AND w.id IS NULL))"
+    ) == []
+
+
+@pytest.fixture
+def backlog(settings):
+    settings.ROUTING_MODE = "manual"
+    chat = ServiceChannelFactory(key="chat")
+    case = ServiceChannelFactory(key="case", default_size_units=3)
+    status = make_status("Available", [chat, case])
+    queues = [
+        QueueFactory(name=f"q{p}", routing_config=RoutingConfigurationFactory(
+            name=f"c{p}", routing_priority=p)) for p in (1, 2, 3)
+    ]
+    config = PresenceConfigurationFactory(name="api", capacity=7, console_required=False)
+    agents = [
+        make_agent(f"agent{n}", queues=queues[: 1 + n % 3], config=config, status=status)
+        for n in range(12)
+    ]
+    now = timezone.now()
+    rng = random.Random(7)
+    items = []
+    for n in range(400):
+        queue = rng.choice(queues)
+        channel = rng.choice([chat, chat, case])
+        items.append(services.enqueue_work(
+            queue=queue, channel=channel, subject=f"i{n}", now=now - timedelta(seconds=400 - n)))
+    return agents, items
+
+
+def test_concurrent_routers_never_double_assign_or_overfill(backlog):
+    agents, _ = backlog
+
+    def router():
+        for _ in range(30):
+            services.route_waiting_work(batch_size=25, max_batches=2)
+
+    _run_threads([router] * ROUTERS)
+
+    _check_invariants()
+    # As many assignments as capacity allows: every agent is full or nothing left fits them.
+    for agent in Agent.objects.all():
+        spare = agent.capacity - agent.used_capacity
+        queue_ids = list(agent.memberships.values_list("queue_id", flat=True))
+        fitting = WorkItem.objects.filter(status="waiting", queue_id__in=queue_ids).filter(
+            size_units__lte=spare)
+        assert not fitting.exists(), f"{agent} has {spare} spare units and work fits"
+    assert AgentWork.objects.filter(state="pushed").count() == WorkItem.objects.filter(
+        status="offered").count()
+
+
+def test_routers_and_agents_acting_at_once_keep_every_invariant(backlog):
+    agents, items = backlog
+    stop = threading.Event()
+
+    def router():
+        while not stop.is_set():
+            services.route_waiting_work(batch_size=20, max_batches=2)
+
+    def agent_actions(agent: Agent, seed: int):
+        rng = random.Random(seed)
+        agent = Agent.objects.select_related("presence_config").get(pk=agent.pk)
+        for _ in range(40):
+            works = list(AgentWork.objects.filter(agent=agent, state__in=["pushed", "opened"]))
+            if not works:
+                continue
+            work = rng.choice(works)
+            try:
+                if work.state == "pushed":
+                    if rng.random() < 0.8:
+                        services.accept_work(work_id=work.pk, agent=agent)
+                    else:
+                        services.decline_work(work_id=work.pk, agent=agent, reason="busy")
+                else:
+                    services.close_work(work_id=work.pk, agent=agent)
+            except RoutingError:
+                pass  # lost a race to a cancel or another action: that is the rule working
+
+    def canceller():
+        rng = random.Random(99)
+        for item in rng.sample(items, 60):
+            try:
+                services.cancel_work_item(item_id=item.pk)
+            except RoutingError:
+                pass
+
+    def actors():
+        try:
+            _run_threads(
+                [lambda a=a, i=i: agent_actions(a, i) for i, a in enumerate(agents[:8])]
+                + [canceller]
+            )
+        finally:
+            stop.set()
+
+    _run_threads([router, router, router, actors])
+
+    _check_invariants()
+    closed = WorkItem.objects.filter(status="closed").count()
+    assert closed > 0
+    assert AgentWork.objects.filter(state="closed").count() == closed
