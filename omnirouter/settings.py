@@ -17,6 +17,10 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 # --- Core -----------------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY and env.bool("DJANGO_REQUIRE_SECRET_KEY", default=False):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set (production refuses a made-up key).")
 if not SECRET_KEY:
     # Embedded runs get a per-checkout key written once to var/; production must set one.
     _key_file = BASE_DIR / "var" / "secret_key"
@@ -42,6 +46,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "routing",
     "presence",
@@ -76,6 +81,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "presence.context_processors.workspaces",
             ],
         },
     },
@@ -158,6 +164,51 @@ CELERY_BEAT_SCHEDULE = {
         # A sweep older than its interval is useless: the next one does the same work.
         "options": {"expires": max(ROUTING_SWEEP_INTERVAL_SECONDS * 5, 5)},
     },
+    "messaging-maintenance": {
+        "task": "messaging.maintenance",
+        "schedule": env.float("MESSAGING_MAINTENANCE_INTERVAL_SECONDS", default=10.0),
+        "options": {"expires": 30},
+    },
+}
+
+# --- Messaging ------------------------------------------------------------------------------
+# Conversations idle longer than this end on their own (the customer has left).
+MESSAGING_INACTIVITY_MINUTES = env.int("MESSAGING_INACTIVITY_MINUTES", default=30)
+# A customer who writes again after their conversation ended is offered to the previous agent
+# first, for this long, if the previous conversation ended within the look-back window.
+MESSAGING_STICKY_SECONDS = env.int("MESSAGING_STICKY_SECONDS", default=60)
+MESSAGING_STICKY_LOOKBACK_HOURS = env.int("MESSAGING_STICKY_LOOKBACK_HOURS", default=24)
+# Outbound sends: attempts in all, and the first retry delay (doubled on each retry).
+MESSAGING_SEND_MAX_ATTEMPTS = env.int("MESSAGING_SEND_MAX_ATTEMPTS", default=5)
+MESSAGING_SEND_BACKOFF_SECONDS = env.float("MESSAGING_SEND_BACKOFF_SECONDS", default=2.0)
+MESSAGING_PROVIDER_TIMEOUT_SECONDS = env.float("MESSAGING_PROVIDER_TIMEOUT_SECONDS", default=10.0)
+# The public base URL providers call us on (https://support.example.com): used to check
+# X-Twilio-Signature behind a proxy and to give Twilio a status callback URL. Empty: the URL of
+# the request as Django sees it.
+MESSAGING_PUBLIC_BASE_URL = env("MESSAGING_PUBLIC_BASE_URL", default="")
+# Where new cases are routed (queue name, service channel key).
+MESSAGING_CASE_QUEUE = env("MESSAGING_CASE_QUEUE", default="Support cases")
+MESSAGING_CASE_CHANNEL = env("MESSAGING_CASE_CHANNEL", default="case")
+
+# --- Supervisor dashboard -------------------------------------------------------------------
+# A dashboard gets at most one snapshot per this many seconds however many routing events
+# arrive (the last change always shows), and one every SUPERVISOR_REFRESH_SECONDS regardless,
+# so wait times keep growing on screen.
+SUPERVISOR_SNAPSHOT_THROTTLE_SECONDS = env.float(
+    "SUPERVISOR_SNAPSHOT_THROTTLE_SECONDS", default=0.5
+)
+SUPERVISOR_REFRESH_SECONDS = env.float("SUPERVISOR_REFRESH_SECONDS", default=5.0)
+SUPERVISOR_WORK_LIST_LIMIT = env.int("SUPERVISOR_WORK_LIST_LIMIT", default=500)
+# Trend samples: one per queue every interval, kept for the retention period.
+SUPERVISOR_SAMPLE_INTERVAL_SECONDS = env.int("SUPERVISOR_SAMPLE_INTERVAL_SECONDS", default=60)
+SUPERVISOR_SAMPLE_RETENTION_DAYS = env.int("SUPERVISOR_SAMPLE_RETENTION_DAYS", default=7)
+SUPERVISOR_HISTORY_DEFAULT_HOURS = env.int("SUPERVISOR_HISTORY_DEFAULT_HOURS", default=4)
+SUPERVISOR_HISTORY_MAX_HOURS = env.int("SUPERVISOR_HISTORY_MAX_HOURS", default=48)
+CELERY_BEAT_SCHEDULE["supervisor-sample-queues"] = {
+    "task": "supervisor.sample_queues",
+    "schedule": float(SUPERVISOR_SAMPLE_INTERVAL_SECONDS),
+    # A late sample is still worth taking, but not after the next one is due.
+    "options": {"expires": SUPERVISOR_SAMPLE_INTERVAL_SECONDS},
 }
 
 # --- Auth, API ------------------------------------------------------------------------------
@@ -169,9 +220,11 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {
+    # Token first: an anonymous request then gets 401 with a WWW-Authenticate challenge
+    # (with session first DRF answers 403, which clients cannot tell from a role refusal).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -183,6 +236,13 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "OmniRouter API",
     "DESCRIPTION": "Configure routing, take in work, act on offers, watch the center.",
     "VERSION": "0.1.0",
+    # Request and response bodies as separate components: read-only fields (ids, state) do not
+    # show up as inputs.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and Redoc served from our static files (drf-spectacular-sidecar), not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- I18n, time, static ---------------------------------------------------------------------

@@ -46,3 +46,12 @@ def demo(request: HttpRequest) -> HttpResponse:
             "can_drive": roles.is_supervisor(request.user),
         },
     )
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness and readiness for load balancers and compose: the database answers."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return HttpResponse("ok", content_type="text/plain")
