@@ -2,6 +2,9 @@
 
 Events wake it at once (``wake``); otherwise it runs the sweep every
 ``ROUTING_SWEEP_INTERVAL_SECONDS``. Same services, same rules: only the transport differs.
+
+Other apps add their own periodic jobs (what Celery beat runs for them in production) with
+``register_periodic`` from their ``AppConfig.ready``, so this module never imports them.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -19,6 +23,27 @@ _wakeup = threading.Event()
 _started = threading.Lock()
 _thread: threading.Thread | None = None
 _stop = threading.Event()
+# name -> [interval in seconds, job, monotonic time it is next due]
+_periodic: dict[str, list] = {}
+
+
+def register_periodic(name: str, interval_seconds: float, job: Callable[[], object]) -> None:
+    """Run ``job`` about every ``interval_seconds`` in the loop, first on the loop's next sweep
+    (re-registering replaces it)."""
+    _periodic[name] = [float(interval_seconds), job, time.monotonic()]
+
+
+def _run_due_periodic() -> None:
+    now = time.monotonic()
+    for name, entry in list(_periodic.items()):
+        interval, job, due = entry
+        if now < due:
+            continue
+        entry[2] = now + interval
+        try:
+            job()
+        except Exception:
+            logger.exception("routing loop: periodic job %s failed", name)
 
 
 def wake() -> None:
@@ -54,6 +79,7 @@ def _loop() -> None:
             if time.monotonic() >= next_sweep:
                 services.sweep()
                 next_sweep = time.monotonic() + interval
+                _run_due_periodic()
             elif woke:
                 services.route_waiting_work()
         except Exception:

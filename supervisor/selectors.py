@@ -1,33 +1,234 @@
-"""Reads for supervisors: aggregate queries over queues, items and agents.
+"""Reads for supervisors: the dashboard snapshot, queue metrics and trend history.
 
-Every function here is a fixed number of aggregate queries, whatever the number of items or
-agents: real-time statistics must keep working with hundreds of agents and deep backlogs.
+Every figure is an aggregate computed by the database over its own records (work items and
+agent work timestamps). A snapshot is a fixed number of queries, whatever the number of items,
+agents or days of history: grouped aggregates over indexes, never a Python loop over history.
+Python only shapes the aggregated rows (one per queue, one per agent, one per live work).
+
+Definitions (all "today" figures use the day in ``settings.TIME_ZONE`` that contains ``now``):
+
+- waiting / offered / assigned: items in the queue in that status now.
+- longest wait, average wait: over items waiting now, from when they entered the queue
+  (``WorkItem.enqueued_at``, which a decline or timeout keeps, so a re-queued item keeps its age).
+- answered today: agent work of the queue accepted today (``opened_at`` today). Each entry of an
+  item into a queue is accepted at most once, so this counts answered entries.
+- speed to answer: from entering the queue to acceptance (``opened_at - enqueued_at`` of the
+  accepted agent work), averaged over answered today. Time spent on declined or timed-out offers
+  counts: the customer was waiting all along.
+- handled today: agent work of the queue closed today; handle time is accepted -> closed.
+- abandoned today: items of the queue canceled today (only waiting or offered items can be).
+- service level today: answered within the target / (answered + abandoned after the target).
+  An item whose customer left before the target is not held against the queue; one who left
+  after waiting longer than the target is (the usual contact-center definition). ``None`` when
+  nothing was answered or abandoned yet.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import operator
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from functools import reduce
 from typing import Any
 
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Min, Q, Value
+from django.conf import settings
+from django.db.models import (
+    Avg,
+    Count,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    Value,
+)
+from django.db.models.lookups import GreaterThan, LessThanOrEqual
+from django.utils import timezone
 
-from presence.models import Agent
-from routing.models import QueueMembership, WorkItem, WorkItemStatus
+from presence.models import Agent, PresenceStatus
+from routing.errors import NotFound, RoutingError
+from routing.models import (
+    LIVE_STATES,
+    AgentWork,
+    AgentWorkState,
+    Queue,
+    QueueMembership,
+    WorkItem,
+    WorkItemStatus,
+)
 from routing.roles import is_admin, supervised_queues
+from supervisor.models import QueueSample
+
+# --- Scope and time ----------------------------------------------------------------------------
 
 
-def _seconds(delta: timedelta | None) -> int:
-    """Whole seconds of a wait, never negative (clocks of writers may differ slightly)."""
+@dataclass(frozen=True)
+class QueueInfo:
+    id: int
+    name: str
+    target_seconds: int
+    goal_percent: int
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one user may watch: their queues, and whether they see every agent (admins)."""
+
+    queues: tuple[QueueInfo, ...]
+    all_agents: bool
+
+    @property
+    def queue_ids(self) -> list[int]:
+        return [q.id for q in self.queues]
+
+
+def scope_for(user: Any) -> Scope:
+    """The queues ``user`` supervises (every queue for admins), with their service-level terms."""
+    rows = (
+        supervised_queues(user)
+        .order_by("name", "id")
+        .values(
+            "id",
+            "name",
+            "routing_config__service_level_target_seconds",
+            "routing_config__service_level_goal_percent",
+        )
+    )
+    return Scope(
+        queues=tuple(_queue_info(r) for r in rows),
+        all_agents=is_admin(user),
+    )
+
+
+def all_queues_scope() -> Scope:
+    """Every queue: for the sampler, which records the whole center."""
+    rows = Queue.objects.order_by("name", "id").values(
+        "id",
+        "name",
+        "routing_config__service_level_target_seconds",
+        "routing_config__service_level_goal_percent",
+    )
+    return Scope(queues=tuple(_queue_info(r) for r in rows), all_agents=True)
+
+
+def _queue_info(row: dict[str, Any]) -> QueueInfo:
+    return QueueInfo(
+        id=row["id"],
+        name=row["name"],
+        target_seconds=row["routing_config__service_level_target_seconds"],
+        goal_percent=row["routing_config__service_level_goal_percent"],
+    )
+
+
+def day_start(now: datetime) -> datetime:
+    """Midnight that starts ``now``'s day in the configured TIME_ZONE, as an aware datetime."""
+    tz = timezone.get_default_timezone()
+    local_day = timezone.localtime(now, tz).date()
+    return timezone.make_aware(datetime.combine(local_day, time.min), tz)
+
+
+def _seconds(delta: timedelta | None) -> int | None:
+    """Whole seconds, never negative (writers' clocks may differ by a little)."""
     if delta is None:
-        return 0
+        return None
     return max(0, int(delta.total_seconds()))
 
 
-def queue_stats(queue_ids: list[int], now: datetime) -> dict[int, dict[str, Any]]:
-    """Per queue: items waiting, offered and assigned; longest and average wait of waiting items.
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
-    One grouped query on the (queue, status) index; queues with no live items are absent.
+
+def _between(end: str, start: str) -> ExpressionWrapper:
+    return ExpressionWrapper(F(end) - F(start), output_field=DurationField())
+
+
+def _within_target(wait: ExpressionWrapper, queues: Iterable[QueueInfo], *, late: bool) -> Q:
+    """``wait <= target`` (or ``> target`` when ``late``) with each queue's own target.
+
+    Grouped by distinct target so the condition stays short however many queues share one; a
+    lookup on a duration (not datetime arithmetic) keeps it portable to SQLite (embedded run).
     """
+    by_target: dict[int, list[int]] = defaultdict(list)
+    for queue in queues:
+        by_target[queue.target_seconds].append(queue.id)
+    lookup = GreaterThan if late else LessThanOrEqual
+    return reduce(
+        operator.or_,
+        (
+            Q(lookup(wait, timedelta(seconds=target)), queue_id__in=ids)
+            for target, ids in sorted(by_target.items())
+        ),
+    )
+
+
+# --- Queues ------------------------------------------------------------------------------------
+
+
+def queue_metrics(scope: Scope, now: datetime) -> list[dict[str, Any]]:
+    """One row per queue in ``scope`` with every queue figure (see the module docstring).
+
+    Four grouped queries, each on an index: live items by (queue, status); agent work accepted
+    today by ``opened_at``; agent work closed today by ``ended_at``; items canceled today by
+    ``ended_at``. Cost grows with queues and with today's traffic, not with older history.
+    """
+    queue_ids = scope.queue_ids
+    if not queue_ids:
+        return []
+    since = day_start(now)
+    live = _live_item_stats(queue_ids, now)
+    answered = _answered_stats(scope, since, now)
+    handled = _handled_stats(queue_ids, since, now)
+    abandoned = _abandoned_stats(scope, since, now)
+
+    rows = []
+    for queue in scope.queues:
+        lv = live.get(queue.id, {})
+        an = answered.get(queue.id, {})
+        hd = handled.get(queue.id, {})
+        ab = abandoned.get(queue.id, {})
+        oldest = lv.get("oldest")
+        n_answered = an.get("answered", 0)
+        n_within = an.get("within", 0)
+        n_abandoned_late = ab.get("late", 0)
+        sl = _service_level(n_within, n_answered, n_abandoned_late)
+        rows.append(
+            {
+                "id": queue.id,
+                "name": queue.name,
+                "waiting": lv.get("waiting", 0),
+                "offered": lv.get("offered", 0),
+                "assigned": lv.get("assigned", 0),
+                "oldest_enqueued_at": _iso(oldest),
+                "longest_wait_seconds": _seconds(now - oldest) if oldest else 0,
+                "average_wait_seconds": _seconds(lv.get("average_wait")) or 0,
+                "answered_today": n_answered,
+                "answered_within_target_today": n_within,
+                "average_speed_to_answer_seconds": _seconds(an.get("asa")),
+                "handled_today": hd.get("handled", 0),
+                "average_handle_seconds": _seconds(hd.get("aht")),
+                "abandoned_today": ab.get("abandoned", 0),
+                "abandoned_after_target_today": n_abandoned_late,
+                "service_level_percent": sl,
+                "service_level_target_seconds": queue.target_seconds,
+                "service_level_goal_percent": queue.goal_percent,
+                "service_level_met": None if sl is None else sl >= queue.goal_percent,
+            }
+        )
+    return rows
+
+
+def _service_level(within: int, answered: int, abandoned_late: int) -> float | None:
+    offered = answered + abandoned_late
+    if not offered:
+        return None
+    return round(100 * within / offered, 1)
+
+
+def _live_item_stats(queue_ids: list[int], now: datetime) -> dict[int, dict[str, Any]]:
     waiting = Q(status=WorkItemStatus.WAITING)
     wait = ExpressionWrapper(Value(now) - F("enqueued_at"), output_field=DurationField())
     rows = (
@@ -48,49 +249,151 @@ def queue_stats(queue_ids: list[int], now: datetime) -> dict[int, dict[str, Any]
     return {row["queue_id"]: row for row in rows}
 
 
-def snapshot(user: Any, now: datetime) -> dict[str, Any]:
-    """The center right now, as far as ``user`` may see it: their queues and those queues' agents.
+def _answered_stats(scope: Scope, since: datetime, now: datetime) -> dict[int, dict[str, Any]]:
+    speed = _between("opened_at", "enqueued_at")
+    rows = (
+        AgentWork.objects.filter(
+            queue_id__in=scope.queue_ids, opened_at__gte=since, opened_at__lte=now
+        )
+        .values("queue_id")
+        .annotate(
+            answered=Count("id"),
+            within=Count("id", filter=_within_target(speed, scope.queues, late=False)),
+            asa=Avg(speed),
+        )
+        .order_by()
+    )
+    return {row["queue_id"]: row for row in rows}
 
-    Admins see every queue and every agent. Waits are in whole seconds at ``now``.
-    """
-    queues = list(supervised_queues(user).order_by("name").values("id", "name"))
-    queue_ids = [q["id"] for q in queues]
-    stats = queue_stats(queue_ids, now)
-    queue_rows = []
-    for queue in queues:
-        row = stats.get(queue["id"], {})
-        oldest = row.get("oldest")
-        queue_rows.append(
+
+def _handled_stats(queue_ids: list[int], since: datetime, now: datetime) -> dict[int, dict]:
+    rows = (
+        AgentWork.objects.filter(
+            queue_id__in=queue_ids,
+            state=AgentWorkState.CLOSED,
+            ended_at__gte=since,
+            ended_at__lte=now,
+        )
+        .values("queue_id")
+        .annotate(handled=Count("id"), aht=Avg(_between("ended_at", "opened_at")))
+        .order_by()
+    )
+    return {row["queue_id"]: row for row in rows}
+
+
+def _abandoned_stats(scope: Scope, since: datetime, now: datetime) -> dict[int, dict[str, Any]]:
+    waited = _between("ended_at", "enqueued_at")
+    rows = (
+        WorkItem.objects.filter(
+            queue_id__in=scope.queue_ids,
+            status=WorkItemStatus.CANCELED,
+            ended_at__gte=since,
+            ended_at__lte=now,
+        )
+        .values("queue_id")
+        .annotate(
+            abandoned=Count("id"),
+            late=Count("id", filter=_within_target(waited, scope.queues, late=True)),
+        )
+        .order_by()
+    )
+    return {row["queue_id"]: row for row in rows}
+
+
+# --- Agents and their work -----------------------------------------------------------------------
+
+
+def _scoped_agents(scope: Scope):  # -> QuerySet[Agent]
+    agents = Agent.objects.all()
+    if not scope.all_agents:
+        agents = agents.filter(
+            Exists(
+                QueueMembership.objects.filter(
+                    agent_id=OuterRef("pk"), queue_id__in=scope.queue_ids
+                )
+            )
+        )
+    return agents
+
+
+def live_work(scope: Scope, now: datetime) -> list[dict[str, Any]]:
+    """Every live offer and assignment in the scope's queues, longest in its state first."""
+    if not scope.queue_ids:
+        return []
+    rows = (
+        AgentWork.objects.filter(state__in=LIVE_STATES, queue_id__in=scope.queue_ids)
+        .order_by("id")
+        .values(
+            "id",
+            "item_id",
+            "item__subject",
+            "item__priority",
+            "agent_id",
+            "agent__user__username",
+            "agent__user__first_name",
+            "agent__user__last_name",
+            "queue_id",
+            "queue__name",
+            "channel__key",
+            "channel__label",
+            "state",
+            "units",
+            "pushed_at",
+            "opened_at",
+            "expires_at",
+            "enqueued_at",
+            "routing_reason",
+            "auto_accepted",
+        )
+    )
+    labels = dict(AgentWorkState.choices)
+    work = []
+    for r in rows:
+        since = r["opened_at"] if r["state"] == AgentWorkState.OPENED else r["pushed_at"]
+        work.append(
             {
-                "id": queue["id"],
-                "name": queue["name"],
-                "waiting": row.get("waiting", 0),
-                "offered": row.get("offered", 0),
-                "assigned": row.get("assigned", 0),
-                "longest_wait_seconds": _seconds(now - oldest if oldest else None),
-                "average_wait_seconds": _seconds(row.get("average_wait")),
+                "id": r["id"],
+                "item_id": r["item_id"],
+                "subject": r["item__subject"],
+                "priority": r["item__priority"],
+                "agent_id": r["agent_id"],
+                "agent": _person(
+                    r["agent__user__first_name"],
+                    r["agent__user__last_name"],
+                    r["agent__user__username"],
+                ),
+                "queue_id": r["queue_id"],
+                "queue": r["queue__name"],
+                "channel": r["channel__key"],
+                "channel_label": r["channel__label"],
+                "state": r["state"],
+                "state_label": str(labels.get(r["state"], r["state"])),
+                "units": r["units"],
+                "state_since": _iso(since),
+                "seconds_in_state": _seconds(now - since) if since else 0,
+                "expires_at": _iso(r["expires_at"]),
+                "enqueued_at": _iso(r["enqueued_at"]),
+                "why": (r["routing_reason"] or {}).get("text", ""),
+                "auto_accepted": r["auto_accepted"],
             }
         )
+    work.sort(key=lambda w: (-w["seconds_in_state"], w["id"]))
+    return work
 
-    agents = Agent.objects.all()
-    if not is_admin(user):
-        agents = agents.filter(
-            id__in=QueueMembership.objects.filter(queue_id__in=queue_ids).values("agent_id")
-        )
-    agent_rows = [
-        {
-            "id": a["id"],
-            "username": a["user__username"],
-            "name": f"{a['user__first_name']} {a['user__last_name']}".strip()
-            or a["user__username"],
-            "status_id": a["status_id"],
-            "status": a["status__name"],
-            "online": bool(a["status__is_online"]),
-            "capacity": a["capacity"],
-            "used_capacity": a["used_capacity"],
-            "open_count": a["open_count"],
-        }
-        for a in agents.order_by("user__username").values(
+
+def agent_metrics(scope: Scope, now: datetime, work: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per agent the scope shows: status, load, open work and today's figures.
+
+    ``work`` is the scope's live work (from ``live_work``): an agent's open items are listed only
+    from queues the viewer supervises; their used capacity counts everything they hold.
+    """
+    if not scope.queue_ids and not scope.all_agents:
+        return []
+    since = day_start(now)
+    agents = _scoped_agents(scope)
+    grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
+    rows = list(
+        agents.order_by("user__username").values(
             "id",
             "user__username",
             "user__first_name",
@@ -98,9 +401,276 @@ def snapshot(user: Any, now: datetime) -> dict[str, Any]:
             "status_id",
             "status__name",
             "status__is_online",
+            "status_changed_at",
             "capacity",
             "used_capacity",
             "open_count",
+            "console_seen_at",
+            "presence_config__console_required",
+            "last_assigned_at",
         )
+    )
+    memberships: dict[int, list[int]] = defaultdict(list)
+    member_rows = QueueMembership.objects.filter(queue_id__in=scope.queue_ids)
+    for agent_id, queue_id in member_rows.order_by("queue_id").values_list("agent_id", "queue_id"):
+        memberships[agent_id].append(queue_id)
+
+    day = _agent_day_stats(scope, agents, since, now)
+    open_items: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for w in work:
+        open_items[w["agent_id"]].append(
+            {
+                "work_id": w["id"],
+                "item_id": w["item_id"],
+                "subject": w["subject"],
+                "queue": w["queue"],
+                "state": w["state"],
+                "state_label": w["state_label"],
+                "seconds_in_state": w["seconds_in_state"],
+            }
+        )
+
+    result = []
+    for r in rows:
+        online = bool(r["status__is_online"])
+        connected = not r["presence_config__console_required"] or bool(
+            r["console_seen_at"] and r["console_seen_at"] >= now - grace
+        )
+        spare = r["capacity"] - r["used_capacity"]
+        stats = day.get(r["id"], {})
+        changed = r["status_changed_at"]
+        result.append(
+            {
+                "id": r["id"],
+                "username": r["user__username"],
+                "name": _person(r["user__first_name"], r["user__last_name"], r["user__username"]),
+                "status_id": r["status_id"],
+                "status": r["status__name"],
+                "online": online,
+                "connected": connected,
+                "status_since": _iso(changed),
+                "seconds_in_status": _seconds(now - changed) if changed else None,
+                "capacity": r["capacity"],
+                "used_capacity": r["used_capacity"],
+                "spare_capacity": spare,
+                "open_count": r["open_count"],
+                "has_room": online and connected and spare > 0,
+                "queue_ids": memberships.get(r["id"], []),
+                "open_items": sorted(
+                    open_items.get(r["id"], []), key=lambda i: -i["seconds_in_state"]
+                ),
+                "handled_today": stats.get("handled", 0),
+                "declined_today": stats.get("declined", 0),
+                "timed_out_today": stats.get("timed_out", 0),
+                "average_handle_seconds": _seconds(stats.get("aht")),
+                "last_assigned_at": _iso(r["last_assigned_at"]),
+            }
+        )
+    return result
+
+
+def _agent_day_stats(scope: Scope, agents, since: datetime, now: datetime) -> dict[int, dict]:
+    """Declined, timed out and closed today per agent: one grouped query on ``ended_at``."""
+    closed = Q(state=AgentWorkState.CLOSED)
+    works = AgentWork.objects.filter(
+        ended_at__gte=since,
+        ended_at__lte=now,
+        state__in=[AgentWorkState.CLOSED, AgentWorkState.DECLINED, AgentWorkState.TIMED_OUT],
+    )
+    if not scope.all_agents:
+        works = works.filter(agent__in=agents)
+    rows = (
+        works.values("agent_id")
+        .annotate(
+            handled=Count("id", filter=closed),
+            declined=Count("id", filter=Q(state=AgentWorkState.DECLINED)),
+            timed_out=Count("id", filter=Q(state=AgentWorkState.TIMED_OUT)),
+            aht=Avg(_between("ended_at", "opened_at"), filter=closed),
+        )
+        .order_by()
+    )
+    return {row["agent_id"]: row for row in rows}
+
+
+def _person(first: str, last: str, username: str) -> str:
+    return f"{first} {last}".strip() or username
+
+
+# --- Next in line --------------------------------------------------------------------------------
+
+
+def next_in_line(scope: Scope, now: datetime, limit: int = 20) -> list[dict[str, Any]]:
+    """The first waiting items in routing order (what the router takes next) in the scope.
+
+    Read along the claim path's own partial index, so it stops after ``limit`` rows however deep
+    the backlog is. These are the items a supervisor may want to move or push by hand.
+    """
+    if not scope.queue_ids:
+        return []
+    rows = (
+        WorkItem.objects.filter(status=WorkItemStatus.WAITING, queue_id__in=scope.queue_ids)
+        .order_by("routing_priority", "priority", "enqueued_at", "id")
+        .values(
+            "id",
+            "subject",
+            "priority",
+            "queue_id",
+            "queue__name",
+            "channel__key",
+            "channel__label",
+            "enqueued_at",
+        )[:limit]
+    )
+    return [
+        {
+            "id": r["id"],
+            "subject": r["subject"],
+            "priority": r["priority"],
+            "queue_id": r["queue_id"],
+            "queue": r["queue__name"],
+            "channel": r["channel__key"],
+            "channel_label": r["channel__label"],
+            "enqueued_at": _iso(r["enqueued_at"]),
+            "wait_seconds": _seconds(now - r["enqueued_at"]),
+        }
+        for r in rows
     ]
-    return {"at": now, "queues": queue_rows, "agents": agent_rows}
+
+
+# --- The snapshot --------------------------------------------------------------------------------
+
+
+def snapshot(user: Any, now: datetime | None = None) -> dict[str, Any]:
+    """The center right now, as far as ``user`` may see it; JSON-ready (ISO times, seconds).
+
+    Keys: ``at``, ``day_start``, ``timezone``, ``queues`` (see ``queue_metrics``), ``totals``,
+    ``agents`` (see ``agent_metrics``), ``work`` (live offers and assignments, longest in state
+    first, at most ``SUPERVISOR_WORK_LIST_LIMIT``), ``work_total``, ``next_in_line``.
+    A supervisor sees the queues they supervise and the members of those queues; admins see all.
+    """
+    now = now or timezone.now()
+    scope = scope_for(user)
+    return build_snapshot(scope, now)
+
+
+def build_snapshot(scope: Scope, now: datetime) -> dict[str, Any]:
+    queues = queue_metrics(scope, now)
+    work = live_work(scope, now)
+    agents = agent_metrics(scope, now, work)
+    limit = settings.SUPERVISOR_WORK_LIST_LIMIT
+    return {
+        "at": now.isoformat(),
+        "day_start": day_start(now).isoformat(),
+        "timezone": settings.TIME_ZONE,
+        "queues": queues,
+        "totals": _totals(queues, agents),
+        "agents": agents,
+        "work": work[:limit],
+        "work_total": len(work),
+        "next_in_line": next_in_line(scope, now),
+    }
+
+
+def _totals(queues: list[dict[str, Any]], agents: list[dict[str, Any]]) -> dict[str, Any]:
+    answered = sum(q["answered_today"] for q in queues)
+    within = sum(q["answered_within_target_today"] for q in queues)
+    late = sum(q["abandoned_after_target_today"] for q in queues)
+    return {
+        "waiting": sum(q["waiting"] for q in queues),
+        "offered": sum(q["offered"] for q in queues),
+        "assigned": sum(q["assigned"] for q in queues),
+        "longest_wait_seconds": max((q["longest_wait_seconds"] for q in queues), default=0),
+        "handled_today": sum(q["handled_today"] for q in queues),
+        "abandoned_today": sum(q["abandoned_today"] for q in queues),
+        "service_level_percent": _service_level(within, answered, late),
+        "agents_online": sum(1 for a in agents if a["online"]),
+        "agents_with_room": sum(1 for a in agents if a["has_room"]),
+    }
+
+
+def presence_choices() -> list[dict[str, Any]]:
+    """Statuses a supervisor can set an agent to (``None`` means offline)."""
+    return list(
+        PresenceStatus.objects.order_by("-is_online", "name").values("id", "name", "is_online")
+    )
+
+
+# --- History -------------------------------------------------------------------------------------
+
+
+def parse_since(raw: str | None, now: datetime) -> datetime:
+    """The start of a history window from an ISO 8601 string; default and limit from settings."""
+    max_hours = settings.SUPERVISOR_HISTORY_MAX_HOURS
+    if not raw:
+        return now - timedelta(hours=settings.SUPERVISOR_HISTORY_DEFAULT_HOURS)
+    try:
+        since = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise RoutingError(
+            "since must be an ISO 8601 date and time, e.g. 2026-01-31T08:00:00Z.", "since"
+        ) from None
+    if timezone.is_naive(since):
+        since = timezone.make_aware(since, timezone.get_default_timezone())
+    if since > now:
+        raise RoutingError("since must not be in the future.", "since")
+    if since < now - timedelta(hours=max_hours):
+        raise RoutingError(f"since must be within the last {max_hours} hours.", "since")
+    return since
+
+
+def history(
+    user: Any, *, since: datetime, now: datetime | None = None, queue_id: int | None = None
+) -> dict[str, Any]:
+    """Samples of backlog, longest wait and service level per queue from ``since`` to ``now``.
+
+    ``queue_id`` narrows to one queue, which must be one the user supervises (else ``NotFound``).
+    One index range scan on (queue, at).
+    """
+    now = now or timezone.now()
+    scope = scope_for(user)
+    queues = scope.queues
+    if queue_id is not None:
+        queues = tuple(q for q in queues if q.id == queue_id)
+        if not queues:
+            raise NotFound(f"No queue {queue_id} that you supervise.", "not_found")
+    series: dict[int, list[dict[str, Any]]] = {q.id: [] for q in queues}
+    rows = (
+        QueueSample.objects.filter(queue_id__in=list(series), at__gte=since, at__lte=now)
+        .order_by("queue_id", "at")
+        .values(
+            "queue_id",
+            "at",
+            "waiting",
+            "longest_wait_seconds",
+            "answered_today",
+            "answered_within_target_today",
+            "abandoned_after_target_today",
+        )
+    )
+    for r in rows:
+        series[r["queue_id"]].append(
+            {
+                "at": r["at"].isoformat(),
+                "waiting": r["waiting"],
+                "longest_wait_seconds": r["longest_wait_seconds"],
+                "service_level_percent": _service_level(
+                    r["answered_within_target_today"],
+                    r["answered_today"],
+                    r["abandoned_after_target_today"],
+                ),
+            }
+        )
+    return {
+        "since": since.isoformat(),
+        "until": now.isoformat(),
+        "interval_seconds": settings.SUPERVISOR_SAMPLE_INTERVAL_SECONDS,
+        "queues": [
+            {
+                "id": q.id,
+                "name": q.name,
+                "service_level_goal_percent": q.goal_percent,
+                "samples": series[q.id],
+            }
+            for q in queues
+        ],
+    }
