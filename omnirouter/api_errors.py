@@ -1,4 +1,4 @@
-"""Uniform API errors: every 4xx carries a ``detail`` message, field errors stay as DRF gives them."""
+"""Uniform API errors: every 4xx carries a ``detail`` message; field errors stay as DRF has them."""
 
 from typing import Any
 

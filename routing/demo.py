@@ -54,7 +54,8 @@ STATUSES = [
 ]
 AGENTS = [
     # username, first, last, presence config, queues
-    ("alice", "Alice", "Martin", "Messaging team", ["Web chat", "SMS & WhatsApp", "Escalations"]),
+    ("alice", "Alice", "Martin", "Messaging team",
+     ["Web chat", "SMS & WhatsApp", "Escalations"]),
     ("bob", "Bob", "Tanaka", "Messaging team", ["Web chat", "SMS & WhatsApp", "Social care"]),
     ("carol", "Carol", "Ito", "Case team", ["Support cases", "Escalations", "Social care", "Sales"]),
     ("dave", "Dave", "Okafor", "Case team", ["Support cases", "Sales", "Web chat"]),

@@ -1,4 +1,4 @@
-"""Routing data: service channels, queues and their routing configurations, work items, agent work."""
+"""Routing data: service channels, queues, routing configurations, work items, agent work."""
 
 from __future__ import annotations
 
