@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django; WebSockets through Channels, authenticated, origin-checked."""
+"""ASGI entry point: HTTP through Django; WebSockets through Channels (authenticated)."""
 
 import os
 

@@ -57,7 +57,8 @@ AGENTS = [
     ("alice", "Alice", "Martin", "Messaging team",
      ["Web chat", "SMS & WhatsApp", "Escalations"]),
     ("bob", "Bob", "Tanaka", "Messaging team", ["Web chat", "SMS & WhatsApp", "Social care"]),
-    ("carol", "Carol", "Ito", "Case team", ["Support cases", "Escalations", "Social care", "Sales"]),
+    ("carol", "Carol", "Ito", "Case team",
+     ["Support cases", "Escalations", "Social care", "Sales"]),
     ("dave", "Dave", "Okafor", "Case team", ["Support cases", "Sales", "Web chat"]),
 ]
 STAFF = [
