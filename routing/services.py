@@ -994,6 +994,12 @@ def _apply_status(agent_id: int, status_id: int | None, *, now: datetime) -> Non
         )
         _return_item(work.item_id)
     realtime.publish(*_presence_message(agent_id))
+    # Supervisors listen to queue groups, not to each agent: a status change shows on the
+    # dashboards of every queue the agent serves (they coalesce these into one refresh).
+    for queue_id in QueueMembership.objects.filter(agent_id=agent_id).values_list(
+        "queue_id", flat=True
+    ):
+        _queue_changed(queue_id)
     if stranded or (status is not None and status.is_online):
         request_routing()
 

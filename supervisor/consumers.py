@@ -1,0 +1,175 @@
+"""The supervisor dashboard's WebSocket (``/ws/supervisor/``): live snapshots, throttled.
+
+On connect: authenticate (else close 4401), check the role (supervisor or admin, else close
+4403), join the group of every queue the user supervises, send a full snapshot. Then a fresh
+snapshot follows every ``queue.changed`` event, throttled per connection: at most one per
+``SUPERVISOR_SNAPSHOT_THROTTLE_SECONDS``, sent on the trailing edge so the last change always
+shows. A burst of routing events (a pass that makes a thousand offers) thus costs one snapshot
+per interval, not one per event. Every ``SUPERVISOR_REFRESH_SECONDS`` a snapshot is sent anyway,
+so wait times keep growing and anything a dropped message missed is corrected.
+
+Why throttled snapshots and not deltas: a snapshot is a fixed number of aggregate queries, the
+figures (averages, service level, longest wait) are not additive from events anyway, and a lost
+message costs nothing because the next snapshot carries the whole truth. The protocol is in
+docs/websocket-protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation.trans_real import parse_accept_lang_header
+
+from omnirouter import realtime
+from routing import roles
+from supervisor.selectors import build_snapshot, scope_for
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_A_SUPERVISOR = 4403
+
+
+class SupervisorConsumer(AsyncJsonWebsocketConsumer):
+    groups_joined: list[str]
+
+    async def connect(self) -> None:
+        self.groups_joined = []
+        self._sender: asyncio.Task | None = None
+        self._ticker: asyncio.Task | None = None
+        self._dirty = False
+        self._last_sent = 0.0
+        user = self.scope.get("user")
+        # Accept, then close with a code: a refusal before accept reaches the browser as a bare
+        # 1006, and the page could not tell "log in again" from "network trouble".
+        if user is None or not user.is_authenticated:
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        queue_ids = await database_sync_to_async(_supervised_queue_ids)(user)
+        if queue_ids is None:
+            await self.accept()
+            await self.close(code=CLOSE_NOT_A_SUPERVISOR)
+            return
+        self.user = user
+        self.language = _language_of(self.scope)
+        # Join before the first snapshot: an event in between then triggers a second snapshot
+        # instead of being lost.
+        for queue_id in queue_ids:
+            group = realtime.queue_group(queue_id)
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.append(group)
+        await self.accept()
+        await self._send_snapshot()
+        self._ticker = asyncio.create_task(self._refresh_periodically())
+
+    async def disconnect(self, code: int) -> None:
+        for task in (self._ticker, self._sender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    # --- Server -> client -------------------------------------------------------------------
+
+    async def realtime_event(self, message: dict[str, Any]) -> None:
+        if message.get("event") == realtime.QUEUE_CHANGED:
+            self._request_snapshot()
+
+    def _request_snapshot(self) -> None:
+        """Ask for a snapshot soon; requests while one is pending coalesce into it."""
+        self._dirty = True
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_when_due())
+
+    async def _send_when_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = settings.SUPERVISOR_SNAPSHOT_THROTTLE_SECONDS
+        # Loops while events keep arriving during the wait or the query: the trailing edge.
+        while self._dirty:
+            delay = self._last_sent + interval - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self._send_snapshot()
+
+    async def _send_snapshot(self) -> None:
+        self._dirty = False
+        self._last_sent = asyncio.get_running_loop().time()
+        try:
+            with translation.override(self.language):
+                data = await database_sync_to_async(_snapshot)(self.user)
+        except Exception:
+            # The next event or tick retries; the page keeps its last figures meanwhile.
+            logger.exception("supervisor socket: snapshot failed")
+            return
+        await self.send_json({"type": "snapshot", "snapshot": data})
+
+    async def _refresh_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(settings.SUPERVISOR_REFRESH_SECONDS)
+            self._request_snapshot()
+
+    # --- Client -> server -------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        with translation.override(getattr(self, "language", settings.LANGUAGE_CODE)):
+            try:
+                content = json.loads(text_data) if text_data is not None else None
+            except ValueError:
+                content = None
+            kind = content.get("type") if isinstance(content, dict) else None
+            if kind == "refresh":
+                self._request_snapshot()
+                return
+            await self.send_json(
+                {
+                    "type": "error",
+                    "code": "unknown_type",
+                    "message": _(
+                        'The dashboard socket only accepts {"type": "refresh"}; actions go '
+                        "through the REST API."
+                    ),
+                }
+            )
+
+
+def _supervised_queue_ids(user: Any) -> list[int] | None:
+    """The user's queue ids, or None when they are neither supervisor nor admin."""
+    if not roles.is_supervisor(user):
+        return None
+    return list(roles.supervised_queues(user).values_list("id", flat=True))
+
+
+def _snapshot(user: Any) -> dict[str, Any]:
+    # The scope is read afresh each time: a supervisor given a new queue sees its figures at
+    # the next snapshot (its events follow after a reconnect).
+    return build_snapshot(scope_for(user), timezone.now())
+
+
+def _language_of(scope: dict[str, Any]) -> str:
+    """The language LocaleMiddleware would pick for this connection: cookie, then browser."""
+    supported = {code for code, _name in settings.LANGUAGES}
+    cookie = scope.get("cookies", {}).get(settings.LANGUAGE_COOKIE_NAME)
+    candidates = [cookie] if cookie else []
+    for name, value in scope.get("headers", []):
+        if name == b"accept-language":
+            candidates += [lang for lang, _q in parse_accept_lang_header(value.decode("latin-1"))]
+    for candidate in candidates:
+        try:
+            code = translation.get_supported_language_variant(candidate)
+        except LookupError:
+            continue
+        if code in supported:
+            return code
+    return settings.LANGUAGE_CODE
