@@ -20,6 +20,11 @@ logger = logging.getLogger(__name__)
 OFFER = "offer"  # a new offer (pushed agent work)
 WORK_CHANGED = "work.changed"  # an agent work changed state (accepted, closed, expired, ...)
 PRESENCE_CHANGED = "presence.changed"  # the agent's status or capacity changed
+# Messaging events, sent to the agent holding the conversation and to the customer's web chat.
+MESSAGE_NEW = "message.new"  # a message was added to a conversation (any author)
+MESSAGE_STATUS = "message.status"  # an outbound message's delivery status changed
+TYPING = "typing"  # someone is typing in a conversation
+CONVERSATION_CHANGED = "conversation.changed"  # a conversation's status or agent changed
 # Event types sent to supervisor groups.
 QUEUE_CHANGED = "queue.changed"  # something in the queue moved; dashboards refresh (throttled)
 
@@ -30,6 +35,11 @@ def agent_group(agent_id: int) -> str:
 
 def queue_group(queue_id: int) -> str:
     return f"queue.{queue_id}"
+
+
+def webchat_group(visitor_key: str) -> str:
+    """The customer side of web chat: every widget tab of one visitor."""
+    return f"webchat.{visitor_key}"
 
 
 def publish(group: str, event_type: str, payload: dict[str, Any]) -> None:

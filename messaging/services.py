@@ -1,0 +1,1048 @@
+"""Messaging services: every write to customers, conversations, messages and cases.
+
+Routing and messaging stay consistent without routing knowing about messaging (dependencies point
+one way): messaging wraps the routing services it needs (``accept_conversation``,
+``close_conversation`` call ``routing.services`` inside their own transaction), and
+``sync_conversation`` / ``reconcile_conversations`` bring a conversation in step with its work item
+when someone acted on the item through routing directly (the generic console buttons, the REST
+API, a supervisor's transfer). The maintenance task runs the reconciliation every few seconds;
+opening a conversation in the console runs it at once.
+
+Lock order: customers (by id) -> identity -> conversation -> message, then routing's own order
+(agents -> agent work -> items). Routing never locks messaging rows, so no cycle is possible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from messaging import bot, dispatch
+from messaging.adapters import ProviderError, adapter_for
+from messaging.models import (
+    CASE_ITEM_PRIORITY,
+    OPEN_CONVERSATION,
+    AccountKind,
+    Author,
+    Case,
+    CaseOrigin,
+    CasePriority,
+    CaseStatus,
+    ChannelAccount,
+    Conversation,
+    ConversationStatus,
+    Customer,
+    CustomerIdentity,
+    DeliveryStatus,
+    Direction,
+    EndedBy,
+    IdentityKind,
+    Message,
+)
+from messaging.selectors import (
+    agents_for_conversation,
+    conversation_summary,
+    message_payload,
+    opened_work_for,
+    widget_message,
+)
+from omnirouter import realtime
+from presence.models import Agent
+from routing import services as routing
+from routing.errors import Conflict, Forbidden, NotFound, RoutingError
+from routing.models import AgentWork, AgentWorkState, Queue, ServiceChannel, WorkItemStatus
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXT_LENGTH = 4000
+
+
+# --- Customers -------------------------------------------------------------------------------
+
+
+def normalize_address(kind: str, value: str) -> str:
+    """One spelling per address: "+81 90-1234-5678" and "+819012345678" are the same phone."""
+    value = (value or "").strip()
+    if kind == IdentityKind.PHONE:
+        digits = re.sub(r"[^\d]", "", value)
+        if value.startswith("00"):
+            return f"+{digits[2:]}"
+        return f"+{digits}" if value.startswith("+") else digits
+    if kind == IdentityKind.WHATSAPP:
+        return re.sub(r"[^\d]", "", value)
+    if kind == IdentityKind.EMAIL:
+        return value.casefold()
+    return value
+
+
+def visitor_key(token: str) -> str:
+    """The web-chat identity value for a visitor token: a digest, so that the token (the
+    visitor's secret, kept in their browser) is never shown to agents."""
+    return hashlib.sha256(token.encode()).hexdigest()[:40]
+
+
+def identify_or_create_customer(
+    *, kind: str, value: str, name: str = "", now: datetime | None = None
+) -> CustomerIdentity:
+    """The identity (and its customer) for an address, created if new.
+
+    A WhatsApp id is a phone number without "+": a new WhatsApp id whose phone number is known
+    (or the reverse) joins that customer. A name is kept only if the customer had none.
+    """
+    now = now or timezone.now()
+    if kind not in IdentityKind.values:
+        raise RoutingError(f"Unknown identity kind {kind!r}.", "kind")
+    value = normalize_address(kind, value)
+    if not value:
+        raise RoutingError("The address is empty.", "address")
+    name = (name or "").strip()[:200]
+    identity = CustomerIdentity.objects.select_related("customer").filter(kind=kind, value=value)
+    found = identity.first()
+    if found is None:
+        linked = _linked_customer(kind, value)
+        try:
+            with transaction.atomic():
+                customer = linked or Customer.objects.create(display_name=name, created_at=now)
+                found = CustomerIdentity.objects.create(
+                    customer=customer, kind=kind, value=value, created_at=now
+                )
+        except IntegrityError:
+            # Created at the same moment by another message from this address.
+            found = identity.get()
+    if name and not found.customer.display_name:
+        Customer.objects.filter(pk=found.customer_id, display_name="").update(display_name=name)
+        found.customer.display_name = name
+    return found
+
+
+def _linked_customer(kind: str, value: str) -> Customer | None:
+    other = None
+    if kind == IdentityKind.WHATSAPP:
+        other = CustomerIdentity.objects.filter(kind=IdentityKind.PHONE, value=f"+{value}").first()
+    elif kind == IdentityKind.PHONE and value.startswith("+"):
+        other = CustomerIdentity.objects.filter(kind=IdentityKind.WHATSAPP, value=value[1:]).first()
+    return other.customer if other else None
+
+
+def merge_customers(
+    *,
+    survivor: Customer,
+    other: Customer,
+    actor: AbstractBaseUser | None,
+    now: datetime | None = None,
+) -> Customer:
+    """Merge ``other`` into ``survivor``: identities, conversations and cases move, so both
+    histories show on the survivor; ``other`` points to the survivor from now on."""
+    now = now or timezone.now()
+    if survivor.pk == other.pk:
+        raise RoutingError(_("A customer cannot be merged with itself."), "same_customer")
+    with transaction.atomic():
+        # Both rows locked in id order: a merge the other way round waits instead of deadlocking.
+        locked = {
+            c.pk: c
+            for c in Customer.objects.select_for_update()
+            .filter(pk__in=[survivor.pk, other.pk])
+            .order_by("pk")
+        }
+        if len(locked) != 2:
+            raise NotFound(_("No such customer."), "not_found")
+        keep, gone = locked[survivor.pk], locked[other.pk]
+        for customer in (keep, gone):
+            if customer.merged_into_id:
+                raise Conflict(
+                    _("Customer #%(id)s was already merged into #%(into)s.")
+                    % {"id": customer.pk, "into": customer.merged_into_id},
+                    "already_merged",
+                )
+        CustomerIdentity.objects.filter(customer=gone).update(customer=keep)
+        Conversation.objects.filter(customer=gone).update(customer=keep)
+        Case.objects.filter(customer=gone).update(customer=keep)
+        # Earlier merges into ``gone`` now lead straight to the survivor.
+        Customer.objects.filter(merged_into=gone).update(merged_into=keep)
+        gone.merged_into, gone.merged_at = keep, now
+        gone.merged_by = actor if actor is not None and actor.is_authenticated else None
+        gone.save(update_fields=["merged_into", "merged_at", "merged_by"])
+        if not keep.display_name and gone.display_name:
+            keep.display_name = gone.display_name
+            keep.save(update_fields=["display_name"])
+    return keep
+
+
+# --- Inbound ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    message: Message
+    created: bool  # False: a duplicate delivery of a message already stored
+
+
+def receive_inbound(
+    *,
+    account: ChannelAccount,
+    sender: str,
+    text: str,
+    provider_message_id: str = "",
+    sender_name: str = "",
+    now: datetime | None = None,
+) -> InboundResult:
+    """Store a customer's message once and move their conversation on.
+
+    A provider message id seen before on this account changes nothing (providers redeliver).
+    The message lands on the customer's open conversation on this account, or opens a new one
+    (a reply on an ended conversation opens a new one, offered to the previous agent first).
+    A conversation with the bot gets the bot's next question, or is handed to routing.
+    Side effects: ``message.new`` to the agent holding the conversation; bot replies sent.
+    """
+    now = now or timezone.now()
+    text = (text or "")[:MAX_TEXT_LENGTH]
+    provider_message_id = (provider_message_id or "")[:200]
+    with transaction.atomic():
+        identity = identify_or_create_customer(
+            kind=account.identity_kind, value=sender, name=sender_name, now=now
+        )
+        # Everything inbound from one address is serialised on its identity row: a duplicate
+        # delivery or a burst from a new address then sees the rows the first one wrote.
+        identity = CustomerIdentity.objects.select_for_update().get(pk=identity.pk)
+        if provider_message_id:
+            existing = Message.objects.filter(
+                account=account, provider_message_id=provider_message_id
+            ).first()
+            if existing is not None:
+                return InboundResult(existing, created=False)
+        conversation = (
+            Conversation.objects.select_for_update()
+            .filter(OPEN_CONVERSATION, account=account, identity=identity)
+            .first()
+        )
+        is_new = conversation is None
+        if conversation is None:
+            conversation = Conversation.objects.create(
+                customer_id=identity.customer_id,
+                identity=identity,
+                account=account,
+                status=ConversationStatus.BOT,
+                started_at=now,
+                last_activity_at=now,
+            )
+        message = Message.objects.create(
+            conversation=conversation,
+            account=account,
+            direction=Direction.IN,
+            author=Author.CUSTOMER,
+            text=text,
+            provider_message_id=provider_message_id,
+            status=DeliveryStatus.RECEIVED,
+            created_at=now,
+        )
+        conversation.last_activity_at = now
+        conversation.save(update_fields=["last_activity_at"])
+        _tell_agents(conversation, realtime.MESSAGE_NEW, _message_event(message, conversation))
+        if conversation.status == ConversationStatus.BOT:
+            _run_bot(conversation, text, first=is_new, now=now)
+    return InboundResult(message, created=True)
+
+
+def _run_bot(conversation: Conversation, text: str, *, first: bool, now: datetime) -> None:
+    account = conversation.account
+    customer = conversation.customer
+    with translation.override(account.language):
+        try:
+            if first:
+                turn = bot.begin(
+                    account.bot_flow, known={"name": customer.display_name}, first_text=text
+                )
+            else:
+                turn = bot.answer(
+                    account.bot_flow,
+                    state=conversation.bot_state,
+                    answers=conversation.bot_answers,
+                    text=text,
+                )
+        except Exception:  # any bot failure hands off at once: a person can always help
+            logger.exception("messaging: bot failed on conversation %s", conversation.pk)
+            turn = bot.BotTurn(
+                (bot.BotReply(_("Thank you. An agent will be with you shortly.")),),
+                {"step": None, "done": True},
+                dict(conversation.bot_answers),
+                handoff=True,
+                reason="bot_error",
+            )
+    for reply in turn.replies:
+        shown = reply.text if account.kind == AccountKind.WEBCHAT else None
+        _add_outbound(
+            conversation,
+            author=Author.BOT,
+            text=shown or bot.render_for_text_channel(reply),
+            choices=list(reply.choices),
+            now=now,
+        )
+    conversation.bot_state, conversation.bot_answers = turn.state, turn.answers
+    name = str(turn.answers.get("name") or "").strip()
+    if name and not customer.display_name:
+        Customer.objects.filter(pk=customer.pk, display_name="").update(display_name=name[:200])
+        customer.display_name = name[:200]
+    conversation.save(update_fields=["bot_state", "bot_answers"])
+    if turn.handoff:
+        _hand_off(conversation, queue_name=turn.queue, reason=turn.reason, now=now)
+
+
+def _hand_off(conversation: Conversation, *, queue_name: str, reason: str, now: datetime) -> None:
+    """The conversation needs an agent: it becomes a work item on the account's channel."""
+    account = conversation.account
+    queue = Queue.objects.filter(name=queue_name).first() if queue_name else None
+    queue = queue or account.queue
+    preferred = _previous_agent(conversation, now)
+    customer = conversation.customer
+    first = conversation.messages.filter(author=Author.CUSTOMER).order_by("created_at").first()
+    label = account.get_kind_display()
+    who = customer.display_name or conversation.identity.value
+    topic = conversation.bot_answers.get("topic")
+    subject = f"{label}: {who}" + (f" ({topic})" if topic else "")
+    payload = {
+        "conversation_id": conversation.pk,
+        "customer": {"id": customer.pk, "name": customer.display_name},
+        "channel": account.kind,
+        "channel_label": str(label),
+        "account": account.name,
+        "address": conversation.identity.value,
+        "bot_answers": conversation.bot_answers,
+        "handoff_reason": reason,
+        "first_message": first.text[:500] if first else "",
+    }
+    if preferred is not None:
+        payload["preferred_agent"] = {"id": preferred.pk, "name": str(preferred)}
+    item = routing.enqueue_work(
+        queue=queue,
+        channel=account.service_channel,
+        subject=subject[:255],
+        payload=payload,
+        record=conversation,
+        preferred_agent=preferred,
+        preferred_for=timedelta(seconds=settings.MESSAGING_STICKY_SECONDS) if preferred else None,
+        now=now,
+    )
+    conversation.work_item = item
+    conversation.status = ConversationStatus.WAITING
+    conversation.save(update_fields=["work_item", "status"])
+    _conversation_changed(conversation)
+
+
+def _previous_agent(conversation: Conversation, now: datetime) -> Agent | None:
+    """The agent of the customer's last conversation, if it ended recently (sticky routing)."""
+    since = now - timedelta(hours=settings.MESSAGING_STICKY_LOOKBACK_HOURS)
+    previous = (
+        Conversation.objects.filter(
+            customer_id=conversation.customer_id,
+            status=ConversationStatus.ENDED,
+            assigned_agent__isnull=False,
+            ended_at__gte=since,
+        )
+        .exclude(pk=conversation.pk)
+        .select_related("assigned_agent__user")
+        .order_by("-ended_at", "-id")
+        .first()
+    )
+    return previous.assigned_agent if previous else None
+
+
+def receive_webchat(
+    *,
+    account: ChannelAccount,
+    visitor: str,
+    text: str,
+    client_id: str = "",
+    now: datetime | None = None,
+) -> InboundResult:
+    """A web-chat visitor's message (``visitor`` is their identity value, see ``visitor_key``).
+    The widget's client id makes a resend after a reconnect a no-op."""
+    text = (text or "").strip()
+    if not text:
+        raise RoutingError(_("The message is empty."), "empty")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise RoutingError(_("The message is too long."), "too_long")
+    if account.kind != AccountKind.WEBCHAT or not account.active:
+        raise NotFound(_("This chat is not available."), "not_found")
+    client_id = re.sub(r"[^\w-]", "", client_id or "")[:64]
+    return receive_inbound(
+        account=account,
+        sender=visitor,
+        text=text,
+        provider_message_id=f"webchat:{visitor[:16]}:{client_id}" if client_id else "",
+        now=now,
+    )
+
+
+# --- Outbound --------------------------------------------------------------------------------
+
+
+def send_reply(
+    *, conversation_id: int, agent: Agent, text: str, now: datetime | None = None
+) -> Message:
+    """The agent's reply: stored queued and sent through the channel after commit.
+
+    Only the agent who accepted the conversation's work item may reply. Side effects: the
+    provider send (a Celery task, retried) or the customer's widget; ``message.new`` to the
+    agent.
+    """
+    now = now or timezone.now()
+    text = (text or "").strip()
+    if not text:
+        raise RoutingError(_("Write a message first."), "empty")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise RoutingError(
+            _("Messages are limited to %(n)s characters.") % {"n": MAX_TEXT_LENGTH}, "too_long"
+        )
+    with transaction.atomic():
+        conversation = _lock_conversation(conversation_id)
+        if not conversation.is_open:
+            raise Conflict(_("This conversation has ended."), "ended")
+        if opened_work_for(conversation, agent) is None:
+            raise Forbidden(_("This conversation is not assigned to you."), "not_yours")
+        if (
+            conversation.status != ConversationStatus.ACTIVE
+            or conversation.assigned_agent_id != agent.pk
+        ):
+            _activate(conversation, agent, now=now)
+        message = _add_outbound(conversation, author=Author.AGENT, agent=agent, text=text, now=now)
+        conversation.last_activity_at = now
+        conversation.save(update_fields=["last_activity_at"])
+    return message
+
+
+def _add_outbound(
+    conversation: Conversation,
+    *,
+    author: str,
+    text: str,
+    now: datetime,
+    agent: Agent | None = None,
+    choices: list[str] | None = None,
+) -> Message:
+    account = conversation.account
+    webchat = account.kind == AccountKind.WEBCHAT
+    message = Message.objects.create(
+        conversation=conversation,
+        account=account,
+        direction=Direction.OUT,
+        author=author,
+        agent=agent,
+        text=text,
+        choices=choices or [],
+        # Web chat is our own socket: handing it to the channel layer is the send.
+        status=DeliveryStatus.SENT if webchat else DeliveryStatus.QUEUED,
+        sent_at=now if webchat else None,
+        next_attempt_at=None if webchat else now,
+        created_at=now,
+    )
+    if webchat:
+        realtime.publish(
+            realtime.webchat_group(conversation.identity.value),
+            realtime.MESSAGE_NEW,
+            widget_message(message),
+        )
+    else:
+        dispatch.queue_send(message.pk)
+    _tell_agents(conversation, realtime.MESSAGE_NEW, _message_event(message, conversation))
+    return message
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    status: str  # sent, failed, retry, skipped
+    retry_in: float | None = None
+
+
+def retry_delay_seconds(attempt: int) -> float:
+    """Exponential backoff: the first retry after MESSAGING_SEND_BACKOFF_SECONDS, then doubled."""
+    return settings.MESSAGING_SEND_BACKOFF_SECONDS * 2 ** (attempt - 1)
+
+
+def deliver_outbound(*, message_id: int, now: datetime | None = None) -> SendOutcome:
+    """Send one queued outbound message through its provider (idempotent).
+
+    The message row stays locked during the provider call, so two workers never send it twice;
+    a message that is not queued any more (sent, failed) is left alone. Transient failures (5xx,
+    429, network) are retried until MESSAGING_SEND_MAX_ATTEMPTS; then, or on a permanent error,
+    the message is failed with the provider's error. Side effect: ``message.status`` to agents.
+    """
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("account", "conversation__identity")
+            .filter(pk=message_id, direction=Direction.OUT)
+            .first()
+        )
+        if message is None or message.status != DeliveryStatus.QUEUED:
+            return SendOutcome("skipped")
+        now = now or timezone.now()
+        account = message.account
+        attempt = message.attempts + 1
+        message.attempts, message.last_attempt_at = attempt, now
+        fields = ["attempts", "last_attempt_at", "status", "error", "next_attempt_at"]
+        try:
+            provider_id = _send_through_provider(message)
+        except ProviderError as exc:
+            message.error = exc.message[:1000]
+            if exc.transient and attempt < settings.MESSAGING_SEND_MAX_ATTEMPTS:
+                delay = retry_delay_seconds(attempt)
+                message.next_attempt_at = now + timedelta(seconds=delay)
+                message.save(update_fields=fields)
+                _tell_agents(message.conversation, realtime.MESSAGE_STATUS, _status_event(message))
+                return SendOutcome("retry", retry_in=delay)
+            message.status, message.next_attempt_at = DeliveryStatus.FAILED, None
+            message.save(update_fields=fields)
+            _tell_agents(message.conversation, realtime.MESSAGE_STATUS, _status_event(message))
+            return SendOutcome("failed")
+        message.status, message.error, message.next_attempt_at = DeliveryStatus.SENT, "", None
+        message.provider_message_id, message.sent_at = provider_id, now
+        message.save(update_fields=[*fields, "provider_message_id", "sent_at"])
+        _tell_agents(message.conversation, realtime.MESSAGE_STATUS, _status_event(message))
+        logger.info("messaging: sent message %s on %s as %s", message.pk, account, provider_id)
+        return SendOutcome("sent")
+
+
+def _send_through_provider(message: Message) -> str:
+    account = message.account
+    if account.is_sandbox:
+        return f"sandbox-{uuid.uuid4().hex}"
+    callback = ""
+    if account.kind == AccountKind.SMS and settings.MESSAGING_PUBLIC_BASE_URL:
+        callback = f"{settings.MESSAGING_PUBLIC_BASE_URL.rstrip('/')}/webhooks/sms/{account.pk}/"
+    return adapter_for(account.kind).send(
+        account,
+        to=message.conversation.identity.value,
+        text=message.text,
+        status_callback=callback,
+    )
+
+
+# Where a delivery status may go from each status: never backwards (callbacks arrive out of
+# order), and nothing after delivered or failed.
+_NEXT_STATUS = {
+    DeliveryStatus.QUEUED: {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED},
+    DeliveryStatus.SENT: {DeliveryStatus.DELIVERED, DeliveryStatus.FAILED},
+}
+
+
+def update_delivery_status(
+    *,
+    account: ChannelAccount,
+    provider_message_id: str,
+    status: str,
+    error: str = "",
+    now: datetime | None = None,
+) -> Message | None:
+    """A provider's status callback. Unknown ids and backward moves change nothing."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update(of=("self",))
+            .select_related("conversation")
+            .filter(
+                account=account,
+                provider_message_id=provider_message_id,
+                direction=Direction.OUT,
+            )
+            .first()
+        )
+        if message is None or status not in _NEXT_STATUS.get(message.status, set()):
+            return None
+        message.status = status
+        fields = ["status"]
+        if status == DeliveryStatus.DELIVERED:
+            message.delivered_at = now
+            fields.append("delivered_at")
+        if status == DeliveryStatus.FAILED:
+            message.error = error[:1000] or _("The provider could not deliver the message.")
+            fields.append("error")
+        message.save(update_fields=fields)
+        _tell_agents(message.conversation, realtime.MESSAGE_STATUS, _status_event(message))
+    return message
+
+
+def mark_webchat_delivered(
+    *, account: ChannelAccount, visitor: str, message_ids: list[int], now: datetime | None = None
+) -> int:
+    """The visitor's widget showed these messages: they are delivered."""
+    now = now or timezone.now()
+    ids = [int(i) for i in message_ids if str(i).isdigit()][:100]
+    with transaction.atomic():
+        messages = list(
+            Message.objects.select_related("conversation").filter(
+                pk__in=ids,
+                account=account,
+                conversation__identity__value=visitor,
+                conversation__identity__kind=IdentityKind.WEBCHAT,
+                direction=Direction.OUT,
+                status=DeliveryStatus.SENT,
+            )
+        )
+        Message.objects.filter(pk__in=[m.pk for m in messages]).update(
+            status=DeliveryStatus.DELIVERED, delivered_at=now
+        )
+        for message in messages:
+            message.status, message.delivered_at = DeliveryStatus.DELIVERED, now
+            _tell_agents(message.conversation, realtime.MESSAGE_STATUS, _status_event(message))
+    return len(messages)
+
+
+# --- Conversations and routing --------------------------------------------------------------
+
+
+def accept_conversation(*, work_id: int, agent: Agent, now: datetime | None = None) -> AgentWork:
+    """Accept an offered messaging item: routing's compare-and-set accept, and the conversation
+    becomes active with this agent, in one transaction."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        work = routing.accept_work(work_id=work_id, agent=agent, now=now)
+        conversation = Conversation.objects.filter(work_item_id=work.item_id).first()
+        if conversation is not None:
+            sync_conversation(conversation_id=conversation.pk, now=now)
+    return work
+
+
+def sync_conversation(*, conversation_id: int, now: datetime | None = None) -> Conversation:
+    """Bring a conversation in step with its work item: accepted -> active with that agent;
+    back in a queue (transfer, offline) -> waiting; item closed -> ended by the agent; item
+    canceled -> ended by the system. Idempotent; safe to call on every read."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        conversation = _lock_conversation(conversation_id)
+        if not conversation.is_open or conversation.work_item_id is None:
+            return conversation
+        item = conversation.work_item
+        if item.status == WorkItemStatus.CLOSED:
+            _end(conversation, by=EndedBy.AGENT, now=now)
+            return conversation
+        if item.status == WorkItemStatus.CANCELED:
+            _end(conversation, by=EndedBy.SYSTEM, now=now)
+            return conversation
+        opened = (
+            AgentWork.objects.filter(item=item, state=AgentWorkState.OPENED)
+            .select_related("agent__user")
+            .first()
+        )
+        if opened is not None:
+            if (
+                conversation.status != ConversationStatus.ACTIVE
+                or conversation.assigned_agent_id != opened.agent_id
+            ):
+                _activate(conversation, opened.agent, now=now)
+        elif conversation.status == ConversationStatus.ACTIVE:
+            conversation.status = ConversationStatus.WAITING
+            conversation.save(update_fields=["status"])
+            _conversation_changed(conversation)
+    return conversation
+
+
+def reconcile_conversations(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Sync the conversations whose state disagrees with their work item's."""
+    now = now or timezone.now()
+    out_of_step = (
+        Conversation.objects.filter(OPEN_CONVERSATION, work_item__isnull=False)
+        .filter(
+            Q(work_item__status__in=[WorkItemStatus.CLOSED, WorkItemStatus.CANCELED])
+            | Q(status=ConversationStatus.WAITING, work_item__status=WorkItemStatus.ASSIGNED)
+            | (Q(status=ConversationStatus.ACTIVE) & ~Q(work_item__status=WorkItemStatus.ASSIGNED))
+        )
+        .values_list("pk", flat=True)[:limit]
+    )
+    ids = list(out_of_step)
+    for conversation_id in ids:
+        sync_conversation(conversation_id=conversation_id, now=now)
+    reconcile_cases()
+    return len(ids)
+
+
+def close_conversation(
+    *,
+    conversation_id: int,
+    by: str,
+    agent: Agent | None = None,
+    note: str = "",
+    now: datetime | None = None,
+) -> Conversation:
+    """End a conversation (``by``: agent, customer, timeout, system).
+
+    By the agent: only the agent holding it, and their routing work is closed with it. By anyone
+    else: a waiting item is canceled, an accepted one is closed on the agent's behalf (their
+    console shows it closed and the capacity is freed). Side effect: ``conversation.changed``.
+    """
+    now = now or timezone.now()
+    if by not in EndedBy.values:
+        raise RoutingError(f"Unknown closer {by!r}.", "by")
+    with transaction.atomic():
+        conversation = _lock_conversation(conversation_id)
+        if not conversation.is_open:
+            raise Conflict(_("This conversation has already ended."), "ended")
+        if by == EndedBy.AGENT:
+            if agent is None:
+                raise Forbidden(_("Only the agent holding the conversation can close it."), "agent")
+            work = opened_work_for(conversation, agent)
+            if work is None:
+                raise Forbidden(_("This conversation is not assigned to you."), "not_yours")
+            routing.close_work(work_id=work.pk, agent=agent, note=note, now=now)
+            if conversation.assigned_agent_id != agent.pk:
+                conversation.assigned_agent = agent
+                conversation.save(update_fields=["assigned_agent"])
+        else:
+            _release_work(conversation, note=note or _("Conversation ended."), now=now)
+        _end(conversation, by=by, now=now)
+    return conversation
+
+
+def close_webchat_by_customer(
+    *, account: ChannelAccount, visitor: str, now: datetime | None = None
+) -> Conversation | None:
+    """The visitor pressed "End chat" in the widget."""
+    conversation = Conversation.objects.filter(
+        OPEN_CONVERSATION,
+        account=account,
+        identity__kind=IdentityKind.WEBCHAT,
+        identity__value=visitor,
+    ).first()
+    if conversation is None:
+        return None
+    try:
+        return close_conversation(conversation_id=conversation.pk, by=EndedBy.CUSTOMER, now=now)
+    except Conflict:
+        return None
+
+
+def end_idle_conversations(*, now: datetime | None = None, limit: int = 200) -> int:
+    """End conversations nobody wrote in for MESSAGING_INACTIVITY_MINUTES."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(minutes=settings.MESSAGING_INACTIVITY_MINUTES)
+    ids = list(
+        Conversation.objects.filter(OPEN_CONVERSATION, last_activity_at__lt=cutoff)
+        .order_by("last_activity_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    ended = 0
+    for conversation_id in ids:
+        with transaction.atomic():
+            conversation = (
+                Conversation.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(OPEN_CONVERSATION, pk=conversation_id, last_activity_at__lt=cutoff)
+                .first()
+            )
+            if conversation is None:  # a message came in meanwhile, or someone else ends it
+                continue
+            _release_work(conversation, note=_("Ended after inactivity."), now=now)
+            _end(conversation, by=EndedBy.TIMEOUT, now=now)
+            ended += 1
+    return ended
+
+
+def signal_typing(*, conversation_id: int, agent: Agent | None = None, visitor: str = "") -> None:
+    """Someone is typing: the agent (shown to the customer's widget) or the web-chat visitor
+    (shown to the agent). Nothing is stored."""
+    conversation = (
+        Conversation.objects.select_related("identity").filter(pk=conversation_id).first()
+    )
+    if conversation is None or not conversation.is_open:
+        return
+    if agent is not None:
+        if opened_work_for(conversation, agent) is None:
+            return
+        if conversation.account.kind == AccountKind.WEBCHAT:
+            realtime.publish(
+                realtime.webchat_group(conversation.identity.value),
+                realtime.TYPING,
+                {"conversation_id": conversation.pk, "author": Author.AGENT},
+            )
+    elif visitor and conversation.identity.value == visitor:
+        _tell_agents(
+            conversation,
+            realtime.TYPING,
+            {"conversation_id": conversation.pk, "author": Author.CUSTOMER},
+        )
+
+
+def _release_work(conversation: Conversation, *, note: str, now: datetime) -> None:
+    """Take the conversation's work item out of routing: cancel it if it still waits, close the
+    accepted work on the agent's behalf otherwise."""
+    if conversation.work_item_id is None:
+        return
+    for _attempt in range(2):  # the item may be accepted between our read and the cancel
+        item = conversation.work_item
+        item.refresh_from_db()
+        if item.status in (WorkItemStatus.CLOSED, WorkItemStatus.CANCELED):
+            return
+        try:
+            if item.status == WorkItemStatus.ASSIGNED:
+                work = AgentWork.objects.select_related("agent").get(
+                    item=item, state=AgentWorkState.OPENED
+                )
+                routing.close_work(work_id=work.pk, agent=work.agent, note=note, now=now)
+                if conversation.assigned_agent_id is None:
+                    conversation.assigned_agent = work.agent
+            else:
+                routing.cancel_work_item(item_id=item.pk, now=now)
+            return
+        except (Conflict, AgentWork.DoesNotExist):
+            continue
+
+
+def _activate(conversation: Conversation, agent: Agent, *, now: datetime) -> None:
+    conversation.status = ConversationStatus.ACTIVE
+    conversation.assigned_agent = agent
+    conversation.save(update_fields=["status", "assigned_agent"])
+    if conversation.account.kind == AccountKind.WEBCHAT:
+        with translation.override(conversation.account.language):
+            first = agent.user.first_name or agent.user.get_username()
+            text = _("%(name)s has joined the chat.") % {"name": first}
+        _add_outbound(conversation, author=Author.SYSTEM, text=text, now=now)
+    _conversation_changed(conversation)
+
+
+def _end(conversation: Conversation, *, by: str, now: datetime) -> None:
+    conversation.status = ConversationStatus.ENDED
+    conversation.ended_at, conversation.ended_by = now, by
+    conversation.save(update_fields=["status", "ended_at", "ended_by", "assigned_agent"])
+    if conversation.account.kind == AccountKind.WEBCHAT:
+        with translation.override(conversation.account.language):
+            text = _("This chat has ended. Write again any time.")
+        _add_outbound(conversation, author=Author.SYSTEM, text=text, now=now)
+    _conversation_changed(conversation)
+
+
+def _lock_conversation(conversation_id: int) -> Conversation:
+    conversation = (
+        Conversation.objects.select_for_update(of=("self",))
+        .select_related("account", "identity", "customer", "work_item")
+        .filter(pk=conversation_id)
+        .first()
+    )
+    if conversation is None:
+        raise NotFound(_("No conversation %(id)s.") % {"id": conversation_id}, "not_found")
+    return conversation
+
+
+# --- Cases -----------------------------------------------------------------------------------
+
+
+def open_case(
+    *,
+    subject: str,
+    customer: Customer,
+    origin: str,
+    description: str = "",
+    priority: str = CasePriority.NORMAL,
+    conversation: Conversation | None = None,
+    opened_by: AbstractBaseUser | None = None,
+    queue: Queue | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """Open a case and route it: a work item on the case channel (MESSAGING_CASE_CHANNEL) in
+    ``queue`` or MESSAGING_CASE_QUEUE, its priority from the case's."""
+    now = now or timezone.now()
+    subject = (subject or "").strip()
+    if not subject:
+        raise RoutingError(_("A case needs a subject."), "subject")
+    if len(subject) > 200:
+        raise RoutingError(_("The subject is limited to 200 characters."), "subject")
+    if priority not in CasePriority.values:
+        raise RoutingError(
+            _("Priority must be one of: %(values)s.") % {"values": ", ".join(CasePriority.values)},
+            "priority",
+        )
+    if origin not in CaseOrigin.values:
+        raise RoutingError(_("Unknown channel of origin %(o)r.") % {"o": origin}, "origin")
+    customer = Customer.objects.get(pk=customer.pk)
+    if customer.merged_into_id:
+        from messaging.selectors import resolve_customer
+
+        customer = resolve_customer(customer)
+    queue = queue or Queue.objects.filter(name=settings.MESSAGING_CASE_QUEUE).first()
+    channel = ServiceChannel.objects.filter(key=settings.MESSAGING_CASE_CHANNEL).first()
+    if queue is None or channel is None:
+        raise RoutingError(
+            _("Cases cannot be routed: no queue %(q)r or service channel %(c)r is configured.")
+            % {"q": settings.MESSAGING_CASE_QUEUE, "c": settings.MESSAGING_CASE_CHANNEL},
+            "not_configured",
+        )
+    with transaction.atomic():
+        case = Case.objects.create(
+            subject=subject,
+            description=(description or "").strip()[:10000],
+            priority=priority,
+            customer=customer,
+            origin=origin,
+            conversation=conversation,
+            opened_by=opened_by if opened_by is not None and opened_by.is_authenticated else None,
+            created_at=now,
+            updated_at=now,
+        )
+        item = routing.enqueue_work(
+            queue=queue,
+            channel=channel,
+            subject=f"#{case.pk} {subject}"[:255],
+            priority=CASE_ITEM_PRIORITY[CasePriority(priority)],
+            payload={
+                "case_id": case.pk,
+                "customer": {"id": customer.pk, "name": customer.display_name},
+                "origin": origin,
+                "description": case.description[:500],
+                "conversation_id": conversation.pk if conversation else None,
+            },
+            record=case,
+            created_by=opened_by,
+            now=now,
+        )
+        case.work_item = item
+        case.save(update_fields=["work_item"])
+    return case
+
+
+def open_case_from_conversation(
+    *,
+    conversation_id: int,
+    agent: Agent,
+    subject: str,
+    description: str = "",
+    priority: str = CasePriority.NORMAL,
+    now: datetime | None = None,
+) -> Case:
+    """An agent turns (part of) a conversation they hold into a case for follow-up."""
+    conversation = (
+        Conversation.objects.select_related("account", "customer")
+        .filter(pk=conversation_id)
+        .first()
+    )
+    if conversation is None:
+        raise NotFound(_("No conversation %(id)s.") % {"id": conversation_id}, "not_found")
+    if conversation.assigned_agent_id != agent.pk and opened_work_for(conversation, agent) is None:
+        raise Forbidden(_("This conversation is not assigned to you."), "not_yours")
+    return open_case(
+        subject=subject,
+        description=description,
+        priority=priority,
+        customer=conversation.customer,
+        origin=conversation.account.kind,
+        conversation=conversation,
+        opened_by=agent.user,
+        now=now,
+    )
+
+
+def open_self_service_case(
+    *, name: str, email: str, subject: str, description: str, now: datetime | None = None
+) -> Case:
+    """A customer opens a case on the help page; their e-mail finds or makes their record."""
+    identity = identify_or_create_customer(kind=IdentityKind.EMAIL, value=email, name=name, now=now)
+    return open_case(
+        subject=subject,
+        description=description,
+        customer=identity.customer,
+        origin=CaseOrigin.WEB,
+        now=now,
+    )
+
+
+def set_case_status(
+    *, case_id: int, status: str, actor: AbstractBaseUser | None = None, now: datetime | None = None
+) -> Case:
+    now = now or timezone.now()
+    if status not in CaseStatus.values:
+        raise RoutingError(_("Unknown case status %(s)r.") % {"s": status}, "status")
+    with transaction.atomic():
+        case = Case.objects.select_for_update().filter(pk=case_id).first()
+        if case is None:
+            raise NotFound(_("No case %(id)s.") % {"id": case_id}, "not_found")
+        case.status, case.updated_at = status, now
+        case.closed_at = now if status == CaseStatus.CLOSED else None
+        case.save(update_fields=["status", "updated_at", "closed_at"])
+    return case
+
+
+def reconcile_cases(*, now: datetime | None = None) -> int:
+    """New cases whose item an agent accepted are open; cases whose item closed are closed."""
+    now = now or timezone.now()
+    opened = Case.objects.filter(
+        status=CaseStatus.NEW, work_item__status=WorkItemStatus.ASSIGNED
+    ).update(status=CaseStatus.OPEN, updated_at=now)
+    closed = (
+        Case.objects.filter(work_item__status=WorkItemStatus.CLOSED)
+        .exclude(status__in=[CaseStatus.CLOSED, CaseStatus.WAITING])
+        .update(status=CaseStatus.CLOSED, closed_at=now, updated_at=now)
+    )
+    return opened + closed
+
+
+# --- Maintenance -----------------------------------------------------------------------------
+
+
+def redrive_outbound(*, now: datetime | None = None, grace_seconds: int = 60) -> int:
+    """Re-queue sends whose retry or first attempt was lost (a worker or broker restart)."""
+    now = now or timezone.now()
+    ids = list(
+        Message.objects.filter(
+            status=DeliveryStatus.QUEUED,
+            direction=Direction.OUT,
+            next_attempt_at__lte=now - timedelta(seconds=grace_seconds),
+        ).values_list("pk", flat=True)[:500]
+    )
+    for message_id in ids:
+        dispatch.queue_send(message_id)
+    return len(ids)
+
+
+def run_maintenance(*, now: datetime | None = None) -> dict[str, int]:
+    now = now or timezone.now()
+    return {
+        "idle_ended": end_idle_conversations(now=now),
+        "reconciled": reconcile_conversations(now=now),
+        "redriven": redrive_outbound(now=now),
+    }
+
+
+# --- Events ----------------------------------------------------------------------------------
+
+
+def _message_event(message: Message, conversation: Conversation) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation.pk,
+        "message": message_payload(message, conversation.customer.display_name),
+    }
+
+
+def _status_event(message: Message) -> dict[str, Any]:
+    return {
+        "conversation_id": message.conversation_id,
+        "message_id": message.pk,
+        "status": message.status,
+        "error": message.error,
+    }
+
+
+def _tell_agents(conversation: Conversation, event: str, payload: dict[str, Any]) -> None:
+    realtime.publish_many(
+        [
+            (realtime.agent_group(agent_id), event, payload)
+            for agent_id in agents_for_conversation(conversation)
+        ]
+    )
+
+
+def _conversation_changed(conversation: Conversation) -> None:
+    _tell_agents(conversation, realtime.CONVERSATION_CHANGED, conversation_summary(conversation))
+    if conversation.account.kind == AccountKind.WEBCHAT:
+        realtime.publish(
+            realtime.webchat_group(conversation.identity.value),
+            realtime.CONVERSATION_CHANGED,
+            {"conversation_id": conversation.pk, "status": conversation.status},
+        )
