@@ -58,7 +58,7 @@ def wants_agent(text: str) -> bool:
     if any(phrase in normal for phrase in AGENT_PHRASES_JA):
         return True
     words = re.findall(r"[a-z]+", normal)
-    if not words or len(words) > 6:
+    if not words or len(words) > 8:
         return False
     # Only short messages: "the agent said my parcel left yesterday" is not a request.
     return any(w in AGENT_WORDS for w in words)
