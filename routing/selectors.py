@@ -10,6 +10,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from presence.models import Agent
+from routing import roles
 from routing.models import LIVE_STATES, AgentWork, AgentWorkState, WorkItem, WorkItemStatus
 
 
@@ -106,3 +107,14 @@ def explain_wait(item: WorkItem, *, now: datetime | None = None) -> str:
     if item.preferred_agent_id and item.preferred_until and item.preferred_until > now:
         return f"Held for its preferred agent until {item.preferred_until:%H:%M:%S}."
     return "Eligible agents have room: it will be offered on the next routing pass."
+
+
+def visible_work_items(user: Any) -> QuerySet[WorkItem]:
+    """Items a user may read and cancel through the API: admins all; supervisors those in the
+    queues they supervise; intake clients those they created."""
+    if roles.is_admin(user):
+        return WorkItem.objects.all()
+    visible = Q(queue__in=roles.supervised_queues(user))
+    if roles.is_intake(user):
+        visible |= Q(created_by=user)
+    return WorkItem.objects.filter(visible)

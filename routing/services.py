@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
-from django.db.models import Case, F, Max, Q, Sum, Value, When
+from django.db.models import Case, F, Max, ProtectedError, Q, RestrictedError, Sum, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from omnirouter import realtime
 from presence.models import Agent, PresenceStatus
@@ -35,6 +37,7 @@ from routing.models import (
     AgentWorkState,
     Queue,
     QueueMembership,
+    RoutingConfiguration,
     ServiceChannel,
     WorkItem,
     WorkItemStatus,
@@ -861,6 +864,221 @@ def reconcile_capacity() -> int:
     if fixed:
         request_routing()
     return fixed
+
+
+# --- Configuration -----------------------------------------------------------------------------
+# Admin edits of channels, queues, routing configurations and presence statuses. Plain records are
+# validated and saved; edits that change how live work routes also bring that work in line.
+
+_LIVE_ITEM_STATES = (WorkItemStatus.WAITING, WorkItemStatus.OFFERED, WorkItemStatus.ASSIGNED)
+
+_Config = TypeVar("_Config", bound=models.Model)
+
+
+def save_configuration(
+    *,
+    instance: _Config,
+    changes: Mapping[str, Any],
+    m2m: Mapping[str, Iterable[Any]] | None = None,
+) -> _Config:
+    """Create or edit a configuration record that has no effect on live work by itself: a service
+    channel, a new routing configuration, queue or presence status, a decline reason.
+
+    Fields are checked as a form checks them (model validators, unique fields, constraints); a
+    refusal raises ``RoutingError`` and writes nothing.
+    """
+    with transaction.atomic():
+        for name, value in changes.items():
+            setattr(instance, name, value)
+        try:
+            instance.full_clean()
+        except ValidationError as exc:
+            raise RoutingError(" ".join(exc.messages), "invalid") from None
+        instance.save()
+        for name, values in (m2m or {}).items():
+            getattr(instance, name).set(list(values))
+    return instance
+
+
+def update_routing_config(
+    *, config: RoutingConfiguration, changes: Mapping[str, Any]
+) -> RoutingConfiguration:
+    """Edit a routing configuration.
+
+    Items carry a copy of their queue's routing priority (the claim query orders on it without a
+    join), so a new routing priority is copied to the live items of the configuration's queues
+    and a routing pass is requested: cross-queue order follows the edit at once. ``config`` may
+    already hold the new values (the admin's form sets them); the stored row is the "before".
+    """
+    with transaction.atomic():
+        before = (
+            RoutingConfiguration.objects.select_for_update()
+            .values_list("routing_priority", flat=True)
+            .get(pk=config.pk)
+        )
+        save_configuration(instance=config, changes=changes)
+        if config.routing_priority != before:
+            sync_queue_items(queue_ids=list(config.queues.values_list("id", flat=True)))
+        else:
+            request_routing()
+    return config
+
+
+def save_queue(
+    *,
+    queue: Queue,
+    changes: Mapping[str, Any],
+    members: Iterable[Agent] | None = None,
+    supervisors: Iterable[AbstractBaseUser] | None = None,
+) -> Queue:
+    """Create or edit a queue; ``members`` and ``supervisors``, when given, become exactly those.
+
+    A queue moved to another routing configuration takes its live items along to the new routing
+    priority. New members may take waiting work at once: a routing pass is requested.
+    """
+    with transaction.atomic():
+        before = None
+        if queue.pk is not None:
+            before = (
+                Queue.objects.select_for_update(of=("self",))
+                .values_list("routing_config_id", flat=True)
+                .get(pk=queue.pk)
+            )
+        m2m: dict[str, Iterable[Any]] = {}
+        if members is not None:
+            m2m["members"] = members
+        if supervisors is not None:
+            m2m["supervisors"] = supervisors
+        save_configuration(instance=queue, changes=changes, m2m=m2m)
+        if before is not None and before != queue.routing_config_id:
+            sync_queue_items(queue_ids=[queue.pk])
+        elif members is not None:
+            request_routing()
+    return queue
+
+
+def sync_queue_items(*, queue_ids: Iterable[int]) -> int:
+    """Give the live items of these queues the routing priority of their queue's configuration.
+
+    Offered and assigned items follow too: a decline or a timeout puts them back in line. Returns
+    how many items changed. Side effects: a routing pass is requested, supervisors are told.
+    """
+    ids = sorted(set(queue_ids))
+    changed = 0
+    with transaction.atomic():
+        # Queue rows locked in id order: two edits reaching the same queues update their items
+        # one after the other rather than in crossed order.
+        queues = list(
+            Queue.objects.select_for_update(of=("self",))
+            .filter(id__in=ids)
+            .order_by("id")
+            .values_list("id", "routing_config__routing_priority")
+        )
+        for queue_id, routing_priority in queues:
+            count = (
+                WorkItem.objects.filter(queue_id=queue_id, status__in=_LIVE_ITEM_STATES)
+                .exclude(routing_priority=routing_priority)
+                .update(routing_priority=routing_priority)
+            )
+            if count:
+                _queue_changed(queue_id)
+                changed += count
+        request_routing()
+    return changed
+
+
+def update_presence_status(
+    *,
+    status: PresenceStatus,
+    changes: Mapping[str, Any],
+    channels: Iterable[ServiceChannel] | None = None,
+    now: datetime | None = None,
+) -> PresenceStatus:
+    """Edit a presence status. Agents in it keep it; their pending offers for channels it no
+    longer covers (all of them, if it is no longer online) go back to their queues, and a routing
+    pass is requested for the channels it may now cover."""
+    with transaction.atomic():
+        save_configuration(
+            instance=status,
+            changes=changes,
+            m2m={"channels": channels} if channels is not None else None,
+        )
+        release_uncovered_offers(status_id=status.pk, now=now)
+    return status
+
+
+def release_uncovered_offers(*, status_id: int, now: datetime | None = None) -> int:
+    """Return to their queues the pending offers that agents in this status may no longer hold
+    (the status was edited). Accepted work stays. Requests a routing pass; returns the count."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _lock_agents(
+            Agent.objects.filter(status_id=status_id).values_list("id", flat=True)
+        )
+        status = PresenceStatus.objects.get(pk=status_id)
+        keep = set(status.channels.values_list("id", flat=True)) if status.is_online else set()
+        stranded = list(
+            AgentWork.objects.select_for_update(of=("self",))
+            # Re-checked under the agents' locks: an agent may have changed status meanwhile.
+            .filter(agent_id__in=locked, agent__status_id=status_id, state=AgentWorkState.PUSHED)
+            .exclude(channel_id__in=keep)
+            .order_by("id")
+        )
+        for work in stranded:
+            _end_work(
+                work,
+                AgentWorkState.CANCELED,
+                now=now,
+                note="Returned to queue: agent no longer available for this channel.",
+            )
+            _return_item(work.item_id)
+        request_routing()
+    return len(stranded)
+
+
+def delete_configuration(*, instance: models.Model) -> None:
+    """Delete a configuration record nothing depends on.
+
+    A record in use (a queue or channel with work items, a routing configuration with queues, a
+    presence configuration with agents, a status agents are in) is refused with ``Conflict``
+    saying what uses it. Uses are counted first, so a queue with a long history is not loaded
+    into memory just to be refused.
+    """
+    uses = _uses_of(instance)
+    if uses:
+        raise Conflict(
+            _("%(record)s cannot be deleted: it is used by %(uses)s.")
+            % {"record": instance, "uses": ", ".join(uses)},
+            "in_use",
+        )
+    try:
+        with transaction.atomic():
+            instance.delete()
+    except (ProtectedError, RestrictedError) as exc:
+        # Something began using it between the count and the delete.
+        raise Conflict(
+            _("%(record)s cannot be deleted: it is in use.") % {"record": instance}, "in_use"
+        ) from exc
+
+
+def _uses_of(instance: models.Model) -> list[str]:
+    uses = []
+    for rel in instance._meta.get_fields(include_hidden=True):
+        if not (rel.auto_created and not rel.concrete and (rel.one_to_many or rel.one_to_one)):
+            continue
+        if rel.on_delete not in (models.PROTECT, models.RESTRICT):
+            continue
+        count = rel.related_model._base_manager.filter(**{rel.field.name: instance}).count()
+        if count:
+            meta = rel.related_model._meta
+            uses.append(f"{count} {meta.verbose_name if count == 1 else meta.verbose_name_plural}")
+    if isinstance(instance, PresenceStatus):
+        # Agents' status is SET_NULL; deleting it under them would take them offline silently,
+        # with their offers still held.
+        count = Agent.objects.filter(status=instance).count()
+        if count:
+            uses.append(_("%(count)d agents in this status") % {"count": count})
+    return uses
 
 
 # --- Internals -------------------------------------------------------------------------------
