@@ -1,0 +1,275 @@
+"""WebSockets of messaging: the customer's web-chat widget, and the agent's conversation tabs.
+
+``/ws/webchat/<account key>/``: anonymous visitors, recognised by a visitor token the widget
+keeps in localStorage (sent as ``?visitor=``; a new one is issued in the ``hello`` frame). The
+page embedding the widget must be on the account's allowed-origins list (or be this server).
+This route sits outside the staff origin validator on purpose: customers' own sites embed it.
+
+``/ws/agent/conversations/``: a logged-in agent's conversation tabs (``static/js/conversation.js``):
+replies, typing, closing, opening a case; messaging events from the agent's group are forwarded.
+
+Both are thin: validate, call one service, forward events. Client frames and answers:
+``{"type": "message", "text", "client_id"}`` -> ``{"type": "ack", ...}``; failures ->
+``{"type": "error", "code", "message"}``; events -> ``{"type": <event>, "payload": {...}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import translation
+from django.utils.translation import gettext as _
+
+from messaging import selectors, services
+from messaging.models import AccountKind, ChannelAccount, Conversation, IdentityKind
+from omnirouter import realtime
+from routing import roles
+from routing.errors import RoutingError
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNKNOWN_ACCOUNT = 4404
+CLOSE_ORIGIN_REFUSED = 4403
+CLOSE_UNAUTHENTICATED = 4401
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+# Events a widget may see; agent-side events (offers, presence) never reach customers anyway.
+_WIDGET_EVENTS = {realtime.MESSAGE_NEW, realtime.TYPING, realtime.CONVERSATION_CHANGED}
+_AGENT_EVENTS = {
+    realtime.MESSAGE_NEW,
+    realtime.MESSAGE_STATUS,
+    realtime.TYPING,
+    realtime.CONVERSATION_CHANGED,
+}
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str:
+    for key, value in scope.get("headers") or []:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def origin_allowed(scope: dict[str, Any], account: ChannelAccount) -> bool:
+    """The page's origin is on the account's list, or is this server itself."""
+    origin = _header(scope, b"origin").rstrip("/")
+    if not origin or origin == "null":
+        return False
+    if origin in account.origin_list():
+        return True
+    host = _header(scope, b"host")
+    return bool(host) and urlsplit(origin).netloc == host
+
+
+def _webchat_account(key: str) -> ChannelAccount | None:
+    return ChannelAccount.objects.filter(
+        public_key=key, kind=AccountKind.WEBCHAT, active=True
+    ).first()
+
+
+def _widget_state(account: ChannelAccount, visitor: str) -> dict[str, Any]:
+    identity = selectors.identity_for(IdentityKind.WEBCHAT, visitor)
+    if identity is None:
+        return {"conversation": None, "messages": []}
+    return selectors.webchat_history(identity, account.pk)
+
+
+def _open_conversation_id(account: ChannelAccount, visitor: str) -> int | None:
+    return (
+        Conversation.objects.filter(
+            account=account, identity__kind=IdentityKind.WEBCHAT, identity__value=visitor
+        )
+        .exclude(status="ended")
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+class WebchatConsumer(AsyncJsonWebsocketConsumer):
+    account: ChannelAccount | None = None
+    visitor: str = ""
+
+    async def connect(self) -> None:
+        key = self.scope["url_route"]["kwargs"]["account_key"]
+        account = await database_sync_to_async(_webchat_account)(key)
+        if account is None:
+            await self.accept()
+            await self.close(code=CLOSE_UNKNOWN_ACCOUNT)
+            return
+        if not origin_allowed(self.scope, account):
+            await self.accept()
+            await self.close(code=CLOSE_ORIGIN_REFUSED)
+            return
+        self.account = account
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        token = (query.get("visitor") or [""])[0]
+        if not _TOKEN.match(token):
+            token = secrets.token_urlsafe(24)
+        self.visitor = services.visitor_key(token)
+        await self.channel_layer.group_add(realtime.webchat_group(self.visitor), self.channel_name)
+        await self.accept()
+        state = await database_sync_to_async(_widget_state)(account, self.visitor)
+        await self.send_json(
+            {
+                "type": "hello",
+                "visitor": token,
+                "account": {"name": account.name, "language": account.language},
+                **state,
+            }
+        )
+
+    async def disconnect(self, code: int) -> None:
+        if self.visitor:
+            await self.channel_layer.group_discard(
+                realtime.webchat_group(self.visitor), self.channel_name
+            )
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.account is None:
+            return
+        if not isinstance(content, dict):
+            await self._error("bad_request", _("Each frame must be a JSON object."))
+            return
+        kind = content.get("type")
+        try:
+            if kind == "message":
+                await self._message(content)
+            elif kind == "typing":
+                await database_sync_to_async(self._typing)()
+            elif kind == "seen":
+                ids = content.get("ids")
+                if isinstance(ids, list):
+                    await database_sync_to_async(services.mark_webchat_delivered)(
+                        account=self.account, visitor=self.visitor, message_ids=ids
+                    )
+            elif kind == "end":
+                await database_sync_to_async(services.close_webchat_by_customer)(
+                    account=self.account, visitor=self.visitor
+                )
+                await self.send_json({"type": "ack", "of": "end"})
+            else:
+                await self._error("bad_request", _("Unknown frame type."))
+        except RoutingError as exc:
+            await self._error(exc.code, exc.message)
+
+    async def _message(self, content: dict[str, Any]) -> None:
+        text, client_id = content.get("text"), content.get("client_id", "")
+        if not isinstance(text, str) or not isinstance(client_id, str):
+            await self._error("bad_request", _("A message needs text."))
+            return
+        result = await database_sync_to_async(services.receive_webchat)(
+            account=self.account, visitor=self.visitor, text=text, client_id=client_id
+        )
+        payload = await database_sync_to_async(selectors.widget_message)(result.message)
+        await self.send_json({"type": "ack", "client_id": client_id, "message": payload})
+
+    def _typing(self) -> None:
+        assert self.account is not None
+        conversation_id = _open_conversation_id(self.account, self.visitor)
+        if conversation_id is not None:
+            services.signal_typing(conversation_id=conversation_id, visitor=self.visitor)
+
+    async def _error(self, code: str, message: str) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message})
+
+    async def realtime_event(self, message: dict[str, Any]) -> None:
+        if message.get("event") in _WIDGET_EVENTS:
+            await self.send_json({"type": message["event"], "payload": message.get("payload")})
+
+
+def _agent_of(user: Any) -> Any:
+    return roles.agent_of(user)
+
+
+class AgentConversationConsumer(AsyncJsonWebsocketConsumer):
+    """The agent's conversation tabs: one socket per console page, however many tabs."""
+
+    agent: Any = None
+    language: str = "en"
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.agent = await database_sync_to_async(_agent_of)(user)
+        if self.agent is None:
+            await self.accept()
+            await self.close(code=CLOSE_ORIGIN_REFUSED)
+            return
+        self.language = translation.get_supported_language_variant(
+            _cookie_language(self.scope) or "en"
+        )
+        await self.channel_layer.group_add(realtime.agent_group(self.agent.pk), self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "hello", "agent_id": self.agent.pk})
+
+    async def disconnect(self, code: int) -> None:
+        if self.agent is not None:
+            await self.channel_layer.group_discard(
+                realtime.agent_group(self.agent.pk), self.channel_name
+            )
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.agent is None:
+            return
+        with translation.override(self.language):
+            await self._handle(content)
+
+    async def _handle(self, content: Any) -> None:
+        if not isinstance(content, dict):
+            await self._error("bad_request", _("Each frame must be a JSON object."), None)
+            return
+        kind, ref = content.get("type"), content.get("ref")
+        conversation_id = content.get("conversation_id")
+        if not isinstance(conversation_id, int):
+            await self._error("bad_request", _("conversation_id must be a number."), ref)
+            return
+        try:
+            if kind == "reply":
+                text = content.get("text")
+                if not isinstance(text, str):
+                    await self._error("bad_request", _("A reply needs text."), ref)
+                    return
+                message = await database_sync_to_async(services.send_reply)(
+                    conversation_id=conversation_id, agent=self.agent, text=text
+                )
+                await self.send_json(
+                    {"type": "ack", "of": "reply", "ref": ref, "message_id": message.pk}
+                )
+            elif kind == "typing":
+                await database_sync_to_async(services.signal_typing)(
+                    conversation_id=conversation_id, agent=self.agent
+                )
+            elif kind == "close":
+                await database_sync_to_async(services.close_conversation)(
+                    conversation_id=conversation_id, by="agent", agent=self.agent
+                )
+                await self.send_json({"type": "ack", "of": "close", "ref": ref})
+            elif kind == "sync":
+                await database_sync_to_async(services.sync_conversation)(
+                    conversation_id=conversation_id
+                )
+                await self.send_json({"type": "ack", "of": "sync", "ref": ref})
+            else:
+                await self._error("bad_request", _("Unknown frame type."), ref)
+        except RoutingError as exc:
+            await self._error(exc.code, exc.message, ref)
+
+    async def _error(self, code: str, message: str, ref: Any) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message, "ref": ref})
+
+    async def realtime_event(self, message: dict[str, Any]) -> None:
+        if message.get("event") in _AGENT_EVENTS:
+            await self.send_json({"type": message["event"], "payload": message.get("payload")})
+
+
+def _cookie_language(scope: dict[str, Any]) -> str:
+    cookies = scope.get("cookies") or {}
+    return str(cookies.get("django_language") or "")
