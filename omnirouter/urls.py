@@ -1,14 +1,30 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
+from presence.urls import api_urlpatterns as presence_api
 from routing import views as routing_views
+from routing.urls import api_urlpatterns as routing_api
+from supervisor.urls import api_urlpatterns as supervisor_api
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("api/auth/", include("rest_framework.urls")),
+    path("api/", include(routing_api + presence_api + supervisor_api)),
     path("accounts/", include("django.contrib.auth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("demo/", routing_views.demo, name="demo"),
+    path("healthz", routing_views.healthz, name="healthz"),
+    path("", include("messaging.urls")),
     path("", include("presence.urls")),
+    path("", include("supervisor.urls")),
 ]

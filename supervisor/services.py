@@ -98,7 +98,7 @@ def supervisor_set_presence(
     if status_id is not None:
         status = PresenceStatus.objects.filter(pk=status_id).first()
         if status is None:
-            raise NotFound(f"No presence status {status_id}.", "status")
+            raise RoutingError(f"No presence status {status_id}.", "status")
     return routing_services.set_presence(
         agent=agent, status=status, now=now, actor=actor, check_allowed=False
     )

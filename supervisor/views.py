@@ -1,0 +1,80 @@
+"""The supervisor dashboard page: rendered with a first snapshot, then kept live over
+``/ws/supervisor/`` by static/js/supervisor.js (no reload, no build step)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET
+
+from routing import roles
+from supervisor.selectors import build_snapshot, presence_choices, scope_for
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    if not roles.is_supervisor(request.user):
+        raise PermissionDenied(_("Only supervisors and administrators can see the dashboard."))
+    snapshot = build_snapshot(scope_for(request.user), timezone.now())
+    return render(
+        request,
+        "supervisor/dashboard.html",
+        {
+            "snapshot": snapshot,
+            "statuses": presence_choices(),
+            "labels": _labels(),
+        },
+    )
+
+
+def _labels() -> dict[str, str]:
+    """Words the page's script writes itself, translated here (one catalogue, no JS domain)."""
+    return {
+        "live": _("Live"),
+        "connecting": _("Connecting…"),
+        "reconnecting": _("Connection lost: reconnecting…"),
+        "signed_out": _("Signed out: log in again to see live figures."),
+        "forbidden": _("Your role does not allow the live dashboard."),
+        "updated": _("Updated %(time)s"),
+        "pushed": _("Offered"),
+        "opened": _("Assigned"),
+        "offline": _("Offline"),
+        "no_status": _("No status"),
+        "room": _("Room for more"),
+        "full": _("Full"),
+        "no_live_console": _("No live console"),
+        "none": _("None"),
+        "no_work": _("No live offers or assignments."),
+        "no_waiting": _("Nothing waiting."),
+        "no_agents": _("No agents match."),
+        "no_queues": _("You do not supervise any queue yet."),
+        "goal": _("goal %(goal)s%%"),
+        "met": _("Goal met"),
+        "missed": _("Below goal"),
+        "no_data": _("No data yet"),
+        "sl_none": _("Nothing answered yet today"),
+        "move": _("Move"),
+        "push": _("Push"),
+        "set_status": _("Set"),
+        "move_to": _("Move item %(item)s to queue"),
+        "push_to": _("Push item %(item)s to agent"),
+        "status_for": _("New status for %(agent)s"),
+        "choose_queue": _("Queue…"),
+        "choose_agent": _("Agent…"),
+        "done_move": _("Item %(item)s moved to %(queue)s."),
+        "done_push": _("Item %(item)s offered to %(agent)s."),
+        "done_status": _("%(agent)s is now %(status)s."),
+        "failed": _("Could not do that: %(reason)s"),
+        "more_work": _("Showing %(shown)s of %(total)s, longest in their state first."),
+        "chart_backlog": _("Items waiting"),
+        "chart_longest": _("Longest wait (s)"),
+        "chart_sl": _("Service level today (%)"),
+        "chart_summary": _("%(metric)s, %(queue)s: now %(last)s, highest %(max)s since %(since)s."),
+        "sort_by": _("Sort by %(column)s"),
+        "items_open": _("%(count)s open"),
+    }
