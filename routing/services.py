@@ -24,6 +24,7 @@ from django.db.models import Case, F, Max, ProtectedError, Q, RestrictedError, S
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from omnirouter import realtime
 from presence.models import Agent, PresenceStatus
@@ -1077,7 +1078,10 @@ def _uses_of(instance: models.Model) -> list[str]:
         # with their offers still held.
         count = Agent.objects.filter(status=instance).count()
         if count:
-            uses.append(_("%(count)d agents in this status") % {"count": count})
+            uses.append(
+                ngettext("%(count)d agent in this status", "%(count)d agents in this status", count)
+                % {"count": count}
+            )
     return uses
 
 
