@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from messaging import webhooks
+from messaging import api, views, webhooks
 
 urlpatterns = [
     path("webhooks/sms/<int:account_id>/", webhooks.sms_webhook, name="webhook-sms"),
@@ -11,5 +11,37 @@ urlpatterns = [
         "webhooks/messenger/<int:account_id>/",
         webhooks.messenger_webhook,
         name="webhook-messenger",
+    ),
+    path("customers/<int:customer_id>/", views.customer_page, name="customer"),
+    path("customers/<int:customer_id>/merge/", views.customer_merge, name="customer-merge"),
+    path("help/", views.help_page, name="help"),
+    path("help/cases/<str:token>/", views.help_case, name="help-case"),
+    path("demo/shop/", views.demo_shop, name="demo-shop"),
+    path("api/customers/<int:customer_id>/", api.CustomerView.as_view(), name="api-customer"),
+    path(
+        "api/customers/<int:customer_id>/merge/",
+        api.CustomerMergeView.as_view(),
+        name="api-customer-merge",
+    ),
+    path("api/cases/", api.CasesView.as_view(), name="api-cases"),
+    path(
+        "api/conversations/<int:conversation_id>/",
+        api.ConversationView.as_view(),
+        name="api-conversation",
+    ),
+    path(
+        "api/conversations/<int:conversation_id>/reply/",
+        api.ConversationReplyView.as_view(),
+        name="api-conversation-reply",
+    ),
+    path(
+        "api/conversations/<int:conversation_id>/close/",
+        api.ConversationCloseView.as_view(),
+        name="api-conversation-close",
+    ),
+    path(
+        "api/conversations/<int:conversation_id>/cases/",
+        api.ConversationCaseView.as_view(),
+        name="api-conversation-cases",
     ),
 ]

@@ -1,0 +1,100 @@
+"""Pages: the customer record (staff), self-service help and case status (customers), and the
+demo shop that embeds the web-chat widget."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_http_methods, require_POST
+
+from messaging import selectors, services
+from messaging.models import AccountKind, Case, ChannelAccount, Customer
+from routing import roles
+from routing.errors import RoutingError
+
+
+@login_required
+def customer_page(request: HttpRequest, customer_id: int) -> HttpResponse:
+    """Every conversation and case of one customer across channels, newest first."""
+    if not selectors.can_view_customers(request.user):
+        raise PermissionDenied
+    customer = get_object_or_404(Customer, pk=customer_id)
+    survivor = selectors.resolve_customer(customer)
+    if survivor.pk != customer.pk:
+        return redirect("customer", customer_id=survivor.pk)
+    return render(
+        request,
+        "messaging/customer.html",
+        {
+            "customer": customer,
+            "history": selectors.history_items(customer),
+            "can_merge": roles.agent_of(request.user) is not None or roles.is_admin(request.user),
+        },
+    )
+
+
+@login_required
+@require_POST
+def customer_merge(request: HttpRequest, customer_id: int) -> HttpResponse:
+    if roles.agent_of(request.user) is None and not roles.is_admin(request.user):
+        raise PermissionDenied
+    survivor = get_object_or_404(Customer, pk=customer_id)
+    other_id = request.POST.get("other", "").strip()
+    other = Customer.objects.filter(pk=other_id).first() if other_id.isdigit() else None
+    if other is None:
+        messages.error(request, _("No customer with number %(id)s.") % {"id": other_id or "-"})
+        return redirect("customer", customer_id=survivor.pk)
+    try:
+        services.merge_customers(survivor=survivor, other=other, actor=request.user)
+    except RoutingError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, _("Customer #%(other)s was merged into this record.") % {"other": other.pk}
+        )
+    return redirect("customer", customer_id=survivor.pk)
+
+
+class HelpForm(forms.Form):
+    name = forms.CharField(label=gettext_lazy("Your name"), max_length=200)
+    email = forms.EmailField(label=gettext_lazy("E-mail"))
+    subject = forms.CharField(label=gettext_lazy("Subject"), max_length=200)
+    description = forms.CharField(
+        label=gettext_lazy("How can we help?"), widget=forms.Textarea(attrs={"rows": 6})
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def help_page(request: HttpRequest) -> HttpResponse:
+    """Self-service: a customer opens a case; they get a private link to follow it."""
+    form = HelpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            case = services.open_self_service_case(**form.cleaned_data)
+        except RoutingError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return redirect("help-case", token=case.access_token)
+    return render(request, "messaging/help.html", {"form": form})
+
+
+def help_case(request: HttpRequest, token: str) -> HttpResponse:
+    """The private status page of one case (whoever holds the link may see it)."""
+    case = Case.objects.select_related("customer").filter(access_token=token).first()
+    if case is None:
+        raise Http404
+    return render(request, "messaging/help_case.html", {"case": case})
+
+
+def demo_shop(request: HttpRequest) -> HttpResponse:
+    """A shop page of a customer's website, with the web-chat widget embedded by one tag."""
+    accounts = ChannelAccount.objects.filter(kind=AccountKind.WEBCHAT, active=True)
+    key = request.GET.get("account")
+    account = (accounts.filter(public_key=key) if key else accounts).order_by("pk").first()
+    return render(request, "messaging/demo_shop.html", {"account": account})
