@@ -1,0 +1,343 @@
+"""Admin of routing: channels, routing configurations and queues to configure; work items, agent
+work and the action log to inspect.
+
+Live state (item status, agent work) is never edited by hand here: it changes only through the
+admin actions below, which call the routing services.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from routing import services
+from routing.errors import RoutingError
+from routing.models import (
+    ActionLog,
+    AgentWork,
+    Queue,
+    QueueMembership,
+    RoutingConfiguration,
+    ServiceChannel,
+    WorkItem,
+    WorkItemStatus,
+)
+from routing.selectors import explain_wait
+
+
+class ReadOnlyAdminMixin:
+    """Records written only by services: viewable, never added, changed or deleted by hand."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- Configuration ---------------------------------------------------------------------------
+
+
+@admin.register(ServiceChannel)
+class ServiceChannelAdmin(admin.ModelAdmin):
+    list_display = ["label", "key", "default_size_units"]
+    search_fields = ["label", "key"]
+    prepopulated_fields = {"key": ["label"]}
+
+
+@admin.register(RoutingConfiguration)
+class RoutingConfigurationAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "routing_priority",
+        "routing_model",
+        "item_size",
+        "push_timeout_seconds",
+        "service_level",
+        "queue_count",
+    ]
+    list_filter = ["routing_model", "routing_priority"]
+    search_fields = ["name"]
+    fieldsets = [
+        (None, {"fields": ["name", "routing_priority", "routing_model"]}),
+        (_("Item size"), {"fields": ["size_units", "size_percent"]}),
+        (_("Offers"), {"fields": ["push_timeout_seconds"]}),
+        (
+            _("Service level"),
+            {"fields": ["service_level_target_seconds", "service_level_goal_percent"]},
+        ),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RoutingConfiguration]:
+        return super().get_queryset(request).annotate(queue_count=Count("queues"))
+
+    @admin.display(description=_("item size"))
+    def item_size(self, config: RoutingConfiguration) -> str:
+        if config.size_units:
+            return _("%(units)d units") % {"units": config.size_units}
+        if config.size_percent:
+            return _("%(percent)d%% of capacity") % {"percent": config.size_percent}
+        return _("channel default")
+
+    @admin.display(description=_("service level"))
+    def service_level(self, config: RoutingConfiguration) -> str:
+        return _("%(goal)d%% in %(target)d s") % {
+            "goal": config.service_level_goal_percent,
+            "target": config.service_level_target_seconds,
+        }
+
+    @admin.display(description=_("queues"), ordering="queue_count")
+    def queue_count(self, config: RoutingConfiguration) -> int:
+        return config.queue_count  # type: ignore[attr-defined]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            # A new routing priority must reach the items already waiting in its queues.
+            services.update_routing_config(config=obj, changes={})
+        else:
+            services.save_configuration(instance=obj, changes={})
+
+
+class QueueMembershipInline(admin.TabularInline):
+    model = QueueMembership
+    extra = 0
+    autocomplete_fields = ["agent"]
+    verbose_name = _("member")
+    verbose_name_plural = _("members")
+
+
+@admin.register(Queue)
+class QueueAdmin(admin.ModelAdmin):
+    list_display = ["name", "routing_config", "member_count", "waiting_count"]
+    list_filter = ["routing_config"]
+    search_fields = ["name"]
+    list_select_related = ["routing_config"]
+    autocomplete_fields = ["routing_config"]
+    filter_horizontal = ["supervisors"]
+    inlines = [QueueMembershipInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Queue]:
+        # Subqueries, not joins: a join would aggregate over every item the queue ever held.
+        waiting = (
+            WorkItem.objects.filter(queue=OuterRef("pk"), status=WorkItemStatus.WAITING)
+            .order_by()
+            .values("queue")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        members = (
+            QueueMembership.objects.filter(queue=OuterRef("pk"))
+            .order_by()
+            .values("queue")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                waiting_count=Coalesce(Subquery(waiting, output_field=IntegerField()), Value(0)),
+                member_count=Coalesce(Subquery(members, output_field=IntegerField()), Value(0)),
+            )
+        )
+
+    @admin.display(description=_("members"), ordering="member_count")
+    def member_count(self, queue: Queue) -> int:
+        return queue.member_count  # type: ignore[attr-defined]
+
+    @admin.display(description=_("waiting"), ordering="waiting_count")
+    def waiting_count(self, queue: Queue) -> int:
+        return queue.waiting_count  # type: ignore[attr-defined]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Items follow a new routing configuration; new members may take waiting work now.
+        services.sync_queue_items(queue_ids=[form.instance.pk])
+
+
+# --- Live work (read-only) -------------------------------------------------------------------
+
+
+def _why(work: AgentWork) -> str:
+    return (work.routing_reason or {}).get("text", "")
+
+
+class AgentWorkInline(admin.TabularInline):
+    model = AgentWork
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = [
+        "agent",
+        "state",
+        "pushed_at",
+        "expires_at",
+        "opened_at",
+        "ended_at",
+        "decline_reason",
+        "why",
+    ]
+    readonly_fields = fields
+    ordering = ["pushed_at", "id"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AgentWork]:
+        return super().get_queryset(request).select_related("agent__user")
+
+    @admin.display(description=_("why this agent"))
+    def why(self, work: AgentWork) -> str:
+        return _why(work)
+
+
+@admin.register(WorkItem)
+class WorkItemAdmin(admin.ModelAdmin):
+    """Read-mostly: items change status only through the actions, which call services."""
+
+    list_display = [
+        "id",
+        "subject",
+        "queue",
+        "channel",
+        "status",
+        "priority",
+        "routing_priority",
+        "enqueued_at",
+    ]
+    list_filter = ["status", "queue", "channel"]
+    search_fields = ["=id", "subject"]
+    list_select_related = ["queue", "channel"]
+    date_hierarchy = "created_at"
+    fields = [
+        "subject",
+        "status",
+        "waiting_because",
+        "queue",
+        "channel",
+        "priority",
+        "routing_priority",
+        "size_units",
+        "size_percent",
+        "payload",
+        "record_type",
+        "record_id",
+        "preferred_agent",
+        "preferred_until",
+        "created_by",
+        "created_at",
+        "enqueued_at",
+        "ended_at",
+    ]
+    readonly_fields = fields
+    inlines = [AgentWorkInline]
+    actions = ["cancel_items"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("routing.change_workitem")
+
+    @admin.display(description=_("waiting because"))
+    def waiting_because(self, item: WorkItem) -> str:
+        if item.status != WorkItemStatus.WAITING:
+            return "-"
+        return explain_wait(item)
+
+    @admin.action(description=_("Cancel selected items"), permissions=["cancel"])
+    def cancel_items(self, request: HttpRequest, queryset: QuerySet[WorkItem]) -> None:
+        canceled = 0
+        refused: list[str] = []
+        for item_id in queryset.order_by("id").values_list("id", flat=True):
+            try:
+                services.cancel_work_item(item_id=item_id)
+            except RoutingError as exc:
+                refused.append(f"#{item_id}: {exc.message}")
+            else:
+                canceled += 1
+        if canceled:
+            self.message_user(
+                request,
+                ngettext("%(count)d item canceled.", "%(count)d items canceled.", canceled)
+                % {"count": canceled},
+                messages.SUCCESS,
+            )
+        if refused:
+            self.message_user(
+                request,
+                _("Not canceled: %(items)s") % {"items": "; ".join(refused)},
+                messages.WARNING,
+            )
+
+
+@admin.register(AgentWork)
+class AgentWorkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "item",
+        "agent",
+        "queue",
+        "channel",
+        "state",
+        "pushed_at",
+        "opened_at",
+        "ended_at",
+        "decline_reason",
+    ]
+    list_filter = ["state", "queue", "channel", "auto_accepted"]
+    search_fields = ["=id", "item__subject", "agent__user__username"]
+    list_select_related = ["item", "agent__user", "queue", "channel"]
+    date_hierarchy = "pushed_at"
+    fields = [
+        "item",
+        "agent",
+        "queue",
+        "channel",
+        "state",
+        "units",
+        "auto_accepted",
+        "enqueued_at",
+        "pushed_at",
+        "expires_at",
+        "opened_at",
+        "ended_at",
+        "decline_reason",
+        "end_note",
+        "why",
+        "routing_reason",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description=_("why this agent"))
+    def why(self, work: AgentWork) -> str:
+        return _why(work)
+
+
+@admin.register(ActionLog)
+class ActionLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["at", "actor", "verb", "item", "agent"]
+    list_filter = ["verb"]
+    search_fields = ["verb", "actor__username", "agent__user__username", "item__subject"]
+    list_select_related = ["actor", "item", "agent__user"]
+    date_hierarchy = "at"
+    fields = ["at", "actor", "verb", "item", "agent", "detail"]
+    readonly_fields = fields
