@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -93,6 +93,12 @@ class WorkItemViewSet(viewsets.GenericViewSet):
             return [IsIntake()]
         return [IsIntakeOrSupervisor()]
 
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        # The browsable API draws its POST form on the list page from this.
+        if self.request is not None and self.request.method == "POST":
+            return WorkItemCreateSerializer
+        return WorkItemSerializer
+
     def get_queryset(self) -> QuerySet[WorkItem]:
         items = visible_work_items(self.request.user).select_related("queue", "channel")
         if self.action == "retrieve":
@@ -152,6 +158,15 @@ class AgentWorkViewSet(viewsets.GenericViewSet):
     # Only for the schema's path parameter: the services look the work up and check it is yours.
     queryset = AgentWork.objects.none()
     lookup_value_regex = r"\d+"
+    input_serializers: dict[str, type[serializers.BaseSerializer]] = {
+        "decline": DeclineSerializer,
+        "close": CloseSerializer,
+        "transfer": TransferSerializer,
+    }
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        # Only the browsable API asks: it draws each action's form from it.
+        return self.input_serializers.get(self.action or "", serializers.Serializer)
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])

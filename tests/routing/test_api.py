@@ -533,7 +533,7 @@ def test_snapshot_shows_only_supervised_queues_and_their_agents(center):
     assert [q["name"] for q in admin["queues"]] == ["Support", "VIP"]
 
 
-# --- The schema ----------------------------------------------------------------------------------
+# --- The browsable API and the schema --------------------------------------------------------
 
 
 def test_schema_is_valid_openapi_and_lists_the_endpoints(db, client):
@@ -569,3 +569,24 @@ def test_docs_pages_are_served_without_a_cdn(db, client):
     assert redoc.status_code == 200
     assert b"drf_spectacular_sidecar/swagger-ui-dist" in swagger.content
     assert b"cdn.jsdelivr" not in swagger.content
+
+
+def test_browsable_api_pages_render(center):
+    work = offer_to(center.alice, center)
+    pages = [
+        (center.admin, "/api/channels/"),
+        (center.admin, "/api/queues/"),
+        (center.admin, "/api/work-items/"),
+        (center.admin, f"/api/work-items/{work.item_id}/"),
+        (center.admin, "/api/agents/"),
+        (center.admin, "/api/presence-configs/"),
+        (center.admin, "/api/supervisor/snapshot/"),
+        (center.alice.user, "/api/me/work/"),
+        (center.alice.user, "/api/me/presence/"),
+        (center.alice.user, f"/api/agent-work/{work.pk}/decline/"),  # GET: 405, with the form
+        (None, "/api/auth/login/"),
+    ]
+    answers = {
+        url: client_for(user).get(url, HTTP_ACCEPT="text/html").status_code for user, url in pages
+    }
+    assert answers == {url: 405 if "agent-work" in url else 200 for _, url in pages}
