@@ -41,6 +41,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 # Events a widget may see; agent-side events (offers, presence) never reach customers anyway.
 _WIDGET_EVENTS = {realtime.MESSAGE_NEW, realtime.TYPING, realtime.CONVERSATION_CHANGED}
 _AGENT_EVENTS = {
+    realtime.WORK_CHANGED,  # conversation.js syncs a conversation its console closed directly
     realtime.MESSAGE_NEW,
     realtime.MESSAGE_STATUS,
     realtime.TYPING,

@@ -1,0 +1,438 @@
+/* OmniRouter conversation tab: the live transcript of a messaging work item in the agent console.
+ *
+ *   const view = OmniConversation.mount(element, { conversationId: 42, tab: tabElement });
+ *   view.setActive(true);   // the tab is shown: its messages count as read
+ *   view.destroy();
+ *
+ * On the console page it also mounts itself: every work panel whose item carries a
+ * conversation_id (payload) gets a conversation view, and the panel's tab shows the unread count
+ * (data-unread). One WebSocket (/ws/agent/conversations/) serves every mounted conversation;
+ * state comes from GET /api/conversations/<id>/ on mount and on each reconnect, so a lost event
+ * loses nothing. No dependencies, no build step.
+ */
+(function () {
+  "use strict";
+
+  const gettext = window.gettext || ((s) => s);
+  const interpolate =
+    window.interpolate || ((fmt, obj) => fmt.replace(/%\((\w+)\)s/g, (_, k) => String(obj[k])));
+  const fmt = (text, values) => interpolate(text, values, true);
+
+  const views = new Map(); // conversation id -> view
+  let socket = null;
+  let retryMs = 1000;
+  let refSeq = 0;
+  const waiting = new Map(); // ref -> {resolve, reject}
+
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function ensureSocket() {
+    if (socket && socket.readyState <= WebSocket.OPEN) return;
+    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+    socket = new WebSocket(`${scheme}://${window.location.host}/ws/agent/conversations/`);
+    socket.addEventListener("open", () => {
+      retryMs = 1000;
+      views.forEach((view) => view.reload());
+    });
+    socket.addEventListener("message", (event) => onFrame(JSON.parse(event.data)));
+    socket.addEventListener("close", (event) => {
+      for (const pending of waiting.values()) pending.reject({ message: gettext("Connection lost.") });
+      waiting.clear();
+      if (event.code === 4401 || event.code === 4403 || !views.size) {
+        socket = null;
+        return;
+      }
+      setTimeout(ensureSocket, retryMs);
+      retryMs = Math.min(retryMs * 2, 30000);
+    });
+  }
+
+  function request(frame) {
+    return new Promise((resolve, reject) => {
+      if (!socket || socket.readyState !== WebSocket.OPEN) {
+        reject({ message: gettext("Not connected; try again in a moment.") });
+        return;
+      }
+      refSeq += 1;
+      waiting.set(refSeq, { resolve, reject });
+      socket.send(JSON.stringify({ ...frame, ref: refSeq }));
+    });
+  }
+
+  function onFrame(frame) {
+    if ((frame.type === "ack" || frame.type === "error") && waiting.has(frame.ref)) {
+      const pending = waiting.get(frame.ref);
+      waiting.delete(frame.ref);
+      if (frame.type === "ack") pending.resolve(frame);
+      else pending.reject(frame);
+      return;
+    }
+    const payload = frame.payload || {};
+    if (frame.type === "work.changed") {
+      // The console closed or transferred the item itself: bring the conversation in step now.
+      views.forEach((view) => {
+        if (view.workItemId === payload.item_id && payload.state !== "opened") {
+          request({ type: "sync", conversation_id: view.id }).then(() => view.reload(), () => {});
+        }
+      });
+      return;
+    }
+    const view = views.get(payload.conversation_id || payload.id);
+    if (!view) return;
+    if (frame.type === "message.new") view.addMessage(payload.message, true);
+    else if (frame.type === "message.status") view.setStatus(payload);
+    else if (frame.type === "typing") view.showTyping();
+    else if (frame.type === "conversation.changed") view.setConversation(payload);
+  }
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+
+  const STATUS_LABELS = {
+    queued: () => gettext("Queued"),
+    sent: () => gettext("Sent"),
+    delivered: () => gettext("Delivered"),
+    failed: () => gettext("Failed"),
+    received: () => gettext("Received"),
+  };
+
+  function timeOf(iso) {
+    return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  class ConversationView {
+    constructor(element, options) {
+      this.id = Number(options.conversationId);
+      this.tab = options.tab || null;
+      this.root = element;
+      this.active = options.active !== false;
+      this.unread = 0;
+      this.rows = new Map();
+      this.workItemId = null;
+      this.typingTimer = null;
+      this.lastTyping = 0;
+      this.build();
+      views.set(this.id, this);
+      ensureSocket();
+      this.reload();
+    }
+
+    build() {
+      const uid = `conv-${this.id}`;
+      this.root.classList.add("conv");
+      this.root.dataset.conversationId = String(this.id);
+      const main = el("div", { class: "conv-main" });
+      main.append(el("h4", { id: `${uid}-h`, class: "visually-hidden" }, gettext("Conversation")));
+      this.log = el("ol", {
+        class: "conv-log transcript",
+        role: "log",
+        "aria-live": "polite",
+        "aria-labelledby": `${uid}-h`,
+      });
+      this.typing = el("p", { class: "conv-typing", "aria-live": "polite" });
+      this.quick = el("div", { class: "conv-quick", "aria-label": gettext("Quick replies") });
+      const form = el("form", { class: "conv-form" });
+      const label = el("label", { for: `${uid}-text`, class: "visually-hidden" }, gettext("Reply"));
+      this.input = el("textarea", {
+        id: `${uid}-text`,
+        class: "conv-text",
+        rows: "2",
+        maxlength: "4000",
+        placeholder: gettext("Write a reply… (Enter sends, Shift+Enter for a new line)"),
+      });
+      this.sendButton = el("button", { type: "submit", class: "conv-send" }, gettext("Send"));
+      form.append(label, this.input, this.sendButton);
+      this.error = el("p", { class: "form-errors", role: "alert" });
+      const actions = el("div", { class: "conv-actions" });
+      this.endButton = el("button", { type: "button", class: "secondary conv-end" }, gettext("End conversation"));
+      this.caseButton = el("button", { type: "button", class: "secondary conv-case" }, gettext("Open a case"));
+      actions.append(this.endButton, this.caseButton);
+      main.append(this.log, this.typing, this.quick, form, this.error, actions);
+      this.side = el("aside", { class: "conv-side", "aria-label": gettext("Customer") });
+      this.root.replaceChildren(main, this.side);
+
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        this.send();
+      });
+      this.input.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+          event.preventDefault();
+          this.send();
+        }
+      });
+      this.input.addEventListener("input", () => {
+        const now = Date.now();
+        if (now - this.lastTyping > 2000) {
+          this.lastTyping = now;
+          request({ type: "typing", conversation_id: this.id }).catch(() => {});
+        }
+      });
+      this.endButton.addEventListener("click", () => {
+        request({ type: "close", conversation_id: this.id }).then(
+          () => this.reload(),
+          (error) => this.fail(error),
+        );
+      });
+      this.caseButton.addEventListener("click", () => this.openCase());
+    }
+
+    async reload() {
+      try {
+        const response = await fetch(`/api/conversations/${this.id}/`, {
+          credentials: "same-origin",
+          headers: { Accept: "application/json" },
+        });
+        if (!response.ok) throw { message: fmt(gettext("Could not load the conversation (%(s)s)."), { s: response.status }) };
+        const data = await response.json();
+        this.setConversation(data);
+        this.renderQuickReplies(data.quick_replies || []);
+        for (const message of data.messages) this.addMessage(message, false);
+        this.renderCustomer(data);
+      } catch (error) {
+        this.fail(error);
+      }
+    }
+
+    setConversation(data) {
+      this.status = data.status;
+      this.workItemId = data.work_item_id;
+      this.root.dataset.status = data.status;
+      this.root.classList.toggle("conv-ended", data.status === "ended");
+      this.input.disabled = this.sendButton.disabled = this.endButton.disabled = data.status === "ended";
+      if (data.status === "ended") this.typing.textContent = gettext("This conversation has ended.");
+    }
+
+    renderQuickReplies(list) {
+      this.quick.replaceChildren(
+        ...list.map((reply) => {
+          const button = el("button", { type: "button", title: reply.text }, reply.title);
+          button.addEventListener("click", () => {
+            this.input.value = this.input.value ? `${this.input.value} ${reply.text}` : reply.text;
+            this.input.focus();
+          });
+          return button;
+        }),
+      );
+    }
+
+    addMessage(message, live) {
+      let row = this.rows.get(message.id);
+      if (!row) {
+        row = el("li", { class: `msg msg-${message.direction} msg-${message.author}`, "data-message-id": String(message.id) });
+        row.append(el("span", { class: "msg-meta" }), el("span", { class: "msg-text" }, message.text), el("span", { class: "msg-error" }));
+        this.rows.set(message.id, row);
+        this.log.append(row);
+        this.log.scrollTop = this.log.scrollHeight;
+        if (live && message.direction === "in") {
+          this.typing.textContent = "";
+          if (!this.isVisible()) this.setUnread(this.unread + 1);
+        }
+      }
+      row.dataset.status = message.status;
+      this.paintMeta(row, message);
+    }
+
+    paintMeta(row, message) {
+      const parts = [message.author_name, timeOf(message.created_at)];
+      if (message.direction === "out") parts.push((STATUS_LABELS[message.status] || (() => message.status))());
+      row.querySelector(".msg-meta").textContent = parts.join(" · ");
+      row.querySelector(".msg-error").textContent = message.error || "";
+      row.classList.toggle("msg-status-failed", message.status === "failed");
+      row._message = message;
+    }
+
+    setStatus(payload) {
+      const row = this.rows.get(payload.message_id);
+      if (!row || !row._message) return;
+      const message = { ...row._message, status: payload.status, error: payload.error };
+      row.dataset.status = payload.status;
+      this.paintMeta(row, message);
+    }
+
+    showTyping() {
+      this.typing.textContent = gettext("The customer is typing…");
+      clearTimeout(this.typingTimer);
+      this.typingTimer = setTimeout(() => {
+        if (this.status !== "ended") this.typing.textContent = "";
+      }, 4000);
+    }
+
+    send() {
+      const text = this.input.value.trim();
+      if (!text) return;
+      this.sendButton.disabled = true;
+      this.error.textContent = "";
+      request({ type: "reply", conversation_id: this.id, text }).then(
+        () => {
+          this.input.value = "";
+          this.sendButton.disabled = false;
+          this.input.focus();
+        },
+        (error) => {
+          this.sendButton.disabled = false;
+          this.fail(error);
+        },
+      );
+    }
+
+    async openCase() {
+      const subject = window.prompt(gettext("Subject of the new case"));
+      if (!subject || !subject.trim()) return;
+      const response = await fetch(`/api/conversations/${this.id}/cases/`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+        body: JSON.stringify({ subject: subject.trim() }),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) {
+        this.fail({ message: body.detail || gettext("Could not open the case.") });
+        return;
+      }
+      this.typing.textContent = fmt(gettext("Case #%(id)s opened."), { id: body.id });
+      this.reload();
+    }
+
+    async renderCustomer(data) {
+      const customer = data.customer;
+      const box = el("div", { class: "conv-customer" });
+      box.append(el("h4", {}, customer.display_name || gettext("Customer")));
+      const ids = el("ul", { class: "identities" });
+      for (const identity of customer.identities) {
+        const item = el("li");
+        item.append(el("span", { class: "badge" }, identity.kind_label), ` ${identity.value}`);
+        ids.append(item);
+      }
+      box.append(ids);
+      const answers = Object.entries(data.bot_answers || {});
+      if (answers.length) {
+        const dl = el("dl", { class: "bot-answers" });
+        for (const [key, value] of answers) dl.append(el("dt", {}, key), el("dd", {}, String(value)));
+        box.append(el("h4", {}, gettext("Bot answers")), dl);
+      }
+      const link = el("a", { href: data.customer_url, target: "_blank", rel: "noopener" }, gettext("Full customer record"));
+      box.append(link);
+      const history = el("div", { class: "conv-history" });
+      box.append(el("h4", {}, gettext("History")), history);
+      this.side.replaceChildren(box);
+      try {
+        const response = await fetch(`/api/customers/${customer.id}/`, { credentials: "same-origin" });
+        if (!response.ok) return;
+        const record = await response.json();
+        const earlier = record.conversations.filter((c) => c.id !== this.id);
+        if (!earlier.length && !record.cases.length) {
+          history.append(el("p", { class: "muted" }, gettext("No earlier conversations or cases.")));
+        }
+        for (const conversation of earlier) {
+          const details = el("details", { class: "past-conversation", "data-conversation-id": String(conversation.id) });
+          details.append(
+            el("summary", {}, `${conversation.channel_label} · ${new Date(conversation.started_at).toLocaleString()} · ${conversation.status_label}`),
+          );
+          const list = el("ol", { class: "transcript" });
+          for (const message of conversation.messages) {
+            const row = el("li", { class: `msg msg-${message.direction} msg-${message.author}` });
+            row.append(el("span", { class: "msg-meta" }, `${message.author_name} · ${timeOf(message.created_at)}`), el("span", { class: "msg-text" }, message.text));
+            list.append(row);
+          }
+          details.append(list);
+          history.append(details);
+        }
+        for (const item of record.cases) {
+          history.append(el("p", { class: "past-case" }, `${gettext("Case")} #${item.id} · ${item.subject} · ${item.status_label}`));
+        }
+      } catch (error) {
+        /* the side panel is a help, not the work: the transcript stays usable */
+      }
+    }
+
+    isVisible() {
+      return this.active && !document.hidden && !this.root.closest("[hidden]");
+    }
+
+    setActive(active) {
+      this.active = active;
+      if (this.isVisible()) this.setUnread(0);
+    }
+
+    setUnread(count) {
+      this.unread = count;
+      if (this.tab) {
+        if (count) this.tab.dataset.unread = String(count);
+        else delete this.tab.dataset.unread;
+        this.tab.setAttribute("aria-description", count ? fmt(gettext("%(n)s unread"), { n: count }) : "");
+      }
+      this.root.dispatchEvent(new CustomEvent("omni:unread", { bubbles: true, detail: { conversationId: this.id, count } }));
+    }
+
+    fail(error) {
+      this.error.textContent = (error && error.message) || gettext("Something went wrong.");
+    }
+
+    destroy() {
+      views.delete(this.id);
+      clearTimeout(this.typingTimer);
+      this.root.replaceChildren();
+    }
+  }
+
+  function mount(element, options) {
+    const existing = views.get(Number(options.conversationId));
+    if (existing && existing.root === element) return existing;
+    if (existing) existing.destroy();
+    return new ConversationView(element, options);
+  }
+
+  // --- Console auto-mount: a conversation view in each messaging work panel -------------------
+  function conversationIdOf(panel) {
+    const pre = panel.querySelector(".payload");
+    if (!pre) return null;
+    try {
+      const payload = JSON.parse(pre.textContent || "{}");
+      return payload.conversation_id || null;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function scanPanels(container) {
+    for (const panel of container.querySelectorAll(".work-panel[data-work-id]")) {
+      if (panel.dataset.conversationMounted) continue;
+      const id = conversationIdOf(panel);
+      if (!id) continue;
+      panel.dataset.conversationMounted = String(id);
+      const slot = el("div", { class: "conv-slot" });
+      const facts = panel.querySelector(".facts");
+      (facts || panel.firstChild).after(slot);
+      const tab = document.getElementById(panel.getAttribute("aria-labelledby") || "");
+      const view = mount(slot, { conversationId: id, tab, active: !panel.hidden });
+      panel._conversationView = view;
+    }
+    for (const view of [...views.values()]) {
+      if (!document.body.contains(view.root)) view.destroy();
+    }
+    for (const panel of container.querySelectorAll(".work-panel[data-conversation-mounted]")) {
+      if (panel._conversationView) panel._conversationView.setActive(!panel.hidden);
+    }
+  }
+
+  function autoMount() {
+    const container = document.getElementById("work-panels");
+    if (!container) return;
+    const observer = new MutationObserver(() => scanPanels(container));
+    observer.observe(container, { childList: true, subtree: true, attributes: true, attributeFilter: ["hidden"], characterData: true });
+    scanPanels(container);
+    document.addEventListener("visibilitychange", () => scanPanels(container));
+  }
+
+  window.OmniConversation = { mount, views };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", autoMount);
+  else autoMount();
+})();

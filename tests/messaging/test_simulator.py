@@ -1,0 +1,44 @@
+"""The demo simulator sends real, signed wire-format traffic on every channel."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from messaging.demo import seed_messaging_demo
+from messaging.models import ChannelAccount, Conversation
+from messaging.simulator import simulate_inbound
+from tests.factories import QueueFactory, ServiceChannelFactory
+
+
+@pytest.fixture
+def demo_accounts(db, settings):
+    settings.ROUTING_MODE = "manual"
+    ServiceChannelFactory(key="messaging")
+    ServiceChannelFactory(key="chat")
+    QueueFactory(name="SMS & WhatsApp")
+    QueueFactory(name="Web chat")
+    return seed_messaging_demo()
+
+
+@pytest.mark.parametrize("kind", ["sms", "whatsapp", "messenger", "webchat"])
+def test_simulated_message_passes_the_real_webhook(demo_accounts, kind):
+    rng = random.Random(7)
+
+    first = simulate_inbound(kind, rng=rng)
+    answer = simulate_inbound(kind, rng=random.Random(7))
+
+    assert first is not None and answer is not None
+    assert first.account.kind == kind
+    conversation = Conversation.objects.get(account__kind=kind)
+    # the same customer came back and answered the bot's first question with their name
+    assert answer.conversation == conversation
+    assert conversation.messages.filter(author="bot").count() >= 2
+    assert conversation.customer.display_name
+
+
+def test_seeding_twice_changes_nothing(demo_accounts):
+    seed_messaging_demo()
+
+    assert ChannelAccount.objects.count() == 4
