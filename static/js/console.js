@@ -107,7 +107,6 @@
     socket = ws;
     ws.addEventListener("open", () => {
       attempts = 0;
-      setConnection("online", gettext("Connected"));
       startHeartbeat();
     });
     ws.addEventListener("message", (event) => {
@@ -252,6 +251,9 @@
     model.allowDecline = state.allow_decline !== false;
     model.works = new Map((state.work || []).map((w) => [w.id, w]));
     model.haveState = true;
+    // Connected means "showing the server's state", not merely "socket open".
+    setConnection("online", gettext("Connected"));
+    document.body.dataset.consoleState = "ready";
     hideNotice();
     renderAll();
   }
