@@ -102,7 +102,7 @@ function renderQueues(snap) {
     const growing = q.waiting > 0;
     let sl;
     if (q.service_level_percent === null) {
-      sl = h("td", {}, h("span", { class: "muted" }, L.sl_none),
+      sl = h("td", {}, h("span", { title: L.sl_none }, "–"),
              " ", h("span", { class: "muted" }, fmt(L.goal, { goal: q.service_level_goal_percent })));
     } else {
       const ok = q.service_level_met;
@@ -424,7 +424,13 @@ async function loadHistory() {
 function drawTrends() {
   const hist = state.history;
   if (!hist) return;
-  const from = Date.parse(hist.since), to = Date.parse(hist.until);
+  const to = Date.parse(hist.until);
+  // Start where the data starts when that is later than asked (a new install, a fresh queue),
+  // so a few minutes of samples are not squeezed against the right edge of a 24-hour axis.
+  const firstSample = Math.min(...hist.queues.flatMap((q) => q.samples.map((s) => Date.parse(s.at))));
+  const from = Number.isFinite(firstSample)
+    ? Math.max(Date.parse(hist.since), firstSample - hist.interval_seconds * 1000)
+    : Date.parse(hist.since);
   const colored = hist.queues.map((q, n) => ({ ...q, color: PALETTE[n % PALETTE.length] }));
   const series = (field) => colored.map((q) => ({
     name: q.name, color: q.color,

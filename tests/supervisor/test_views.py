@@ -38,4 +38,5 @@ def test_supervisor_page_has_the_first_snapshot_and_translated_words(center, sup
     embedded = english.content.decode().split('id="sv-snapshot" type="application/json">')[1]
     assert json.loads(embedded.split("</script>")[0])["totals"]["waiting"] == 1
     assert b"Supervisor dashboard" in english.content
-    assert "スーパーバイザー" in japanese.content.decode()
+    assert "スーパーバイザー ダッシュボード" in japanese.content.decode()
+    assert "本日のサービスレベル" in japanese.content.decode()
