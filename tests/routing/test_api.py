@@ -590,3 +590,16 @@ def test_browsable_api_pages_render(center):
         url: client_for(user).get(url, HTTP_ACCEPT="text/html").status_code for user, url in pages
     }
     assert answers == {url: 405 if "agent-work" in url else 200 for _, url in pages}
+
+
+def test_lists_cost_a_fixed_number_of_queries(center, django_assert_max_num_queries):
+    # Given 30 items, 20 of them offered to Alice and Bob
+    for n in range(30):
+        enqueue(center.world.support, center.world.chat, f"item {n}", created_by=center.intake)
+    services.route_waiting_work()
+    intake, alice = client_for(center.intake), client_for(center.alice.user)
+    # Then listing them costs the same few queries as listing one
+    with django_assert_max_num_queries(6):
+        assert len(intake.get("/api/work-items/?limit=100").json()["results"]) == 30
+    with django_assert_max_num_queries(5):
+        assert len(alice.get("/api/me/work/").json()) == 10
