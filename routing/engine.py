@@ -17,6 +17,7 @@ Rules (see docs/architecture.md):
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -75,19 +76,32 @@ class Offer:
     reason: dict[str, Any]
 
 
-@dataclass
 class _AgentState:
-    view: AgentView
-    used: int
-    open_count: int
-    last_assigned_at: datetime | None
-    # Order of assignment within this pass: all of them happen at ``now``, and the agent served
-    # earlier in the pass has been idle longer than the one served later.
-    pass_seq: int = 0
+    """An agent's load as the pass goes on; ``spare`` is kept in step with ``used``."""
 
-    @property
-    def spare(self) -> int:
-        return self.view.capacity - self.used
+    __slots__ = (
+        "view",
+        "used",
+        "spare",
+        "open_count",
+        "last_assigned_at",
+        "pass_seq",
+        "version",
+        "buckets",
+    )
+
+    def __init__(self, view: AgentView) -> None:
+        self.view = view
+        self.used = view.used
+        self.spare = view.capacity - view.used
+        self.open_count = view.open_count
+        self.last_assigned_at = view.last_assigned_at
+        # Order of assignment within this pass: all of them happen at ``now``, and the agent
+        # served earlier in the pass has been idle longer than the one served later.
+        self.pass_seq = 0
+        # Bumped on every assignment: index entries made before it are stale.
+        self.version = 0
+        self.buckets: list[_Bucket] = []
 
     def idle_key(self) -> tuple[datetime, int]:
         return (self.last_assigned_at or _NEVER, self.pass_seq)
@@ -99,6 +113,108 @@ def _model_key(state: _AgentState, model: str) -> tuple[Any, ...]:
     return (state.open_count, state.idle_key(), state.view.id)
 
 
+_Entry = tuple[tuple[Any, ...], int, _AgentState]
+
+
+class _Bucket:
+    """Members of one queue who share a set of channels, indexed for one routing model.
+
+    Agents with room sit in one heap per spare capacity, each ordered by the routing model's key
+    (unique: it ends with the agent id), so the best agent with room for an item is the best of
+    a few heap tops instead of a scan and a sort of every member. An assignment bumps the agent's
+    ``version`` and re-enters them under their new spare; the old entry is stale and is dropped
+    when it reaches a top.
+    """
+
+    __slots__ = ("model", "channel_ids", "heaps", "counts")
+
+    def __init__(self, model: str, channel_ids: frozenset[int], members: list[_AgentState]):
+        self.model = model
+        self.channel_ids = channel_ids
+        self.heaps: dict[int, list[_Entry]] = defaultdict(list)
+        self.counts: dict[int, int] = defaultdict(int)  # spare -> agents with exactly that spare
+        for state in members:
+            if state.spare > 0:
+                self.heaps[state.spare].append((_model_key(state, model), state.version, state))
+                self.counts[state.spare] += 1
+                state.buckets.append(self)
+        for heap in self.heaps.values():
+            heapq.heapify(heap)
+
+    def moved(self, state: _AgentState, old_spare: int, key: tuple[Any, ...]) -> None:
+        """``state`` was just assigned work; ``key`` is its new key under this model."""
+        self.counts[old_spare] -= 1
+        if state.spare > 0:
+            self.counts[state.spare] += 1
+            heapq.heappush(self.heaps[state.spare], (key, state.version, state))
+
+
+def _purge(heap: list[_Entry]) -> bool:
+    """Drop stale entries from the top; True if a valid entry remains."""
+    while heap:
+        top = heap[0]
+        if top[1] == top[2].version:
+            return True
+        heapq.heappop(heap)
+    return False
+
+
+def _best_two(
+    buckets: list[_Bucket], units: int, want_second: bool
+) -> tuple[_AgentState, _AgentState | None]:
+    """The best and (if wanted) second-best agent with ``units`` spare in ``buckets``; the
+    caller has counted that there is one (and a second, if wanted)."""
+    tops = [
+        heap
+        for bucket in buckets
+        for spare, heap in bucket.heaps.items()
+        if spare >= units and _purge(heap)
+    ]
+    first_heap = min(tops, key=lambda h: h[0])
+    best = first_heap[0]
+    if not want_second:
+        return best[2], None
+    heapq.heappop(first_heap)
+    runners = [h[0] for h in tops if h is not first_heap]
+    if _purge(first_heap):
+        runners.append(first_heap[0])
+    heapq.heappush(first_heap, best)
+    return best[2], min(runners)[2]
+
+
+class _Index:
+    """Buckets per (queue, routing model), built when the first item of that queue needs them."""
+
+    def __init__(self, by_queue: dict[int, list[_AgentState]]) -> None:
+        self.by_queue = by_queue
+        self.buckets: dict[tuple[int, str], list[_Bucket]] = {}
+        self.models: set[str] = set()
+
+    def for_item(self, item: ItemView) -> list[_Bucket]:
+        key = (item.queue_id, item.routing_model)
+        buckets = self.buckets.get(key)
+        if buckets is None:
+            by_channels: dict[frozenset[int], list[_AgentState]] = defaultdict(list)
+            for state in self.by_queue.get(item.queue_id, ()):
+                by_channels[state.view.channel_ids].append(state)
+            buckets = self.buckets[key] = [
+                _Bucket(item.routing_model, channels, members)
+                for channels, members in by_channels.items()
+            ]
+            self.models.add(item.routing_model)
+        channel = item.channel_id
+        return [b for b in buckets if channel in b.channel_ids]
+
+    @staticmethod
+    def moved(state: _AgentState, old_spare: int) -> None:
+        keys: dict[str, tuple[Any, ...]] = {}
+        for bucket in state.buckets:
+            key = keys.get(bucket.model)
+            if key is None:
+                key = keys[bucket.model] = _model_key(state, bucket.model)
+            bucket.moved(state, old_spare, key)
+
+
 def match(
     items: Iterable[ItemView],
     agents: Iterable[AgentView],
@@ -107,30 +223,76 @@ def match(
     reoffer_cooldown: timedelta,
 ) -> list[Offer]:
     """Return the offers for ``items`` (any order) given ``agents`` with their current load."""
-    states = {a.id: _AgentState(a, a.used, a.open_count, a.last_assigned_at) for a in agents}
+    states = {a.id: _AgentState(a) for a in agents}
     by_queue: dict[int, list[_AgentState]] = defaultdict(list)
     for state in sorted(states.values(), key=lambda s: s.view.id):
         for queue_id in state.view.queue_ids:
             by_queue[queue_id].append(state)
+    index = _Index(by_queue)
 
     offers: list[Offer] = []
     for item in sorted(items, key=lambda i: i.order_key):
         members = by_queue.get(item.queue_id)
         if not members:
             continue
-        offer = _match_one(item, members, now=now, cooldown=reoffer_cooldown)
+        offer = _match_indexed(item, states, index)
+        if offer is _UNINDEXED:
+            offer = _match_one(item, members, now=now, cooldown=reoffer_cooldown)
         if offer is None:
             continue
+        assert isinstance(offer, Offer)
         chosen = states[offer.agent_id]
+        old_spare = chosen.spare
         chosen.used += offer.units
+        chosen.spare -= offer.units
         chosen.open_count += 1
         chosen.last_assigned_at = now
         chosen.pass_seq = len(offers) + 1
+        chosen.version += 1
+        index.moved(chosen, old_spare)
         offers.append(offer)
-        if chosen.spare <= 0:
-            for queue_id in chosen.view.queue_ids:
-                by_queue[queue_id].remove(chosen)
     return offers
+
+
+_UNINDEXED = object()
+
+
+def _match_indexed(
+    item: ItemView, states: dict[int, _AgentState], index: _Index
+) -> Offer | None | object:
+    """The decision ``_match_one`` would make, from the index, for the common case: an item of
+    a fixed size, no preferred agent, and no refusal by an agent who could take it now.
+    Anything else returns ``_UNINDEXED`` and goes through ``_match_one``."""
+    units = item.size_units
+    if units is None or item.preferred_agent_id is not None:
+        return _UNINDEXED
+    for agent_id in item.refused_by:
+        refuser = states.get(agent_id)
+        if (
+            refuser is not None
+            and refuser.spare >= units
+            and item.queue_id in refuser.view.queue_ids
+            and item.channel_id in refuser.view.channel_ids
+        ):
+            return _UNINDEXED
+    buckets = index.for_item(item)
+    candidates = sum(
+        n for bucket in buckets for spare, n in bucket.counts.items() if spare >= units
+    )
+    if not candidates:
+        return None
+    model = item.routing_model
+    best, second = _best_two(buckets, units, want_second=candidates > 1)
+    tie_break = None
+    if second is not None:
+        first_key, second_key = _model_key(best, model), _model_key(second, model)
+        if first_key[0] == second_key[0]:
+            tie_break = "longest_idle" if first_key[1] != second_key[1] else "lowest_agent_id"
+    return _offer(
+        item,
+        best,
+        reason=_explain(best, model, candidates, tie_break, False, skipped_refusals=0),
+    )
 
 
 def _match_one(

@@ -147,3 +147,58 @@ def test_input_order_does_not_change_the_decision():
                            reoffer_cooldown=COOLDOWN))
     assert forward == backward
     assert len(forward) == 20  # 5 agents x 4 units
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_indexed_matching_decides_exactly_as_scanning_every_member(seed, monkeypatch):
+    # The engine answers most items from an index (heaps per queue, channel and spare capacity)
+    # and the rest by scanning every member; both must make the same offers with the same
+    # reasons, on random tables with ties, refusals, preferred agents and percentage sizes.
+    import random
+
+    from routing import engine
+
+    rng = random.Random(seed)
+    agents = [
+        agent(
+            a,
+            cap=(cap := rng.randint(1, 12)),
+            used=(used := rng.randint(0, cap)),
+            open=min(used, rng.randint(0, 3)),
+            idle=rng.choice([None, 10, 20, 20, 300]),
+            channels=rng.sample([1, 2, 3], rng.randint(1, 3)),
+            queues=rng.sample([1, 2, 3, 4], rng.randint(1, 3)),
+        )
+        for a in range(1, rng.randint(2, 25))
+    ]
+    items = []
+    for i in range(1, rng.randint(2, 80)):
+        kw = {}
+        if rng.random() < 0.15:
+            kw["refused_by"] = {
+                rng.randint(1, 25): NOW - timedelta(seconds=rng.choice([5, 90]))
+                for _ in range(rng.randint(1, 3))
+            }
+        if rng.random() < 0.05:
+            kw["preferred_agent_id"] = rng.randint(1, 25)
+            kw["preferred_until"] = NOW + timedelta(seconds=rng.choice([-5, 60]))
+        queue = rng.randint(1, 4)
+        model = LEAST_ACTIVE if queue % 2 else MOST_AVAILABLE
+        if rng.random() < 0.1:
+            items.append(ItemView(
+                id=i, queue_id=queue, channel_id=rng.randint(1, 3), routing_priority=1 + queue % 2,
+                priority=rng.randint(1, 3), enqueued_at=NOW - timedelta(seconds=rng.randint(0, 9)),
+                routing_model=model, size_percent=rng.choice([10, 25, 50]), **kw,
+            ))
+        else:
+            items.append(item(i, queue=queue, channel=rng.randint(1, 3), rp=1 + queue % 2,
+                              prio=rng.randint(1, 3), age=rng.randint(0, 9), model=model,
+                              units=rng.randint(1, 5), **kw))
+
+    def decide():
+        return [(o.item_id, o.agent_id, o.units, o.reason)
+                for o in match(items, agents, now=NOW, reoffer_cooldown=COOLDOWN)]
+
+    indexed = decide()
+    monkeypatch.setattr(engine, "_match_indexed", lambda *args, **kwargs: engine._UNINDEXED)
+    assert indexed == decide()
