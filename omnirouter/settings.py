@@ -118,12 +118,29 @@ def _redis_db(url: str, offset: int) -> str:
     return f"{base}/{offset}"
 
 
+def _with_read_timeout(url: str, seconds: int) -> str:
+    """``url`` with a socket read timeout, unless it names one already.
+
+    channels-redis waits for a consumer's next message with a blocking BZPOPMIN of 5 s, and
+    redis-py 8 times reads out after 5 s by default: every idle WebSocket consumer then died with
+    redis TimeoutError after a few quiet seconds (its console reconnected, events in between were
+    lost). A read timeout well above the blocking wait keeps idle consumers alive.
+    """
+    if "socket_timeout=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}socket_timeout={seconds}"
+
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [env("CHANNEL_LAYER_REDIS_URL", default=_redis_db(REDIS_URL, 1))],
+                "hosts": [
+                    _with_read_timeout(
+                        env("CHANNEL_LAYER_REDIS_URL", default=_redis_db(REDIS_URL, 1)), 30
+                    )
+                ],
                 "capacity": 1000,
                 "expiry": 30,
             },
