@@ -440,12 +440,7 @@ def _write_offers(
         )
     _insert_works(works, now)
 
-    offered = [w.offer.item_id for w in works if not w.auto]
-    assigned = [w.offer.item_id for w in works if w.auto]
-    if offered:
-        WorkItem.objects.filter(id__in=offered).update(status=WorkItemStatus.OFFERED)
-    if assigned:
-        WorkItem.objects.filter(id__in=assigned).update(status=WorkItemStatus.ASSIGNED)
+    item_payloads = _mark_items_taken(works)
 
     units: dict[int, int] = defaultdict(int)
     counts: dict[int, int] = defaultdict(int)
@@ -455,11 +450,6 @@ def _write_offers(
     _raise_load(units, counts, now)
 
     channels = {c[0]: c[1:] for c in ServiceChannel.objects.values_list("id", "key", "label")}
-    # The claimed page leaves payloads out (they can be large); consoles need them for the offer
-    # card (the customer), so read them for the offered items only.
-    item_payloads = dict(
-        WorkItem.objects.filter(id__in=[o.item_id for o in offers]).values_list("id", "payload")
-    )
     pushed_at = now.isoformat()
     messages = []
     for work in works:
@@ -491,6 +481,36 @@ def _write_offers(
         )
     messages.extend(_presence_messages(list(units)))
     realtime.publish_many(messages)
+
+
+def _mark_items_taken(works: list[_NewWork]) -> dict[int, Any]:
+    """Set the items offered (or assigned, for auto-accept agents) and return their payloads.
+
+    The claimed page leaves payloads out (they can be large); consoles need them for the offer
+    card (the customer), so they are read for the offered items only.
+    """
+    offered = [w.offer.item_id for w in works if not w.auto]
+    assigned = [w.offer.item_id for w in works if w.auto]
+    if connection.vendor != "postgresql":
+        if offered:
+            WorkItem.objects.filter(id__in=offered).update(status=WorkItemStatus.OFFERED)
+        if assigned:
+            WorkItem.objects.filter(id__in=assigned).update(status=WorkItemStatus.ASSIGNED)
+        return dict(WorkItem.objects.filter(id__in=offered + assigned).values_list("id", "payload"))
+    # One statement sets the status and reads the payloads back.
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE routing_workitem SET status = CASE WHEN id = ANY(%s) THEN %s ELSE %s END"
+            " WHERE id = ANY(%s) RETURNING id, payload",
+            [
+                assigned,
+                WorkItemStatus.ASSIGNED.value,
+                WorkItemStatus.OFFERED.value,
+                offered + assigned,
+            ],
+        )
+        # Django reads jsonb as text and decodes it in the field; so do we.
+        return {item_id: json.loads(payload) for item_id, payload in cur.fetchall()}
 
 
 def _insert_works(works: list[_NewWork], now: datetime) -> None:
