@@ -556,6 +556,7 @@
     });
     el.workCount.textContent = String(works.length);
     el.noWork.hidden = works.length > 0;
+    el.workTabs.hidden = !works.length;
   }
 
   function buildWorkTab(work) {

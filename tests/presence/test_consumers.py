@@ -7,6 +7,7 @@ for every test; routing passes are run by hand (ROUTING_MODE=manual).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,9 @@ from routing.selectors import presence_payloads, work_payload
 from tests.factories import enqueue
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+# The production layer (channels-redis on REDIS_URL), before the fixture below swaps it out.
+REDIS_CHANNEL_LAYERS = django_settings.CHANNEL_LAYERS
 
 
 @pytest.fixture(autouse=True)
@@ -680,3 +684,26 @@ def test_two_consoles_of_one_agent_stay_consistent(center):
     seen = talk(conversation)
 
     assert (seen["payload"]["id"], seen["payload"]["state"]) == (pushed.pk, "opened")
+
+
+def test_an_idle_console_on_the_redis_layer_still_receives_pushes(center, settings):
+    # given the production channel layer, and a console that hears nothing for a while (longer
+    # than channels-redis's 5 s blocking wait for the next message)
+    assert REDIS_CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    settings.CHANNEL_LAYERS = REDIS_CHANNEL_LAYERS
+    go_online(center, center.alice)
+    ws = console(center.alice.user)
+
+    async def conversation():
+        await open_console(ws)
+        await asyncio.sleep(7)
+        work = await database_sync_to_async(offer)(center, center.alice, "After a quiet spell")
+        offered = await next_of(ws, "offer")
+        await ws.disconnect()
+        return work, offered
+
+    # when an offer is published after the quiet spell
+    work, offered = talk(conversation)
+
+    # then the same connection receives it
+    assert offered["payload"]["id"] == work.pk
