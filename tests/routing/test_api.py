@@ -242,7 +242,7 @@ def test_canceling_twice_answers_conflict(center):
     assert first.json()["status"] == "canceled"
     assert second.status_code == 409
     assert second.json() == {
-        "detail": f"Item {created['id']} has already ended (canceled).",
+        "detail": f"Item {created['id']} has already ended (Canceled).",
         "code": "ended",
     }
 
