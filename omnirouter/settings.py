@@ -14,6 +14,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# Where the embedded run keeps its SQLite file, generated secret key and demo logins.
+VAR_DIR = Path(env("OMNIROUTER_VAR_DIR", default=str(BASE_DIR / "var")))
+
 # --- Core -----------------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
@@ -23,13 +26,13 @@ if not SECRET_KEY and env.bool("DJANGO_REQUIRE_SECRET_KEY", default=False):
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set (production refuses a made-up key).")
 if not SECRET_KEY:
     # Embedded runs get a per-checkout key written once to var/; production must set one.
-    _key_file = BASE_DIR / "var" / "secret_key"
+    _key_file = VAR_DIR / "secret_key"
     if _key_file.exists():
         SECRET_KEY = _key_file.read_text().strip()
     else:
         from django.core.management.utils import get_random_secret_key
 
-        _key_file.parent.mkdir(exist_ok=True)
+        _key_file.parent.mkdir(parents=True, exist_ok=True)
         SECRET_KEY = get_random_secret_key()
         _key_file.write_text(SECRET_KEY)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
@@ -88,9 +91,10 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-_SQLITE_URL = f"sqlite:///{BASE_DIR / 'var' / 'omnirouter.sqlite3'}"
+_SQLITE_URL = f"sqlite:///{VAR_DIR / 'omnirouter.sqlite3'}"
 DATABASES = {"default": env.db("DATABASE_URL", default=_SQLITE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # IMMEDIATE transactions and a busy timeout let the embedded routing thread and web requests
     # share one SQLite file without "database is locked" errors.
     DATABASES["default"].setdefault("OPTIONS", {}).update(

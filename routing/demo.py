@@ -69,7 +69,7 @@ STAFF = [
 
 
 def credentials_path() -> Path:
-    return Path(settings.BASE_DIR) / "var" / "demo-credentials.json"
+    return Path(settings.VAR_DIR) / "demo-credentials.json"
 
 
 def _credentials() -> dict[str, str]:
@@ -78,7 +78,7 @@ def _credentials() -> dict[str, str]:
         return json.loads(path.read_text())
     creds = {name: secrets.token_urlsafe(9) for name, *_ in AGENTS}
     creds.update({name: secrets.token_urlsafe(9) for name, _ in STAFF})
-    path.parent.mkdir(exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(creds, indent=2))
     path.chmod(0o600)
     return creds
