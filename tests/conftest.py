@@ -386,3 +386,11 @@ def page(page_factory):
 # =============================================================================================
 # 5. Domain fixtures and factories
 # =============================================================================================
+
+
+@pytest.fixture(autouse=True)
+def _routing_in_test_process_is_manual(settings):
+    """In the test process, events do not queue Celery passes: the session's worker would route
+    other tests' committed data behind their backs. Tests run passes themselves; real routing
+    runs in the server and worker subprocesses, which have ROUTING_MODE=celery."""
+    settings.ROUTING_MODE = "manual"
