@@ -403,8 +403,15 @@ def agent_metrics(scope: Scope, now: datetime, work: list[dict[str, Any]]) -> li
     since = day_start(now)
     agents = _scoped_agents(scope)
     grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
+    # Online is not enough to take work: "Busy" is online for no channel.
+    takes_work = Exists(
+        PresenceStatus.channels.through.objects.filter(presencestatus_id=OuterRef("status_id"))
+    )
     rows = list(
-        agents.order_by("user__username").values(
+        agents.annotate(takes_work=takes_work)
+        .order_by("user__username")
+        .values(
+            "takes_work",
             "id",
             "user__username",
             "user__first_name",
@@ -465,7 +472,7 @@ def agent_metrics(scope: Scope, now: datetime, work: list[dict[str, Any]]) -> li
                 "used_capacity": r["used_capacity"],
                 "spare_capacity": spare,
                 "open_count": r["open_count"],
-                "has_room": online and connected and spare > 0,
+                "has_room": online and r["takes_work"] and connected and spare > 0,
                 "queue_ids": memberships.get(r["id"], []),
                 "open_items": sorted(
                     open_items.get(r["id"], []), key=lambda i: -i["seconds_in_state"]

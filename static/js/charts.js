@@ -20,7 +20,8 @@ function node(name, attrs = {}, text = null) {
 function niceMax(value) {
   if (value <= 0) return 1;
   const exp = Math.pow(10, Math.floor(Math.log10(value)));
-  for (const step of [1, 2, 2.5, 5, 10]) {
+  // Steps whose halves are whole numbers from 2 up, so the middle grid line reads cleanly.
+  for (const step of [1, 2, 4, 6, 8, 10]) {
     if (value <= step * exp) return step * exp;
   }
   return 10 * exp;
@@ -32,7 +33,8 @@ const clock = (ms) =>
 /**
  * Draw a line chart into ``container`` (its content is replaced).
  * options: { series: [{ name, color, points: [{ t: ms, v: number|null }] }],
- *            from: ms, to: ms, fixedMax?: number, goal?: number, format?: (v) => string,
+ *            from: ms, to: ms, fixedMax?: number, minMax?: number, goal?: number,
+ *            format?: (v) => string,
  *            label: string (accessible name), empty: string }
  * A null value breaks the line (no data for that moment).
  */
@@ -52,7 +54,8 @@ export function lineChart(container, options) {
     return;
   }
   const from = options.from, to = Math.max(options.to, from + 1);
-  const yMax = options.fixedMax ?? niceMax(Math.max(...values, options.goal ?? 0));
+  const yMax = options.fixedMax ??
+    niceMax(Math.max(...values, options.goal ?? 0, options.minMax ?? 0));
   const x = (t) => pad.left + ((t - from) / (to - from)) * (width - pad.left - pad.right);
   const y = (v) => height - pad.bottom - (v / yMax) * (height - pad.top - pad.bottom);
 

@@ -136,8 +136,7 @@ const sorters = {
   status: (a) => (a.status || "").toLocaleLowerCase(),
   seconds_in_status: (a) => a.seconds_in_status ?? -1,
   load: (a) => a.used_capacity / Math.max(1, a.capacity),
-  declined_today: (a) => a.declined_today,
-  timed_out_today: (a) => a.timed_out_today,
+  refusals_today: (a) => a.declined_today + a.timed_out_today,
   handled_today: (a) => a.handled_today,
   average_handle_seconds: (a) => a.average_handle_seconds ?? -1,
 };
@@ -185,7 +184,7 @@ function renderAgents(snap) {
   if (deferWhileFocused(body, "agents")) return;
   const agents = visibleAgents(snap);
   if (!agents.length) {
-    body.replaceChildren(h("tr", {}, h("td", { colspan: 10, class: "muted" }, L.no_agents)));
+    body.replaceChildren(h("tr", {}, h("td", { colspan: 9, class: "muted" }, L.no_agents)));
     return;
   }
   body.replaceChildren(...agents.map((a) => {
@@ -200,9 +199,9 @@ function renderAgents(snap) {
                     style: `width:${Math.min(100, (100 * a.used_capacity) / Math.max(1, a.capacity))}%` })));
     const items = a.open_items.length
       ? h("ul", { class: "sv-items" }, ...a.open_items.map((i) =>
-          h("li", {}, `#${i.item_id} ${i.subject} `,
-            h("span", { class: "muted" }, `${L[i.state] || i.state} `),
-            age(i.seconds_in_state, { tag: "span", cls: "sv-age" }))))
+          h("li", {}, age(i.seconds_in_state, { tag: "span", cls: "sv-age" }),
+            h("span", { class: "muted" }, ` ${L[i.state] || i.state} `),
+            `#${i.item_id} ${i.subject}`)))
       : h("span", { class: "muted" }, a.open_count ? fmt(L.items_open, { count: a.open_count }) : L.none);
     return h("tr", { dataset: { agent: a.id, username: a.username },
                      class: a.has_room ? "sv-has-room" : null },
@@ -211,8 +210,7 @@ function renderAgents(snap) {
       age(a.seconds_in_status, { cls: "num sv-in-status" }),
       load,
       h("td", {}, items),
-      h("td", { class: "num" }, a.declined_today),
-      h("td", { class: "num" }, a.timed_out_today),
+      h("td", { class: "num" }, `${a.declined_today} / ${a.timed_out_today}`),
       h("td", { class: "num" }, a.handled_today),
       h("td", { class: "num" }, duration(a.average_handle_seconds)),
       h("td", {}, statusForm(a)));
@@ -445,11 +443,12 @@ function drawTrends() {
   }).join(" ");
   const goals = new Set(colored.map((q) => q.service_level_goal_percent));
   lineChart(document.getElementById("chart-backlog"), {
-    series: series("waiting"), from, to, empty: L.no_data,
+    series: series("waiting"), from, to, empty: L.no_data, minMax: 4,
     label: summary(L.chart_backlog, "waiting", String),
   });
   lineChart(document.getElementById("chart-longest"), {
     series: series("longest_wait_seconds"), from, to, empty: L.no_data, format: duration,
+    minMax: 60,
     label: summary(L.chart_longest, "longest_wait_seconds", duration),
   });
   lineChart(document.getElementById("chart-sl"), {

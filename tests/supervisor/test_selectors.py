@@ -332,3 +332,16 @@ def test_query_count_does_not_grow_with_items_agents_or_history(
     )
     assert snap["totals"]["handled_today"] > 40
     assert baseline == 12
+
+
+def test_only_agents_online_for_a_channel_with_spare_capacity_have_room(center, supervisor):
+    # given one agent Available, one Busy (online for no channel), one offline
+    for name, status in (("ann", center.available), ("ben", center.busy), ("cid", None)):
+        agent = make_agent(name, queues=[center.chat_queue], config=center.api_agents)
+        services.set_presence(agent=agent, status=status, now=at("08:00:00"))
+
+    snap = snapshot(supervisor, NOW)
+
+    room = {a["username"]: (a["online"], a["has_room"]) for a in snap["agents"]}
+    assert room == {"ann": (True, True), "ben": (True, False), "cid": (False, False)}
+    assert (snap["totals"]["agents_online"], snap["totals"]["agents_with_room"]) == (2, 1)

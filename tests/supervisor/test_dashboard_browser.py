@@ -1,0 +1,217 @@
+"""The supervisor dashboard in headless Chromium against the production parts: daphne serving
+HTTP and WebSockets, a real Celery worker routing, Redis, PostgreSQL. Work comes in through the
+intake API and the agent acts through the REST API with a token, as an integration would.
+
+The screenshot kept in docs/screenshots/supervisor-dashboard.png comes from this test.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+from rest_framework.authtoken.models import Token
+
+from routing import roles, services
+from routing.models import AgentWork
+from supervisor.services import record_queue_samples
+from tests.factories import make_agent
+from tests.harness import REPO_ROOT
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker]
+
+PASSWORD = "supervisor-pass-123"
+VIEWPORT = {"width": 1440, "height": 900}
+SCREENSHOT = REPO_ROOT / "docs" / "screenshots" / "supervisor-dashboard.png"
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 20, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def seconds_of(text: str) -> int:
+    """'1:05' -> 65, '1:02:03' -> 3723 (the dashboard's duration format)."""
+    total = 0
+    for part in text.strip().split(":"):
+        total = total * 60 + int(part)
+    return total
+
+
+def play_earlier_hour(center, hiro) -> None:
+    """Forty minutes of earlier traffic handled by Hiro, sampled every two minutes as beat
+    would (each sample taken while that round's items still wait), so the trend charts have a
+    history. Every fifth customer gives up after 50 s. Hiro goes offline at the end."""
+    start = timezone.now() - timedelta(minutes=40)
+    services.set_presence(agent=hiro, status=center.available, now=start)
+    for n in range(20):
+        at = start + timedelta(minutes=2 * n)
+        items = [
+            services.enqueue_work(
+                queue=center.chat_queue, channel=center.chat, subject=f"Earlier {n}.{i}", now=at
+            )
+            for i in range(1 + n % 3)
+        ]
+        sampled = at + timedelta(seconds=10 + (n * 7) % 30)
+        record_queue_samples(now=sampled)
+        for i, item in enumerate(items):
+            if (n + i) % 5 == 4:
+                services.cancel_work_item(item_id=item.pk, now=at + timedelta(seconds=50))
+        services.route_waiting_work(now=sampled + timedelta(seconds=1))
+        for work in AgentWork.objects.filter(item__in=items, state="pushed"):
+            services.accept_work(work_id=work.pk, agent=hiro, now=sampled + timedelta(seconds=2))
+            services.close_work(work_id=work.pk, agent=hiro, now=sampled + timedelta(seconds=70))
+    services.set_presence(agent=hiro, status=None, now=start + timedelta(minutes=40))
+
+
+@pytest.fixture
+def stack(live_asgi_server, center, settings):
+    # Setup in this process must not queue routing tasks of its own: the server's worker routes.
+    settings.ROUTING_MODE = "manual"
+    user_model = get_user_model()
+    sue = user_model.objects.create_user(
+        "sue", password=PASSWORD, first_name="Sue", last_name="Park"
+    )
+    sue.groups.add(Group.objects.get_or_create(name=roles.SUPERVISOR)[0])
+    center.chat_queue.supervisors.add(sue)
+    center.cases_queue.supervisors.add(sue)
+    ann = make_agent(
+        "ann", queues=[center.chat_queue], config=center.api_agents, status=center.busy
+    )
+    hiro = make_agent(
+        "hiro", queues=[center.chat_queue, center.cases_queue], config=center.api_agents
+    )
+    kai = make_agent(
+        "kai", queues=[center.cases_queue], config=center.api_agents, status=center.available
+    )
+    for agent, (first, last) in (
+        (ann, ("Ann", "Lee")),
+        (hiro, ("Hiro", "Sato")),
+        (kai, ("Kai", "Ito")),
+    ):
+        user_model.objects.filter(pk=agent.user_id).update(first_name=first, last_name=last)
+    play_earlier_hour(center, hiro)
+    intake = user_model.objects.create_user("crm", password="crm-pass-123")
+    intake.groups.add(Group.objects.get_or_create(name=roles.INTAKE)[0])
+    return {
+        "url": live_asgi_server,
+        "center": center,
+        "ann": ann,
+        "ann_token": Token.objects.create(user=ann.user).key,
+        "intake_token": Token.objects.create(user=intake).key,
+    }
+
+
+def api(stack, method: str, path: str, token: str, body: dict | None = None) -> Any:
+    response = requests.request(
+        method,
+        f"{stack['url']}{path}",
+        json=body,
+        headers={"Authorization": f"Token {token}"},
+        timeout=10,
+    )
+    assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text}"
+    return response.json()
+
+
+def open_dashboard(page_factory, stack) -> Page:
+    page = page_factory(base_url=stack["url"], viewport=VIEWPORT)
+    page.goto("/accounts/login/?next=/supervisor/")
+    page.get_by_label(re.compile("Username|ユーザー名")).fill("sue")
+    page.get_by_label(re.compile("Password|パスワード")).fill(PASSWORD)
+    page.locator("form button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/supervisor/$"))
+    expect(page.locator("#sv-live-text")).to_have_text("Live")
+    return page
+
+
+def queue_row(page: Page, name: str):
+    return page.locator("#sv-queues tbody tr", has=page.locator("th", has_text=name))
+
+
+def agent_row(page: Page, name: str):
+    return page.locator("#sv-agents tbody tr", has=page.locator("th", has_text=name))
+
+
+def test_dashboard_follows_an_item_from_waiting_to_accepted(stack, page_factory):
+    center = stack["center"]
+    page = open_dashboard(page_factory, stack)
+    chat = queue_row(page, "Chat")
+    expect(chat.locator("td").nth(0)).to_have_text("0")  # waiting
+    expect(agent_row(page, "Ann Lee").locator("td").nth(0)).to_contain_text("Busy")
+    expect(page.locator("#chart-backlog svg polyline")).to_have_count(2)  # Cases, Chat
+
+    # when a customer's item arrives through the intake API while Ann is busy
+    item = api(
+        stack,
+        "POST",
+        "/api/work-items/",
+        stack["intake_token"],
+        {
+            "queue": center.chat_queue.pk,
+            "channel": center.chat.pk,
+            "subject": "Where is my parcel?",
+        },
+    )
+
+    # then within seconds the backlog shows it waiting, and it is next in line
+    expect(chat.locator("td").nth(0)).to_have_text("1", timeout=5_000)
+    expect(page.locator("#sv-next tbody tr").first).to_contain_text("Where is my parcel?")
+    expect(page.locator("#t-waiting")).to_have_text("1")
+
+    # and its longest wait keeps growing on screen
+    longest = chat.locator("td.sv-longest")
+    first = seconds_of(longest.inner_text())
+    wait_for(
+        lambda: seconds_of(longest.inner_text()) >= first + 2,
+        timeout=10,
+        what="the longest wait to grow",
+    )
+
+    # when Ann becomes available, the worker offers it to her, and she accepts through the API
+    api(stack, "PUT", "/api/me/presence/", stack["ann_token"], {"status": center.available.pk})
+    offer = wait_for(
+        lambda: [
+            w
+            for w in api(stack, "GET", "/api/me/work/", stack["ann_token"])
+            if w["item_id"] == item["id"]
+        ],
+        what="the offer to Ann",
+    )[0]
+    expect(agent_row(page, "Ann Lee").locator("td").nth(0)).to_contain_text("Available")
+    api(stack, "POST", f"/api/agent-work/{offer['id']}/accept/", stack["ann_token"])
+
+    # then the backlog empties and the item shows as assigned to Ann, with why
+    expect(chat.locator("td").nth(0)).to_have_text("0", timeout=5_000)
+    expect(chat.locator("td").nth(4)).to_have_text("1")  # assigned
+    ann = agent_row(page, "Ann Lee")
+    expect(ann.locator("td").nth(2)).to_contain_text("1 / 10")
+    expect(ann.locator("td").nth(3)).to_contain_text("Where is my parcel?")
+    expect(ann.locator("td").nth(3)).to_contain_text("Assigned")
+    work = page.locator("#sv-work tbody tr", has_text="Where is my parcel?")
+    expect(work).to_contain_text("Ann Lee")
+    expect(work).to_contain_text("Assigned")
+    expect(work.locator(".sv-why")).to_contain_text("Least active")
+    expect(page.locator("#sv-next tbody")).to_contain_text("Nothing waiting.")
+
+    # a room-for-more agent stands out (Ann has 9 spare units, Kai 10)
+    expect(page.locator("#sv-agents tbody tr.sv-has-room")).to_have_count(2)
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert Path(SCREENSHOT).stat().st_size > 10_000
