@@ -756,6 +756,8 @@
     if (workId !== null) sendDecline(workId, reason);
   });
   el.declineCancel.addEventListener("click", () => el.dialog.close());
+  [el.declineSelect, el.declineText].forEach((field) =>
+    field.addEventListener("input", () => { el.declineError.textContent = ""; }));
   el.dialog.addEventListener("close", () => { declining = null; });
 
   function sendDecline(workId, reason) {
