@@ -8,6 +8,12 @@ shows. A burst of routing events (a pass that makes a thousand offers) thus cost
 per interval, not one per event. Every ``SUPERVISOR_REFRESH_SECONDS`` a snapshot is sent anyway,
 so wait times keep growing and anything a dropped message missed is corrected.
 
+The cost stays bounded when the center is big: the interval stretches to four times the time
+the last snapshot took (a dashboard spends at most a quarter of its time on queries), and
+dashboards in one process with the same view (same queues, same language: all admins, for a
+start) share a snapshot computed less than one throttle interval ago, and only if it was
+computed after the last event the dashboard heard of (so sharing never hides a change).
+
 Why throttled snapshots and not deltas: a snapshot is a fixed number of aggregate queries, the
 figures (averages, service level, longest wait) are not additive from events anyway, and a lost
 message costs nothing because the next snapshot carries the whole truth. The protocol is in
@@ -20,6 +26,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -48,6 +56,8 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
         self._ticker: asyncio.Task | None = None
         self._dirty = False
         self._last_sent = 0.0
+        self._interval = settings.SUPERVISOR_SNAPSHOT_THROTTLE_SECONDS
+        self._heard_at = 0.0  # time.monotonic() of the last queue event
         user = self.scope.get("user")
         # Accept, then close with a code: a refusal before accept reaches the browser as a bare
         # 1006, and the page could not tell "log in again" from "network trouble".
@@ -85,6 +95,7 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
 
     async def realtime_event(self, message: dict[str, Any]) -> None:
         if message.get("event") == realtime.QUEUE_CHANGED:
+            self._heard_at = time.monotonic()
             self._request_snapshot()
 
     def _request_snapshot(self) -> None:
@@ -95,24 +106,28 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
 
     async def _send_when_due(self) -> None:
         loop = asyncio.get_running_loop()
-        interval = settings.SUPERVISOR_SNAPSHOT_THROTTLE_SECONDS
         # Loops while events keep arriving during the wait or the query: the trailing edge.
         while self._dirty:
-            delay = self._last_sent + interval - loop.time()
+            delay = self._last_sent + self._interval - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             await self._send_snapshot()
 
     async def _send_snapshot(self) -> None:
         self._dirty = False
-        self._last_sent = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self._last_sent = started = loop.time()
         try:
             with translation.override(self.language):
-                data = await database_sync_to_async(_snapshot)(self.user)
+                data = await database_sync_to_async(_snapshot)(
+                    self.user, self.language, self._heard_at
+                )
         except Exception:
             # The next event or tick retries; the page keeps its last figures meanwhile.
             logger.exception("supervisor socket: snapshot failed")
             return
+        took = loop.time() - started
+        self._interval = max(settings.SUPERVISOR_SNAPSHOT_THROTTLE_SECONDS, 4 * took)
         await self.send_json({"type": "snapshot", "snapshot": data})
 
     async def _refresh_periodically(self) -> None:
@@ -130,6 +145,7 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
                 content = None
             kind = content.get("type") if isinstance(content, dict) else None
             if kind == "refresh":
+                self._heard_at = time.monotonic()  # asked for now: nothing older will do
                 self._request_snapshot()
                 return
             await self.send_json(
@@ -151,10 +167,31 @@ def _supervised_queue_ids(user: Any) -> list[int] | None:
     return list(roles.supervised_queues(user).values_list("id", flat=True))
 
 
-def _snapshot(user: Any) -> dict[str, Any]:
+# (queue ids, sees all agents, language) -> (monotonic time computed, snapshot). Only read and
+# written in database_sync_to_async's one thread, but locked anyway: it costs nothing.
+_shared: dict[tuple, tuple[float, dict[str, Any]]] = {}
+_shared_lock = threading.Lock()
+
+
+def _snapshot(user: Any, language: str, heard_at: float) -> dict[str, Any]:
+    """A snapshot for ``user``: a shared one if computed after ``heard_at`` (the last event this
+    dashboard heard) and less than a throttle interval ago, else a new one."""
     # The scope is read afresh each time: a supervisor given a new queue sees its figures at
     # the next snapshot (its events follow after a reconnect).
-    return build_snapshot(scope_for(user), timezone.now())
+    scope = scope_for(user)
+    key = (tuple(scope.queue_ids), scope.all_agents, language)
+    fresh_after = time.monotonic() - settings.SUPERVISOR_SNAPSHOT_THROTTLE_SECONDS
+    with _shared_lock:
+        cached = _shared.get(key)
+    if cached is not None and cached[0] >= max(fresh_after, heard_at):
+        return cached[1]
+    computed_at = time.monotonic()
+    data = build_snapshot(scope, timezone.now())
+    with _shared_lock:
+        for stale in [k for k, (t, _d) in _shared.items() if t < fresh_after]:
+            del _shared[stale]
+        _shared[key] = (computed_at, data)
+    return data
 
 
 def _language_of(scope: dict[str, Any]) -> str:

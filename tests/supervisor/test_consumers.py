@@ -205,3 +205,23 @@ def test_supervisor_of_no_queue_sees_an_empty_dashboard(center):
     snap = talk(conversation)
 
     assert (snap["queues"], snap["agents"]) == ([], [])
+
+
+def test_two_dashboards_of_one_view_both_see_a_change(center, supervisor):
+    # given two dashboards of the same supervisor (they may share computed snapshots)
+    first, second = dashboard(supervisor), dashboard(supervisor)
+
+    async def conversation():
+        await first_snapshot(first)
+        await first_snapshot(second)
+        await database_sync_to_async(services.enqueue_work)(
+            queue=center.cases_queue, channel=center.chat, subject="for both"
+        )
+        seen = [await ws.receive_json_from(timeout=5) for ws in (first, second)]
+        await first.disconnect()
+        await second.disconnect()
+        return seen
+
+    seen = talk(conversation)
+
+    assert [waiting_by_queue(f["snapshot"])["Cases"] for f in seen] == [1, 1]
