@@ -229,7 +229,9 @@
         row = el("li", { class: `msg msg-${message.direction} msg-${message.author}`, "data-message-id": String(message.id) });
         row.append(el("span", { class: "msg-meta" }), el("span", { class: "msg-text" }, message.text), el("span", { class: "msg-error" }));
         this.rows.set(message.id, row);
-        this.log.append(row);
+        // Ids grow with time: a live event that beat the initial load still lands in order.
+        const after = [...this.log.children].find((other) => Number(other.dataset.messageId) > message.id);
+        this.log.insertBefore(row, after || null);
         this.log.scrollTop = this.log.scrollHeight;
         if (live && message.direction === "in") {
           this.typing.textContent = "";

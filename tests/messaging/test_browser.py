@@ -139,7 +139,9 @@ def test_web_chat_customer_and_agent_talk_live(shop, live_asgi_server, page_fact
     view.wait_for(timeout=15_000)
     # the bot transcript is in the tab, and the customer's earlier SMS is in the side panel
     for line in ("Hello", "Hi! What's your name?", "Ana", "Billing"):
-        assert view.locator(".conv-log .msg-text", has_text=line).count() >= 1
+        view.locator(".conv-log .msg-text", has_text=line).first.wait_for()
+    texts = view.locator(".conv-log .msg-text").all_inner_texts()
+    assert texts[:4] == ["Hello", "Hi! What's your name?", "Ana", "What can we help with?"]
     past = view.locator(".past-conversation", has_text="SMS")
     past.wait_for()
     past.locator("summary").click()

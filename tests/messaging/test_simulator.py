@@ -29,7 +29,8 @@ def test_simulated_message_passes_the_real_webhook(demo_accounts, kind):
     first = simulate_inbound(kind, rng=rng)
     answer = simulate_inbound(kind, rng=random.Random(7))
 
-    assert first is not None and answer is not None
+    assert first is not None
+    assert answer is not None
     assert first.account.kind == kind
     conversation = Conversation.objects.get(account__kind=kind)
     # the same customer came back and answered the bot's first question with their name

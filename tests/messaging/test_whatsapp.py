@@ -1,4 +1,4 @@
-"""WhatsApp Cloud API: verification handshake, signed notifications in, the messages endpoint out."""
+"""WhatsApp Cloud API: verification handshake, signed notifications in, the messages API out."""
 
 from __future__ import annotations
 
