@@ -457,7 +457,10 @@
     select.dataset.online = presence && presence.online ? "true" : "false";
 
     if (presence) {
-      el.meter.max = Math.max(1, presence.capacity);
+      const total = Math.max(1, presence.capacity);
+      el.meter.max = total;
+      el.meter.low = total * 0.6;
+      el.meter.high = total * 0.9;
       el.meter.value = presence.used_capacity;
       el.capacityText.textContent = fmt(gettext("%(used)s / %(total)s units"), {
         used: presence.used_capacity,
@@ -601,7 +604,9 @@
     panel.querySelector(".customer").textContent = customer;
     panel.querySelector(".customer-row").hidden = !customer;
     panel.querySelector(".priority").textContent = work.priority ?? "–";
-    panel.querySelector(".units").textContent = fmt(gettext("%(n)s units"), { n: work.units });
+    const ngettext = window.ngettext || ((one, many, n) => (n === 1 ? one : many));
+    panel.querySelector(".units").textContent = fmt(
+      ngettext("%(n)s unit", "%(n)s units", work.units), { n: work.units });
     panel.querySelector(".why").textContent = work.why || "–";
     const payload = panel.querySelector(".payload");
     const json = JSON.stringify(work.payload || {}, null, 2);
