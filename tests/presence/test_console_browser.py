@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from playwright.sync_api import Page, expect
@@ -45,6 +46,7 @@ class Stack:
     chat: ServiceChannel
     support: Queue  # push timeout 60 s
     quick: Queue  # push timeout 5 s
+    patient: Queue  # push timeout 10 min
     billing: Queue  # nobody is a member: transferred work waits there
     available: PresenceStatus
     alice: Agent
@@ -85,6 +87,10 @@ def stack(live_asgi_server, settings) -> Stack:
         name="Quick answers",
         routing_config=RoutingConfigurationFactory(name="quick", push_timeout_seconds=5),
     )
+    patient = QueueFactory(
+        name="Patient",
+        routing_config=RoutingConfigurationFactory(name="patient", push_timeout_seconds=600),
+    )
     billing = QueueFactory(name="Billing")
     available = make_status("Available", [chat])
     make_status("Busy", [])
@@ -97,7 +103,7 @@ def stack(live_asgi_server, settings) -> Stack:
             DeclineReason.objects.create(label="Going on break"),
         ]
     )
-    queues = [support, quick]
+    queues = [support, quick, patient]
     alice = make_agent("alice", queues=queues, config=config, password=PASSWORD)
     bob = make_agent("bob", queues=queues, config=config, password=PASSWORD)
     for agent, (first, last) in ((alice, ("Alice", "Martin")), (bob, ("Bob", "Tanaka"))):
@@ -109,6 +115,7 @@ def stack(live_asgi_server, settings) -> Stack:
         chat=chat,
         support=support,
         quick=quick,
+        patient=patient,
         billing=billing,
         available=available,
         alice=alice,
@@ -340,3 +347,33 @@ def test_the_console_speaks_japanese_to_a_japanese_browser(stack, page_factory):
     expect(card.locator(".countdown-text")).to_have_text(re.compile(r"^残り \d+ 秒$"))
     expect(page.locator("#capacity-text")).to_have_text("1 / 4 ユニット")
     save_screenshot(page, "console-offer-ja")
+
+
+def test_heartbeats_keep_the_agent_online_and_a_closed_console_goes_offline_after_the_grace(
+    stack, page_factory, celery_beat_process
+):
+    grace = django_settings.CONSOLE_GRACE_SECONDS
+    # given alice available with an offer she has not answered (it would wait ten minutes)
+    page = open_console(page_factory, stack, "alice")
+    go_available(page, stack)
+    item_id = stack.enqueue("Still there?", queue=stack.patient)
+    expect(offer_card(page, "Still there?")).to_be_visible(timeout=20_000)
+
+    # when her console stays open longer than the grace period, beat sweeping every second
+    time.sleep(grace + 5)
+
+    # then its heartbeats have kept her online and the offer hers
+    assert Agent.objects.get(pk=stack.alice.pk).status_id == stack.available.pk
+    assert work_of(item_id) == [("alice", "pushed")]
+
+    # when she closes the console
+    page.close()
+
+    # then, once the grace period has passed, the sweep sets her offline and takes the offer back
+    wait_for(
+        lambda: Agent.objects.get(pk=stack.alice.pk).status_id is None,
+        timeout=grace + 30,
+        what="the lost console to go offline",
+    )
+    assert work_of(item_id) == [("alice", "canceled")]
+    assert WorkItem.objects.get(pk=item_id).status == "waiting"
