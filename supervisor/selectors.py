@@ -48,6 +48,7 @@ from django.db.models import (
 )
 from django.db.models.lookups import GreaterThan, LessThanOrEqual
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from presence.models import Agent, PresenceStatus
 from routing.errors import NotFound, RoutingError
@@ -625,14 +626,16 @@ def parse_since(raw: str | None, now: datetime) -> datetime:
         since = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "+"))
     except ValueError:
         raise RoutingError(
-            "since must be an ISO 8601 date and time, e.g. 2026-01-31T08:00:00Z.", "since"
+            _("since must be an ISO 8601 date and time, e.g. 2026-01-31T08:00:00Z."), "since"
         ) from None
     if timezone.is_naive(since):
         since = timezone.make_aware(since, timezone.get_default_timezone())
     if since > now:
-        raise RoutingError("since must not be in the future.", "since")
+        raise RoutingError(_("since must not be in the future."), "since")
     if since < now - timedelta(hours=max_hours):
-        raise RoutingError(f"since must be within the last {max_hours} hours.", "since")
+        raise RoutingError(
+            _("since must be within the last %(hours)s hours.") % {"hours": max_hours}, "since"
+        )
     return since
 
 
@@ -650,7 +653,7 @@ def history(
     if queue_id is not None:
         queues = tuple(q for q in queues if q.id == queue_id)
         if not queues:
-            raise NotFound(f"No queue {queue_id} that you supervise.", "not_found")
+            raise NotFound(_("No queue %(id)s that you supervise.") % {"id": queue_id}, "not_found")
     series: dict[int, list[dict[str, Any]]] = {q.id: [] for q in queues}
     rows = (
         QueueSample.objects.filter(queue_id__in=list(series), at__gte=since, at__lte=now)

@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from presence.models import Agent, PresenceStatus
 from routing import services as routing_services
@@ -58,28 +59,32 @@ def record_queue_samples(*, now: datetime | None = None) -> int:
 
 def _require_supervisor(actor: Any) -> None:
     if not is_supervisor(actor):
-        raise Forbidden("Only supervisors and admins can do this.", "forbidden")
+        raise Forbidden(_("Only supervisors and administrators may do this."), "forbidden")
 
 
 def _item_in_scope(actor: Any, item_id: int) -> WorkItem:
     item = WorkItem.objects.filter(pk=item_id).first()
     if item is None or not supervised_queues(actor).filter(pk=item.queue_id).exists():
         # An item in someone else's queue is reported as missing, as elsewhere in the API.
-        raise NotFound(f"No work item {item_id} in a queue you supervise.", "not_found")
+        raise NotFound(
+            _("No work item %(id)s in a queue you supervise.") % {"id": item_id}, "not_found"
+        )
     return item
 
 
 def _agent_in_scope(actor: Any, agent_id: int) -> Agent:
     agent = Agent.objects.select_related("presence_config").filter(pk=agent_id).first()
     if agent is None:
-        raise NotFound(f"No agent {agent_id}.", "not_found")
+        raise NotFound(_("No agent %(id)s.") % {"id": agent_id}, "not_found")
     if is_admin(actor):
         return agent
     member_of_mine = QueueMembership.objects.filter(
         agent_id=agent_id, queue__in=supervised_queues(actor)
     ).exists()
     if not member_of_mine:
-        raise NotFound(f"No agent {agent_id} in a queue you supervise.", "not_found")
+        raise NotFound(
+            _("No agent %(id)s in a queue you supervise.") % {"id": agent_id}, "not_found"
+        )
     return agent
 
 
@@ -98,7 +103,7 @@ def supervisor_set_presence(
     if status_id is not None:
         status = PresenceStatus.objects.filter(pk=status_id).first()
         if status is None:
-            raise RoutingError(f"No presence status {status_id}.", "status")
+            raise RoutingError(_("No presence status %(id)s.") % {"id": status_id}, "status")
     return routing_services.set_presence(
         agent=agent, status=status, now=now, actor=actor, check_allowed=False
     )
@@ -113,10 +118,10 @@ def supervisor_move_item(
     target = supervised_queues(actor).select_related("routing_config").filter(pk=queue_id).first()
     if target is None:
         if Queue.objects.filter(pk=queue_id).exists():
-            raise Forbidden(f"You do not supervise queue {queue_id}.", "forbidden")
-        raise NotFound(f"No queue {queue_id}.", "queue")
+            raise Forbidden(_("You do not supervise queue %(id)s.") % {"id": queue_id}, "forbidden")
+        raise NotFound(_("No queue %(id)s.") % {"id": queue_id}, "queue")
     if target.pk == item.queue_id:
-        raise RoutingError("The item is already in that queue.", "same_queue")
+        raise RoutingError(_("The item is already in that queue."), "same_queue")
     return routing_services.move_item(item_id=item.pk, queue=target, actor=actor, now=now)
 
 
