@@ -308,7 +308,9 @@ def _hand_off(conversation: Conversation, *, queue_name: str, reason: str, now: 
     customer = conversation.customer
     first = conversation.messages.filter(author=Author.CUSTOMER).order_by("created_at").first()
     label = account.get_kind_display()
-    who = customer.display_name or conversation.identity.value
+    # A web-chat identity is a digest: meaningless to an agent, unlike a phone number.
+    anonymous = _("Web visitor") if account.kind == AccountKind.WEBCHAT else None
+    who = customer.display_name or anonymous or conversation.identity.value
     topic = conversation.bot_answers.get("topic")
     subject = f"{label}: {who}" + (f" ({topic})" if topic else "")
     payload = {
@@ -510,7 +512,7 @@ def deliver_outbound(*, message_id: int, now: datetime | None = None) -> SendOut
         message.provider_message_id, message.sent_at = provider_id, now
         message.save(update_fields=[*fields, "provider_message_id", "sent_at"])
         _tell_agents(message.conversation, realtime.MESSAGE_STATUS, _status_event(message))
-        logger.info("messaging: sent message %s on %s as %s", message.pk, account, provider_id)
+        logger.debug("messaging: sent message %s on %s as %s", message.pk, account, provider_id)
         return SendOutcome("sent")
 
 
