@@ -61,7 +61,9 @@ def _account(kind: str) -> ChannelAccount | None:
     return account
 
 
-def _customer_text(account: ChannelAccount, address: str, name: str, rng: random.Random) -> str:
+def _customer_text(
+    account: ChannelAccount, address: str, name: str, rng: random.Random, opener: str | None = None
+) -> str:
     """What this customer would write now: the answer the bot waits for, or a message."""
     conversation = (
         Conversation.objects.filter(account=account, identity__value=address)
@@ -69,7 +71,7 @@ def _customer_text(account: ChannelAccount, address: str, name: str, rng: random
         .first()
     )
     if conversation is None:
-        return rng.choice(OPENERS)
+        return opener or rng.choice(OPENERS)
     if conversation.status == "bot":
         step_index = (conversation.bot_state or {}).get("step")
         flow = account.bot_flow or []
@@ -84,10 +86,27 @@ def _customer_text(account: ChannelAccount, address: str, name: str, rng: random
     return rng.choice(FOLLOW_UPS)
 
 
-def simulate_inbound(channel_kind: str, *, rng: random.Random | None = None) -> Message | None:
-    """Send one realistic inbound message on ``channel_kind`` (sms, whatsapp, messenger,
-    webchat); returns the stored message (None when no account of that kind exists)."""
+def simulate_inbound(
+    channel_kind: str,
+    *,
+    rng: random.Random | None = None,
+    text: str | None = None,
+    name: str | None = None,
+) -> Message | None:
+    """Send one realistic inbound message on ``channel_kind`` and return the stored message
+    (None when no account of that kind exists).
+
+    ``channel_kind``: an account kind (sms, whatsapp, messenger, webchat), or a service channel
+    key: ``chat`` is web chat, ``messaging`` one of SMS, WhatsApp, Messenger at random. ``text``
+    opens a new conversation (a customer in the middle of one answers the bot or follows up
+    instead). ``name`` is accepted for the routing simulator's call but not used: customers come
+    from a fixed pool so a returning customer keeps their name on every channel.
+    """
     rng = rng or random.Random()
+    if channel_kind == "chat":
+        channel_kind = AccountKind.WEBCHAT
+    elif channel_kind == "messaging":
+        channel_kind = rng.choice([AccountKind.SMS, AccountKind.WHATSAPP, AccountKind.MESSENGER])
     if channel_kind not in KINDS:
         raise ValueError(f"Unknown channel kind {channel_kind!r}; use one of {KINDS}.")
     account = _account(channel_kind)
@@ -97,21 +116,21 @@ def simulate_inbound(channel_kind: str, *, rng: random.Random | None = None) -> 
     name = NAMES[n]
     if channel_kind == AccountKind.WEBCHAT:
         visitor = services.visitor_key(f"demo-visitor-{n}")
-        text = _customer_text(account, visitor, name, rng)
+        text = _customer_text(account, visitor, name, rng, opener=text)
         return services.receive_webchat(account=account, visitor=visitor, text=text).message
     if channel_kind == AccountKind.SMS:
         address = f"+1555010{n:04d}"
-        text = _customer_text(account, address, name, rng)
+        text = _customer_text(account, address, name, rng, opener=text)
         pid = "SM" + uuid.uuid4().hex
         _post_sms(account, address, text, pid)
     elif channel_kind == AccountKind.WHATSAPP:
         address = f"4477009{n:05d}"
-        text = _customer_text(account, address, name, rng)
+        text = _customer_text(account, address, name, rng, opener=text)
         pid = "wamid." + base64.b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         _post_meta(account, _whatsapp_body(account, address, name, text, pid))
     else:
         address = f"{7100000000000000 + n}"
-        text = _customer_text(account, address, name, rng)
+        text = _customer_text(account, address, name, rng, opener=text)
         pid = "m_" + uuid.uuid4().hex
         _post_meta(account, _messenger_body(account, address, text, pid))
     return Message.objects.filter(account=account, provider_message_id=pid).first()

@@ -43,3 +43,14 @@ def test_seeding_twice_changes_nothing(demo_accounts):
     seed_messaging_demo()
 
     assert ChannelAccount.objects.count() == 4
+
+
+def test_routing_simulator_call_with_service_channel_keys(demo_accounts):
+    rng = random.Random(3)
+
+    chat = simulate_inbound("chat", name="Ignored", text="Is the store open Sunday?", rng=rng)
+    other = simulate_inbound("messaging", name="Ignored", text="Wrong item received", rng=rng)
+
+    assert (chat.account.kind, chat.text) == ("webchat", "Is the store open Sunday?")
+    assert other.account.kind in {"sms", "whatsapp", "messenger"}
+    assert other.text == "Wrong item received"
