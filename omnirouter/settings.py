@@ -178,6 +178,9 @@ CELERY_TASK_ROUTES = {"routing.*": {"queue": "routing"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
+MESSAGING_MAINTENANCE_INTERVAL_SECONDS = env.float(
+    "MESSAGING_MAINTENANCE_INTERVAL_SECONDS", default=10.0
+)
 CELERY_BEAT_SCHEDULE = {
     "routing-sweep": {
         "task": "routing.sweep",
@@ -187,7 +190,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "messaging-maintenance": {
         "task": "messaging.maintenance",
-        "schedule": env.float("MESSAGING_MAINTENANCE_INTERVAL_SECONDS", default=10.0),
+        "schedule": MESSAGING_MAINTENANCE_INTERVAL_SECONDS,
         "options": {"expires": 30},
     },
 }

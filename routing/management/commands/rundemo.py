@@ -28,14 +28,18 @@ class Command(BaseCommand):
                 "rundemo runs the routing loop in-process; unset REDIS_URL / set "
                 "ROUTING_MODE=embedded (production runs Celery workers and beat instead)."
             )
+        from messaging import demo as messaging_demo
+        from messaging import runner as messaging_runner
         from routing import demo, runner, simulator
 
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         if not options["no_seed"]:
             info = demo.seed_demo()
+            messaging_demo.seed_messaging_demo()
             self._print_logins(info, options["addrport"])
         runner.start()
+        messaging_runner.start(settings.MESSAGING_MAINTENANCE_INTERVAL_SECONDS)
         if options["simulate"]:
             simulator.start(options["interval"])
             self.stdout.write(f"Traffic simulator on: one arrival every ~{options['interval']} s.")
