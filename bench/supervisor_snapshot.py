@@ -54,6 +54,7 @@ SUPERVISOR_INDEXES = [
     "supervisor_agentwork_ended_at",
     "supervisor_workitem_canceled_at",
     "supervisor_workitem_waiting_queue",
+    "supervisor_agentwork_agent_ended",
 ]
 
 
@@ -251,6 +252,18 @@ def _live_work(cur, p: dict[str, Any]) -> None:
     )
 
 
+def pages_touched(sql_list: list[str]) -> int:
+    """Buffer pages the queries touch (shared hit + read, from EXPLAIN ANALYZE BUFFERS): a
+    measure of work that, unlike time, does not depend on what else the machine is doing."""
+    total = 0
+    with connection.cursor() as cur:
+        for sql in sql_list:
+            cur.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql)
+            plan = cur.fetchone()[0][0]["Plan"]
+            total += plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
+    return total
+
+
 def measure(user, now, runs: int, detail: bool = False) -> dict[str, Any]:
     snapshot(user, now)  # warm-up: caches, plans
     times = []
@@ -266,9 +279,11 @@ def measure(user, now, runs: int, detail: bool = False) -> dict[str, Any]:
         size = len(json.dumps(data))
     if detail:
         for q in sorted(captured.captured_queries, key=lambda q: -float(q["time"])):
-            print(f"    {1000 * float(q['time']):7.1f} ms  {q['sql'][:150]}")
+            pages = pages_touched([q["sql"]])
+            print(f"    {1000 * float(q['time']):7.1f} ms {pages:6} pages  {q['sql'][:110]}")
     return {
         "median_ms": round(1000 * statistics.median(times), 1),
+        "pages": pages_touched([q["sql"] for q in captured.captured_queries]),
         "min_ms": round(1000 * min(times), 1),
         "max_ms": round(1000 * max(times), 1),
         "queries": queries,
