@@ -727,7 +727,7 @@ def set_presence(
         allowed = agent.presence_config.allowed_statuses.all()
         if allowed.exists() and not allowed.filter(pk=status.pk).exists():
             raise RoutingError(
-                _("Status “%(status)s” is not available to you.") % {"status": status.name},
+                _("Status '%(status)s' is not available to you.") % {"status": status.name},
                 "status",
             )
     with transaction.atomic():
