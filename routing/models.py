@@ -66,7 +66,7 @@ class RoutingConfiguration(models.Model):
         ),
     )
     size_percent = models.PositiveSmallIntegerField(
-        _("item size (% of capacity)"),
+        _("item size (percent of capacity)"),
         null=True,
         blank=True,
         validators=[MinValueValidator(1), MaxValueValidator(100)],
@@ -200,7 +200,7 @@ class WorkItem(models.Model):
     )
     size_units = models.PositiveSmallIntegerField(_("size (units)"), null=True, blank=True)
     size_percent = models.PositiveSmallIntegerField(
-        _("size (% of capacity)"), null=True, blank=True
+        _("size (percent of capacity)"), null=True, blank=True
     )
     subject = models.CharField(_("subject"), max_length=255)
     payload = models.JSONField(_("payload"), default=dict, blank=True)
