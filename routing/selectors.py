@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,30 +48,37 @@ def live_work_for_agent(agent: Agent) -> QuerySet[AgentWork]:
     )
 
 
+# The agent fields a presence payload is made of (``presence_payload`` takes a row of them).
+PRESENCE_FIELDS = (
+    "id",
+    "status_id",
+    "status__name",
+    "status__is_online",
+    "status_changed_at",
+    "capacity",
+    "used_capacity",
+    "open_count",
+)
+
+
 def presence_payloads(agent_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Status and load of agents, for consoles and dashboards (one query)."""
-    rows = Agent.objects.filter(pk__in=agent_ids).values(
-        "id",
-        "status_id",
-        "status__name",
-        "status__is_online",
-        "status_changed_at",
-        "capacity",
-        "used_capacity",
-        "open_count",
-    )
+    rows = Agent.objects.filter(pk__in=agent_ids).values(*PRESENCE_FIELDS)
+    return {r["id"]: presence_payload(r) for r in rows}
+
+
+def presence_payload(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One agent's status and load from a row of ``PRESENCE_FIELDS`` (for callers that have
+    just read or written those fields and need not read them again)."""
     return {
-        r["id"]: {
-            "agent_id": r["id"],
-            "status_id": r["status_id"],
-            "status": r["status__name"] or "Offline",
-            "online": bool(r["status__is_online"]),
-            "status_since": r["status_changed_at"].isoformat() if r["status_changed_at"] else None,
-            "capacity": r["capacity"],
-            "used_capacity": r["used_capacity"],
-            "open_count": r["open_count"],
-        }
-        for r in rows
+        "agent_id": row["id"],
+        "status_id": row["status_id"],
+        "status": row["status__name"] or "Offline",
+        "online": bool(row["status__is_online"]),
+        "status_since": row["status_changed_at"].isoformat() if row["status_changed_at"] else None,
+        "capacity": row["capacity"],
+        "used_capacity": row["used_capacity"],
+        "open_count": row["open_count"],
     }
 
 

@@ -44,7 +44,7 @@ from routing.models import (
     WorkItem,
     WorkItemStatus,
 )
-from routing.selectors import presence_payloads, work_payload
+from routing.selectors import PRESENCE_FIELDS, presence_payload, presence_payloads, work_payload
 
 logger = logging.getLogger(__name__)
 
@@ -191,40 +191,46 @@ def _route_batch(
     *, now: datetime, batch_size: int, after: tuple[int, int, datetime, int] | None
 ) -> _BatchResult:
     _take_pass_lock()
-    agents, auto_accept = _lock_agents_with_room(now)
-    if not agents:
+    # Who could take what, unlocked: it only decides which page to look at. The decision is
+    # made on locked rows below.
+    most_spare, channel_ids = _room_by_queue(now)
+    if not most_spare or not channel_ids:
         return _BatchResult(0, 0, None, False)
-    queue_ids = set().union(*(a.queue_ids for a in agents.values()))
-    channel_ids = set().union(*(a.channel_ids for a in agents.values()))
-    if not queue_ids or not channel_ids:
-        return _BatchResult(0, 0, None, False)
-
-    page = _claim_waiting(queue_ids, channel_ids, batch_size, after)
-    if not page:
+    waiting = _WaitingFilter(most_spare, channel_ids, after)
+    peeked = waiting.peek(batch_size)
+    if not peeked:
         return _BatchResult(0, 0, None, True)
-    configs = _queue_configs({row["queue_id"] for row in page})
-    refused = _refusals([row["id"] for row in page])
+    page_queues = {queue_id for queue_id, _ in peeked}
+    # Only the members of the page's queues are locked: every agent who could take an item of
+    # the page, and no one else (a pass over a few new items no longer locks every agent).
+    locked = _lock_agents_with_room(now, page_queues)
+    agents = locked.agents
+    page = waiting.claim(page_queues, up_to=peeked[-1][1]) if agents else []
+    if not page:
+        return _BatchResult(0, len(peeked), peeked[-1][1], True)
+    configs = _queue_configs({row.queue_id for row in page})
+    refused = _refusals([row.id for row in page])
     online_preferred = _online_preferred(page)
 
     no_refusals: dict[int, datetime] = {}
     items = [
         engine.ItemView(
-            id=row["id"],
-            queue_id=row["queue_id"],
-            channel_id=row["channel_id"],
-            routing_priority=row["routing_priority"],
-            priority=row["priority"],
-            enqueued_at=row["enqueued_at"],
-            routing_model=configs[row["queue_id"]].routing_model,
-            size_units=row["size_units"],
-            size_percent=row["size_percent"],
-            refused_by=refused.get(row["id"], no_refusals),
+            id=row.id,
+            queue_id=row.queue_id,
+            channel_id=row.channel_id,
+            routing_priority=row.routing_priority,
+            priority=row.priority,
+            enqueued_at=row.enqueued_at,
+            routing_model=configs[row.queue_id].routing_model,
+            size_units=row.size_units,
+            size_percent=row.size_percent,
+            refused_by=refused.get(row.id, no_refusals),
             preferred_agent_id=(
-                row["preferred_agent_id"]
-                if (row["preferred_agent_id"], row["channel_id"]) in online_preferred
+                row.preferred_agent_id
+                if (row.preferred_agent_id, row.channel_id) in online_preferred
                 else None
             ),
-            preferred_until=row["preferred_until"],
+            preferred_until=row.preferred_until,
         )
         for row in page
     ]
@@ -234,18 +240,20 @@ def _route_batch(
         now=now,
         reoffer_cooldown=timedelta(seconds=settings.ROUTING_REOFFER_COOLDOWN_SECONDS),
     )
-    rows_by_id = {row["id"]: row for row in page}
-    _write_offers(offers, rows_by_id, configs, auto_accept, now)
+    rows_by_id = {row.id: row for row in page}
+    _write_offers(offers, rows_by_id, configs, locked, now)
 
     taken: dict[int, int] = defaultdict(int)
     for offer in offers:
         taken[offer.agent_id] += offer.units
-    still_room = any(a.capacity - a.used - taken[a.id] > 0 for a in agents.values())
-    last = page[-1]
+    # Room left with the agents of this batch, or with members of queues it did not touch.
+    still_room = any(a.capacity - a.used - taken[a.id] > 0 for a in agents.values()) or bool(
+        set(most_spare) - page_queues
+    )
     return _BatchResult(
         offers=len(offers),
-        claimed=len(page),
-        last_key=(last["routing_priority"], last["priority"], last["enqueued_at"], last["id"]),
+        claimed=len(peeked),
+        last_key=peeked[-1][1],
         agents_left=still_room,
     )
 
@@ -259,42 +267,108 @@ def _take_pass_lock() -> None:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [_PASS_LOCK_KEY])
 
 
-def _routable_agents_q(now: datetime) -> Q:
+def _routable_agents_q(now: datetime, prefix: str = "") -> Q:
+    """Agents who may be offered work (``prefix`` reaches them from a related model)."""
     grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
-    return Q(status__is_online=True) & (
-        Q(presence_config__console_required=False) | Q(console_seen_at__gte=now - grace)
+    return Q(**{f"{prefix}status__is_online": True}) & (
+        Q(**{f"{prefix}presence_config__console_required": False})
+        | Q(**{f"{prefix}console_seen_at__gte": now - grace})
     )
 
 
-def _lock_agents_with_room(now: datetime) -> tuple[dict[int, engine.AgentView], set[int]]:
-    """The routable agents with room, locked, and which of them auto-accept."""
-    # Locked so that accept/decline/close/presence changes wait for this batch, and the capacity
-    # we read is the capacity we write against.
-    rows = list(
-        Agent.objects.select_for_update(of=("self",))
-        .filter(_routable_agents_q(now), used_capacity__lt=F("capacity"))
-        .order_by("id")
-        .values_list(
-            "id",
-            "capacity",
-            "used_capacity",
-            "open_count",
-            "last_assigned_at",
-            "status_id",
-            "presence_config__auto_accept",
+@dataclass(frozen=True)
+class _LockedAgents:
+    agents: dict[int, engine.AgentView]
+    auto_accept: set[int]
+    # id -> the values of selectors.PRESENCE_FIELDS as locked (for the presence events)
+    presence: dict[int, tuple[Any, ...]]
+
+
+# The routable agents with room of ``_routable_agents_q``, spelt in SQL for the two statements
+# below that run on every batch (Django took longer to compile their ORM forms than PostgreSQL
+# to run them; tests/routing run both on PostgreSQL through every scenario).
+_AGENTS_WITH_ROOM_SQL = (
+    " FROM presence_agent a"
+    " JOIN presence_presencestatus s ON s.id = a.status_id"
+    " JOIN presence_presenceconfiguration c ON c.id = a.presence_config_id"
+    " WHERE a.used_capacity < a.capacity AND s.is_online"
+    " AND (NOT c.console_required OR a.console_seen_at >= %(seen_after)s)"
+)
+
+
+def _room_by_queue(now: datetime) -> tuple[dict[int, int], set[int]]:
+    """For each queue with a routable member with room, the most spare capacity among them;
+    and the channels those members are available for (aggregates, no locks)."""
+    if connection.vendor == "postgresql":
+        seen_after = now - timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
+        with connection.cursor() as cur:
+            cur.execute(
+                "WITH room AS (SELECT a.id, a.status_id, a.capacity - a.used_capacity AS spare"  # noqa: S608 - constant SQL, values are parameters
+                + _AGENTS_WITH_ROOM_SQL
+                + ") SELECT m.queue_id, max(room.spare) FROM room"
+                " JOIN routing_queuemembership m ON m.agent_id = room.id GROUP BY m.queue_id"
+                " UNION ALL SELECT sc.servicechannel_id, 0"
+                " FROM presence_presencestatus_channels sc"
+                " WHERE sc.presencestatus_id IN (SELECT status_id FROM room)"
+                " GROUP BY sc.servicechannel_id",
+                {"seen_after": seen_after},
+            )
+            rows = cur.fetchall()
+        # Spare capacity is at least 1 for queues; 0 marks the channel rows.
+        return (
+            {queue_id: spare for queue_id, spare in rows if spare},
+            {channel_id for channel_id, spare in rows if not spare},
+        )
+    with_room = Q(_routable_agents_q(now), used_capacity__lt=F("capacity"))
+    most_spare = dict(
+        QueueMembership.objects.filter(agent__in=Agent.objects.filter(with_room).values("id"))
+        .values_list("queue_id")
+        .annotate(spare=Max(F("agent__capacity") - F("agent__used_capacity")))
+        .order_by()
+    )
+    statuses = Agent.objects.filter(with_room).values("status_id")
+    channel_ids = set(
+        PresenceStatus.channels.through.objects.filter(presencestatus_id__in=statuses).values_list(
+            "servicechannel_id", flat=True
         )
     )
+    return most_spare, channel_ids
+
+
+def _lock_agents_with_room(now: datetime, queue_ids: set[int]) -> _LockedAgents:
+    """The routable agents with room in these queues, locked (in id order), with what the batch
+    needs to know about them."""
+    # Locked so that accept/decline/close/presence changes wait for this batch, and the capacity
+    # we read is the capacity we write against.
+    if connection.vendor == "postgresql":
+        return _lock_agents_with_room_pg(now, queue_ids)
+    members = QueueMembership.objects.filter(queue_id__in=queue_ids).values("agent_id")
+    rows = list(
+        Agent.objects.select_for_update(of=("self",))
+        .filter(_routable_agents_q(now), used_capacity__lt=F("capacity"), id__in=members)
+        .order_by("id")
+        .values_list(*PRESENCE_FIELDS, "last_assigned_at", "presence_config__auto_accept")
+    )
     if not rows:
-        return {}, set()
-    status_channels = _status_channels({r[5] for r in rows})
+        return _LockedAgents({}, set(), {})
+    status_channels = _status_channels({r[1] for r in rows})
+    # The memberships of the same agents, selected by the same conditions rather than by a
+    # list of a thousand ids (which Django spends longer compiling than PostgreSQL running).
+    # Rows of agents that changed in between are not looked up: only locked agents count.
     memberships: dict[int, list[int]] = defaultdict(list)
     for agent_id, queue_id in QueueMembership.objects.filter(
-        agent_id__in=[r[0] for r in rows]
+        _routable_agents_q(now, prefix="agent__"),
+        agent__used_capacity__lt=F("agent__capacity"),
+        agent_id__in=members,
     ).values_list("agent_id", "queue_id"):
         memberships[agent_id].append(queue_id)
     none: frozenset[int] = frozenset()
-    agents = {
-        agent_id: engine.AgentView(
+    agents = {}
+    presence = {}
+    auto_accept = set()
+    for row in rows:
+        agent_id, status_id, _, _, _, capacity, used, open_count, last_assigned_at, auto = row
+        agents[agent_id] = engine.AgentView(
             id=agent_id,
             capacity=capacity,
             used=used,
@@ -303,9 +377,53 @@ def _lock_agents_with_room(now: datetime) -> tuple[dict[int, engine.AgentView], 
             channel_ids=status_channels.get(status_id, none),
             queue_ids=frozenset(memberships[agent_id]),
         )
-        for agent_id, capacity, used, open_count, last_assigned_at, status_id, _ in rows
-    }
-    return agents, {r[0] for r in rows if r[6]}
+        presence[agent_id] = row[: len(PRESENCE_FIELDS)]
+        if auto:
+            auto_accept.add(agent_id)
+    return _LockedAgents(agents, auto_accept, presence)
+
+
+def _lock_agents_with_room_pg(now: datetime, queue_ids: set[int]) -> _LockedAgents:
+    # One statement: the agents' fields, their queues and their status's channels.
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT a.id, a.status_id, s.name, s.is_online, a.status_changed_at, a.capacity,"  # noqa: S608 - constant SQL, values are parameters
+            " a.used_capacity, a.open_count, a.last_assigned_at, c.auto_accept,"
+            " ARRAY(SELECT m.queue_id FROM routing_queuemembership m WHERE m.agent_id = a.id),"
+            " ARRAY(SELECT sc.servicechannel_id FROM presence_presencestatus_channels sc"
+            " WHERE sc.presencestatus_id = a.status_id)"
+            + _AGENTS_WITH_ROOM_SQL
+            + " AND a.id IN (SELECT m.agent_id FROM routing_queuemembership m"
+            " WHERE m.queue_id = ANY(%(queues)s))"
+            " ORDER BY a.id FOR UPDATE OF a",
+            {
+                "seen_after": now - timedelta(seconds=settings.CONSOLE_GRACE_SECONDS),
+                "queues": sorted(queue_ids),
+            },
+        )
+        rows = cur.fetchall()
+    agents = {}
+    presence = {}
+    auto_accept = set()
+    channel_sets: dict[int, frozenset[int]] = {}
+    for row in rows:
+        agent_id, status_id, _, _, _, capacity, used, open_count, last_assigned_at, auto = row[:10]
+        channels = channel_sets.get(status_id)
+        if channels is None:
+            channels = channel_sets[status_id] = frozenset(row[11])
+        agents[agent_id] = engine.AgentView(
+            id=agent_id,
+            capacity=capacity,
+            used=used,
+            open_count=open_count,
+            last_assigned_at=last_assigned_at,
+            channel_ids=channels,
+            queue_ids=frozenset(row[10]),
+        )
+        presence[agent_id] = row[: len(PRESENCE_FIELDS)]
+        if auto:
+            auto_accept.add(agent_id)
+    return _LockedAgents(agents, auto_accept, presence)
 
 
 def _status_channels(status_ids: Iterable[int]) -> dict[int, frozenset[int]]:
@@ -332,30 +450,65 @@ _PAGE_FIELDS = (
 )
 
 
-def _claim_waiting(
-    queue_ids: set[int],
-    channel_ids: set[int],
-    limit: int,
-    after: tuple[int, int, datetime, int] | None,
-) -> list[dict[str, Any]]:
-    qs = WorkItem.objects.filter(
-        status=WorkItemStatus.WAITING, queue_id__in=queue_ids, channel_id__in=channel_ids
-    )
-    if after is not None:
+_OrderKey = tuple[int, int, datetime, int]
+_ORDER = ("routing_priority", "priority", "enqueued_at", "id")
+
+
+class _WaitingFilter:
+    """The waiting items a batch may take: in queues whose members have room, on channels they
+    are available for, after the pass's last page.
+
+    Items larger than the most spare capacity of their queue's members cannot be offered in
+    this batch: leaving them out changes no decision, and fills the page with items that can
+    be (as agents fill up, a page of everything would be mostly items nobody has room for).
+    Percentage sizes depend on each agent's capacity, so those items always come.
+    """
+
+    def __init__(
+        self, most_spare: dict[int, int], channel_ids: set[int], after: _OrderKey | None
+    ) -> None:
+        fits = Q(size_units__isnull=True, queue_id__in=sorted(most_spare))
+        by_spare: dict[int, list[int]] = defaultdict(list)
+        for queue_id, spare in most_spare.items():
+            by_spare[spare].append(queue_id)
+        for spare, queue_ids in sorted(by_spare.items()):
+            fits |= Q(queue_id__in=sorted(queue_ids), size_units__lte=spare)
+        qs = WorkItem.objects.filter(
+            fits, status=WorkItemStatus.WAITING, channel_id__in=sorted(channel_ids)
+        )
+        if after is not None:
+            qs = self._after(qs, after)
+        self.qs = qs.order_by(*_ORDER)
+
+    @staticmethod
+    def _after(qs: models.QuerySet[WorkItem], key: _OrderKey, op: str = ">") -> Any:
         # A row-value comparison, which PostgreSQL turns into a range on the waiting-order
         # index: the next page starts where the last one ended instead of scanning from the
         # front of the line (spelt out as ORs, every page re-read all the pages before it).
-        qs = qs.extra(  # noqa: S610 - fixed SQL, values are parameters
-            where=["(routing_priority, priority, enqueued_at, id) > (%s, %s, %s, %s)"],
-            params=list(after),
+        return qs.extra(  # noqa: S610 - fixed SQL, values are parameters
+            where=[f"(routing_priority, priority, enqueued_at, id) {op} (%s, %s, %s, %s)"],
+            params=list(key),
         )
-    # SKIP LOCKED: items another transaction holds (a cancel, a transfer) are simply not ours
-    # this time; the next pass sees them.
-    return list(
-        qs.select_for_update(skip_locked=True, of=("self",))
-        .order_by("routing_priority", "priority", "enqueued_at", "id")
-        .values(*_PAGE_FIELDS)[:limit]
-    )
+
+    def peek(self, limit: int) -> list[tuple[int, _OrderKey]]:
+        """(queue id, order key) of the next page, without locking it."""
+        return [
+            (queue_id, (rp, p, eq, pk))
+            for queue_id, rp, p, eq, pk in self.qs.values_list("queue_id", *_ORDER)[:limit]
+        ]
+
+    def claim(self, queue_ids: set[int], *, up_to: _OrderKey) -> list[Any]:
+        """Lock and read the page that ``peek`` saw (now that its agents are locked): the same
+        range of the line, in the same queues. Items that arrived meanwhile in other queues
+        are left to the next pass, which their arrival asked for."""
+        qs = self._after(self.qs.filter(queue_id__in=sorted(queue_ids)), up_to, "<=")
+        # SKIP LOCKED: items another transaction holds (a cancel, a transfer) are simply not
+        # ours this time; the next pass sees them.
+        return list(
+            qs.select_for_update(skip_locked=True, of=("self",)).values_list(
+                *_PAGE_FIELDS, named=True
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -390,9 +543,9 @@ def _refusals(item_ids: Sequence[int]) -> dict[int, dict[int, datetime]]:
     return refused
 
 
-def _online_preferred(page: list[dict[str, Any]]) -> set[tuple[int, int]]:
+def _online_preferred(page: list[Any]) -> set[tuple[int, int]]:
     """(agent, channel) pairs of preferred agents who are online for that channel right now."""
-    wanted = {r["preferred_agent_id"] for r in page if r["preferred_agent_id"]}
+    wanted = {r.preferred_agent_id for r in page if r.preferred_agent_id}
     if not wanted:
         return set()
     rows = Agent.objects.filter(id__in=wanted, status__is_online=True).values_list(
@@ -406,7 +559,7 @@ class _NewWork:
     """An agent work row about to be written for one offer."""
 
     offer: engine.Offer
-    row: dict[str, Any]
+    row: Any  # the claimed page's row
     state: str
     expires_at: datetime | None
     opened_at: datetime | None
@@ -416,18 +569,19 @@ class _NewWork:
 
 def _write_offers(
     offers: list[engine.Offer],
-    rows: dict[int, dict[str, Any]],
+    rows: dict[int, Any],
     configs: dict[int, _QueueConfig],
-    auto: set[int],
+    locked: _LockedAgents,
     now: datetime,
 ) -> None:
     if not offers:
         return
+    auto = locked.auto_accept
     works = []
     for offer in offers:
         row = rows[offer.item_id]
         is_auto = offer.agent_id in auto
-        timeout = timedelta(seconds=configs[row["queue_id"]].push_timeout_seconds)
+        timeout = timedelta(seconds=configs[row.queue_id].push_timeout_seconds)
         works.append(
             _NewWork(
                 offer=offer,
@@ -454,14 +608,14 @@ def _write_offers(
     messages = []
     for work in works:
         row = work.row
-        channel_key, channel_label = channels.get(row["channel_id"], (None, None))
+        channel_key, channel_label = channels.get(row.channel_id, (None, None))
         payload = {
             "id": work.pk,
             "item_id": work.offer.item_id,
             "state": work.state,
-            "subject": row["subject"],
-            "queue": configs[row["queue_id"]].queue_name,
-            "queue_id": row["queue_id"],
+            "subject": row.subject,
+            "queue": configs[row.queue_id].queue_name,
+            "queue_id": row.queue_id,
             "channel": channel_key,
             "channel_label": channel_label,
             "units": work.offer.units,
@@ -469,17 +623,25 @@ def _write_offers(
             "expires_at": work.expires_at.isoformat() if work.expires_at else None,
             "opened_at": work.opened_at.isoformat() if work.opened_at else None,
             "ended_at": None,
-            "enqueued_at": row["enqueued_at"].isoformat(),
+            "enqueued_at": row.enqueued_at.isoformat(),
             "why": work.offer.reason.get("text", ""),
             "payload": item_payloads.get(work.offer.item_id) or {},
-            "priority": row["priority"],
+            "priority": row.priority,
         }
         messages.append((realtime.agent_group(work.offer.agent_id), realtime.OFFER, payload))
-    for queue_id in {rows[o.item_id]["queue_id"] for o in offers}:
+    for queue_id in {rows[o.item_id].queue_id for o in offers}:
         messages.append(
             (realtime.queue_group(queue_id), realtime.QUEUE_CHANGED, {"queue_id": queue_id})
         )
-    messages.extend(_presence_messages(list(units)))
+    # The agents' new load is known (their rows are locked and were raised by exactly this
+    # much): no need to read it back.
+    for agent_id, added in units.items():
+        row = dict(zip(PRESENCE_FIELDS, locked.presence[agent_id], strict=True))
+        row["used_capacity"] += added
+        row["open_count"] += counts[agent_id]
+        messages.append(
+            (realtime.agent_group(agent_id), realtime.PRESENCE_CHANGED, presence_payload(row))
+        )
     realtime.publish_many(messages)
 
 
@@ -510,7 +672,10 @@ def _mark_items_taken(works: list[_NewWork]) -> dict[int, Any]:
             ],
         )
         # Django reads jsonb as text and decodes it in the field; so do we.
-        return {item_id: json.loads(payload) for item_id, payload in cur.fetchall()}
+        return {
+            item_id: json.loads(payload) if isinstance(payload, str) else payload
+            for item_id, payload in cur.fetchall()
+        }
 
 
 def _insert_works(works: list[_NewWork], now: datetime) -> None:
@@ -521,14 +686,14 @@ def _insert_works(works: list[_NewWork], now: datetime) -> None:
             AgentWork(
                 item_id=w.offer.item_id,
                 agent_id=w.offer.agent_id,
-                queue_id=w.row["queue_id"],
-                channel_id=w.row["channel_id"],
+                queue_id=w.row.queue_id,
+                channel_id=w.row.channel_id,
                 state=w.state,
                 units=w.offer.units,
                 pushed_at=now,
                 expires_at=w.expires_at,
                 opened_at=w.opened_at,
-                enqueued_at=w.row["enqueued_at"],
+                enqueued_at=w.row.enqueued_at,
                 routing_reason=w.offer.reason,
                 auto_accepted=w.auto,
             )
@@ -559,13 +724,13 @@ def _insert_works(works: list[_NewWork], now: datetime) -> None:
                     now,
                     [w.offer.item_id for w in works],
                     [w.offer.agent_id for w in works],
-                    [w.row["queue_id"] for w in works],
-                    [w.row["channel_id"] for w in works],
+                    [w.row.queue_id for w in works],
+                    [w.row.channel_id for w in works],
                     [str(w.state) for w in works],
                     [w.offer.units for w in works],
                     [w.expires_at for w in works],
                     [w.opened_at for w in works],
-                    [w.row["enqueued_at"] for w in works],
+                    [w.row.enqueued_at for w in works],
                     [json.dumps(w.offer.reason) for w in works],
                     [w.auto for w in works],
                 ],
