@@ -1,0 +1,1 @@
+"""OmniRouter benchmark (see README.md)."""
