@@ -279,9 +279,11 @@ function renderNext(snap) {
   }));
 }
 
-/** Keep a table still while someone is choosing in it; redraw once they leave it. */
+/** Keep a table still while someone is choosing in one of its lists; redraw once they leave it.
+ * (A focused button does not hold it: after "Move" the row must show where the item went.) */
 function deferWhileFocused(body, name) {
-  if (body.contains(document.activeElement)) {
+  const active = document.activeElement;
+  if (active && active.tagName === "SELECT" && body.contains(active)) {
     state.pending.add(name);
     return true;
   }

@@ -22,8 +22,9 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 from rest_framework.authtoken.models import Token
 
+from presence.models import Agent
 from routing import roles, services
-from routing.models import AgentWork
+from routing.models import ActionLog, AgentWork
 from supervisor.services import record_queue_samples
 from tests.factories import make_agent
 from tests.harness import REPO_ROOT
@@ -215,3 +216,57 @@ def test_dashboard_follows_an_item_from_waiting_to_accepted(stack, page_factory)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert Path(SCREENSHOT).stat().st_size > 10_000
+
+
+def test_supervisor_moves_pushes_and_sets_status_from_the_dashboard(stack, page_factory):
+    center = stack["center"]
+    # Kai (Cases) is busy: what reaches Cases waits instead of being routed to him
+    services.set_presence(agent=Agent.objects.get(user__username="kai"), status=center.busy)
+    page = open_dashboard(page_factory, stack)
+    item = api(
+        stack,
+        "POST",
+        "/api/work-items/",
+        stack["intake_token"],
+        {
+            "queue": center.chat_queue.pk,
+            "channel": center.chat.pk,
+            "subject": "Wrong size delivered",
+        },
+    )
+    row = page.locator("#sv-next tbody tr", has_text="Wrong size delivered")
+    expect(row).to_contain_text("Chat")
+
+    # when Sue moves it to Cases with the row's form
+    row.get_by_label(f"Move item {item['id']} to queue").select_option(label="Cases")
+    row.get_by_role("button", name="Move").click()
+
+    # then it waits in Cases, and the page says so
+    expect(page.locator("#sv-feedback")).to_have_text(f"Item {item['id']} moved to Cases.")
+    expect(queue_row(page, "Cases").locator("td").nth(0)).to_have_text("1")
+    expect(row).to_contain_text("Cases")
+
+    # when she pushes it to Kai (a member of Cases)
+    row.get_by_label(f"Push item {item['id']} to agent").select_option(label="Kai Ito (0/10)")
+    row.get_by_role("button", name="Push").click()
+
+    # then Kai has the offer, pushed by her
+    expect(page.locator("#sv-feedback")).to_have_text(f"Item {item['id']} offered to Kai Ito.")
+    work = page.locator("#sv-work tbody tr", has_text="Wrong size delivered")
+    expect(work).to_contain_text("Kai Ito")
+    expect(work).to_contain_text("Offered")
+    expect(work.locator(".sv-why")).to_have_text("Pushed by supervisor sue.")
+
+    # when she sets Kai offline from his row
+    kai = agent_row(page, "Kai Ito")
+    kai.get_by_label("New status for Kai Ito").select_option(label="Offline")
+    kai.get_by_role("button", name="Set").click()
+
+    # then he is offline, and the offer went back to the queue
+    expect(page.locator("#sv-feedback")).to_have_text("Kai Ito is now Offline.")
+    expect(kai.locator("td").nth(0)).to_contain_text("Offline")
+    expect(page.locator("#sv-next tbody tr", has_text="Wrong size delivered")).to_be_visible()
+
+    # and each action is in the log with who did it
+    log = list(ActionLog.objects.order_by("id").values_list("verb", "actor__username"))
+    assert log == [("move_item", "sue"), ("push_item", "sue"), ("set_presence", "sue")]
