@@ -3,6 +3,8 @@ and supervisors' actions (presence, move, push)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
@@ -21,14 +23,45 @@ from supervisor import services
 from supervisor.selectors import history, parse_since, snapshot
 
 
+def _seconds(help_text: Any = "") -> serializers.IntegerField:
+    return serializers.IntegerField(allow_null=True, help_text=help_text)
+
+
 class _QueueSnapshotSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     waiting = serializers.IntegerField()
     offered = serializers.IntegerField()
     assigned = serializers.IntegerField()
+    oldest_enqueued_at = serializers.DateTimeField(allow_null=True)
     longest_wait_seconds = serializers.IntegerField()
     average_wait_seconds = serializers.IntegerField()
+    answered_today = serializers.IntegerField()
+    answered_within_target_today = serializers.IntegerField()
+    average_speed_to_answer_seconds = _seconds(
+        _("From entering the queue to acceptance, over items accepted today.")
+    )
+    handled_today = serializers.IntegerField()
+    average_handle_seconds = _seconds(_("From acceptance to close, over work closed today."))
+    abandoned_today = serializers.IntegerField()
+    abandoned_after_target_today = serializers.IntegerField()
+    service_level_percent = serializers.FloatField(
+        allow_null=True,
+        help_text=_("Accepted within target / (accepted + abandoned after target), today."),
+    )
+    service_level_target_seconds = serializers.IntegerField()
+    service_level_goal_percent = serializers.IntegerField()
+    service_level_met = serializers.BooleanField(allow_null=True)
+
+
+class _OpenItemSerializer(serializers.Serializer):
+    work_id = serializers.IntegerField()
+    item_id = serializers.IntegerField()
+    subject = serializers.CharField()
+    queue = serializers.CharField()
+    state = serializers.CharField()
+    state_label = serializers.CharField()
+    seconds_in_state = serializers.IntegerField()
 
 
 class _AgentSnapshotSerializer(serializers.Serializer):
@@ -38,24 +71,92 @@ class _AgentSnapshotSerializer(serializers.Serializer):
     status_id = serializers.IntegerField(allow_null=True)
     status = serializers.CharField(allow_null=True)
     online = serializers.BooleanField()
+    connected = serializers.BooleanField()
+    status_since = serializers.DateTimeField(allow_null=True)
+    seconds_in_status = _seconds()
     capacity = serializers.IntegerField()
     used_capacity = serializers.IntegerField()
+    spare_capacity = serializers.IntegerField()
     open_count = serializers.IntegerField()
+    has_room = serializers.BooleanField(
+        help_text=_("Online for a channel, connected (or no console needed), spare capacity.")
+    )
+    queue_ids = serializers.ListField(child=serializers.IntegerField())
+    open_items = _OpenItemSerializer(many=True)
+    handled_today = serializers.IntegerField()
+    declined_today = serializers.IntegerField()
+    timed_out_today = serializers.IntegerField()
+    average_handle_seconds = _seconds()
+    last_assigned_at = serializers.DateTimeField(allow_null=True)
+
+
+class _LiveWorkSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    item_id = serializers.IntegerField()
+    subject = serializers.CharField()
+    priority = serializers.IntegerField()
+    agent_id = serializers.IntegerField()
+    agent = serializers.CharField()
+    queue_id = serializers.IntegerField()
+    queue = serializers.CharField()
+    channel = serializers.CharField()
+    channel_label = serializers.CharField()
+    state = serializers.CharField()
+    state_label = serializers.CharField()
+    units = serializers.IntegerField()
+    state_since = serializers.DateTimeField()
+    seconds_in_state = serializers.IntegerField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    enqueued_at = serializers.DateTimeField()
+    why = serializers.CharField(help_text=_("Why the router chose this agent."))
+    auto_accepted = serializers.BooleanField()
+
+
+class _WaitingItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    subject = serializers.CharField()
+    priority = serializers.IntegerField()
+    queue_id = serializers.IntegerField()
+    queue = serializers.CharField()
+    channel = serializers.CharField()
+    channel_label = serializers.CharField()
+    enqueued_at = serializers.DateTimeField()
+    wait_seconds = serializers.IntegerField()
+
+
+class _TotalsSerializer(serializers.Serializer):
+    waiting = serializers.IntegerField()
+    offered = serializers.IntegerField()
+    assigned = serializers.IntegerField()
+    longest_wait_seconds = serializers.IntegerField()
+    handled_today = serializers.IntegerField()
+    abandoned_today = serializers.IntegerField()
+    service_level_percent = serializers.FloatField(allow_null=True)
+    agents_online = serializers.IntegerField()
+    agents_with_room = serializers.IntegerField()
 
 
 class SnapshotSerializer(serializers.Serializer):
-    """Documents the core of ``supervisor.selectors.snapshot``; the response carries more."""
+    """``supervisor.selectors.snapshot``; definitions in that module's docstring."""
 
     at = serializers.DateTimeField()
+    day_start = serializers.DateTimeField()
+    timezone = serializers.CharField()
     queues = _QueueSnapshotSerializer(many=True)
+    totals = _TotalsSerializer()
     agents = _AgentSnapshotSerializer(many=True)
+    work = _LiveWorkSerializer(many=True)
+    work_total = serializers.IntegerField()
+    next_in_line = _WaitingItemSerializer(many=True)
 
 
 @extend_schema(tags=["supervisor"])
 class SnapshotView(APIView):
-    """Per queue: items waiting, longest and average wait (seconds); per agent: status, used and
-    total capacity, open items. Supervisors see the queues they supervise and those queues'
-    members; admins see everything."""
+    """The center now, as the dashboard shows it: per queue backlog, waits, speed to answer,
+    handled, abandoned and service level against goal; per agent status, time in status, load,
+    open items and today's figures; every live offer and assignment with why; the next waiting
+    items. Supervisors see the queues they supervise and those queues' members; admins see
+    everything. Durations are whole seconds; "today" starts at midnight in TIME_ZONE."""
 
     permission_classes = [IsSupervisor]
 
