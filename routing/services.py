@@ -21,7 +21,19 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
-from django.db.models import Case, F, Max, ProtectedError, Q, RestrictedError, Sum, Value, When
+from django.db.models import (
+    Case,
+    Exists,
+    F,
+    Max,
+    OuterRef,
+    ProtectedError,
+    Q,
+    RestrictedError,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -110,11 +122,12 @@ def cancel_work_item(*, item_id: int, now: datetime | None = None) -> WorkItem:
     A pending offer is withdrawn and its capacity freed. Assigned items are the agent's to close.
     """
     now = now or timezone.now()
+    return _retry_if_live_work_moved(lambda: _cancel_work_item(item_id, now), item_id)
+
+
+def _cancel_work_item(item_id: int, now: datetime) -> WorkItem:
     with transaction.atomic():
-        live = _live_work_of(item_id)
-        if live is not None:
-            _lock_agents([live.agent_id])
-        item = _lock_item(item_id)
+        item, live = _lock_item_and_live_work(item_id)
         if item.status in (WorkItemStatus.CLOSED, WorkItemStatus.CANCELED):
             raise Conflict(
                 _("Item %(id)s has already ended (%(status)s).")
@@ -126,7 +139,6 @@ def cancel_work_item(*, item_id: int, now: datetime | None = None) -> WorkItem:
                 _("Item %(id)s is assigned to an agent; the agent closes it.") % {"id": item_id},
                 "assigned",
             )
-        live = _live_work_of(item_id)
         if live is not None:
             _end_work(live, AgentWorkState.CANCELED, now=now, note="Item canceled.")
         item.status = WorkItemStatus.CANCELED
@@ -209,7 +221,7 @@ def _route_batch(
     if not page:
         return _BatchResult(0, len(peeked), peeked[-1][1], True)
     configs = _queue_configs({row.queue_id for row in page})
-    refused = _refusals([row.id for row in page])
+    refused = _refusals([row.id for row in page if row.refused])
     online_preferred = _online_preferred(page)
 
     no_refusals: dict[int, datetime] = {}
@@ -504,10 +516,16 @@ class _WaitingFilter:
         qs = self._after(self.qs.filter(queue_id__in=sorted(queue_ids)), up_to, "<=")
         # SKIP LOCKED: items another transaction holds (a cancel, a transfer) are simply not
         # ours this time; the next pass sees them.
+        # Whether anyone refused the item, in the same statement: refusals are rare, and then
+        # only the refused items' refusals are read.
+        refused = AgentWork.objects.filter(
+            item_id=OuterRef("pk"),
+            state__in=[AgentWorkState.DECLINED, AgentWorkState.TIMED_OUT],
+        )
         return list(
-            qs.select_for_update(skip_locked=True, of=("self",)).values_list(
-                *_PAGE_FIELDS, named=True
-            )
+            qs.select_for_update(skip_locked=True, of=("self",))
+            .annotate(refused=Exists(refused))
+            .values_list(*_PAGE_FIELDS, "refused", named=True)
         )
 
 
@@ -531,6 +549,8 @@ def _queue_configs(queue_ids: Iterable[int]) -> dict[int, _QueueConfig]:
 
 def _refusals(item_ids: Sequence[int]) -> dict[int, dict[int, datetime]]:
     refused: dict[int, dict[int, datetime]] = defaultdict(dict)
+    if not item_ids:
+        return refused
     rows = (
         AgentWork.objects.filter(
             item_id__in=item_ids, state__in=[AgentWorkState.DECLINED, AgentWorkState.TIMED_OUT]
@@ -577,17 +597,20 @@ def _write_offers(
     if not offers:
         return
     auto = locked.auto_accept
+    deadlines = {
+        queue_id: now + timedelta(seconds=config.push_timeout_seconds)
+        for queue_id, config in configs.items()
+    }
     works = []
     for offer in offers:
         row = rows[offer.item_id]
         is_auto = offer.agent_id in auto
-        timeout = timedelta(seconds=configs[row.queue_id].push_timeout_seconds)
         works.append(
             _NewWork(
                 offer=offer,
                 row=row,
                 state=AgentWorkState.OPENED if is_auto else AgentWorkState.PUSHED,
-                expires_at=None if is_auto else now + timeout,
+                expires_at=None if is_auto else deadlines[row.queue_id],
                 opened_at=now if is_auto else None,
                 auto=is_auto,
             )
@@ -605,6 +628,9 @@ def _write_offers(
 
     channels = {c[0]: c[1:] for c in ServiceChannel.objects.values_list("id", "key", "label")}
     pushed_at = now.isoformat()
+    iso = {d: d.isoformat() for d in deadlines.values()}
+    iso[now] = pushed_at
+    iso[None] = None
     messages = []
     for work in works:
         row = work.row
@@ -620,8 +646,8 @@ def _write_offers(
             "channel_label": channel_label,
             "units": work.offer.units,
             "pushed_at": pushed_at,
-            "expires_at": work.expires_at.isoformat() if work.expires_at else None,
-            "opened_at": work.opened_at.isoformat() if work.opened_at else None,
+            "expires_at": iso[work.expires_at],
+            "opened_at": iso[work.opened_at],
             "ended_at": None,
             "enqueued_at": row.enqueued_at.isoformat(),
             "why": work.offer.reason.get("text", ""),
@@ -960,14 +986,14 @@ def move_item(
 ) -> WorkItem:
     """Move a waiting (or offered) item to another queue; a pending offer is withdrawn."""
     now = now or timezone.now()
+    return _retry_if_live_work_moved(lambda: _move_item(item_id, queue, actor, now), item_id)
+
+
+def _move_item(item_id: int, queue: Queue, actor: AbstractBaseUser, now: datetime) -> WorkItem:
     with transaction.atomic():
-        live = _live_work_of(item_id)
-        if live is not None:
-            _lock_agents([live.agent_id])
-        item = _lock_item(item_id)
+        item, live = _lock_item_and_live_work(item_id)
         if item.status not in (WorkItemStatus.WAITING, WorkItemStatus.OFFERED):
             raise Conflict(_("Only waiting or offered items can be moved."), item.status)
-        live = _live_work_of(item_id)
         if live is not None:
             _end_work(live, AgentWorkState.CANCELED, now=now, note="Moved by a supervisor.")
         old_queue = item.queue_id
@@ -1401,6 +1427,48 @@ def _lock_agents(agent_ids: Iterable[int]) -> list[int]:
         .filter(id__in=ids)
         .order_by("id")
         .values_list("id", flat=True)
+    )
+
+
+class _LiveWorkMoved(Exception):
+    """An item's live agent work changed while its locks were being taken."""
+
+
+def _lock_item_and_live_work(item_id: int) -> tuple[WorkItem, AgentWork | None]:
+    """Lock an item and its live agent work, if any, in the one lock order: agent, agent work,
+    item. (Locking the item before the agent work let a cancel and an accept - which holds the
+    agent work and then updates the item - wait on each other.)
+
+    Which agent to lock is known only from an unlocked read; if the live work is not the same
+    once the locks are held (an offer was made or ended in between), ``_LiveWorkMoved`` rolls
+    the caller's transaction back before it wrote anything.
+    """
+    seen = _live_work_of(item_id)
+    if seen is not None:
+        _lock_agents([seen.agent_id])
+    live = (
+        AgentWork.objects.select_for_update(of=("self",))
+        .filter(item_id=item_id, state__in=LIVE_STATES)
+        .first()
+    )
+    item = _lock_item(item_id)
+    # Once the item is locked no offer can be made for it (a pass skips locked items, a
+    # supervisor's push waits for the item), so this check holds until commit.
+    now_live = _live_work_of(item_id)
+    ids = {getattr(w, "pk", None) for w in (seen, live, now_live)}
+    if len(ids) != 1:
+        raise _LiveWorkMoved
+    return item, live
+
+
+def _retry_if_live_work_moved(action: Any, item_id: int, attempts: int = 3) -> Any:
+    for _attempt in range(attempts):
+        try:
+            return action()
+        except _LiveWorkMoved:
+            continue
+    raise Conflict(
+        _("Item %(id)s kept changing while this ran; try again.") % {"id": item_id}, "busy"
     )
 
 
