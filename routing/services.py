@@ -203,13 +203,21 @@ def _route_batch(
     *, now: datetime, batch_size: int, after: tuple[int, int, datetime, int] | None
 ) -> _BatchResult:
     _take_pass_lock()
-    # Who could take what, unlocked: it only decides which page to look at. The decision is
-    # made on locked rows below.
-    most_spare, channel_ids = _room_by_queue(now)
-    if not most_spare or not channel_ids:
-        return _BatchResult(0, 0, None, False)
-    waiting = _WaitingFilter(most_spare, channel_ids, after)
-    peeked = waiting.peek(batch_size)
+    most_spare: dict[int, int] = {}
+    peeked = []
+    if after is None:
+        # A line shorter than a page (the usual case between bursts) is taken whole: no need
+        # to work out first which items anyone could take.
+        waiting = _WaitingFilter(None, None, None)
+        peeked = waiting.peek(batch_size)
+    if after is not None or len(peeked) == batch_size:
+        # Who could take what, unlocked: it only decides which page to look at, so that items
+        # nobody can take now do not fill the pages. The decision is made on locked rows below.
+        most_spare, channel_ids = _room_by_queue(now)
+        if not most_spare or not channel_ids:
+            return _BatchResult(0, 0, None, False)
+        waiting = _WaitingFilter(most_spare, channel_ids, after)
+        peeked = waiting.peek(batch_size)
     if not peeked:
         return _BatchResult(0, 0, None, True)
     page_queues = {queue_id for queue_id, _ in peeked}
@@ -468,7 +476,8 @@ _ORDER = ("routing_priority", "priority", "enqueued_at", "id")
 
 class _WaitingFilter:
     """The waiting items a batch may take: in queues whose members have room, on channels they
-    are available for, after the pass's last page.
+    are available for, after the pass's last page (or simply all waiting items, without
+    ``most_spare`` and ``channel_ids``).
 
     Items larger than the most spare capacity of their queue's members cannot be offered in
     this batch: leaving them out changes no decision, and fills the page with items that can
@@ -477,17 +486,20 @@ class _WaitingFilter:
     """
 
     def __init__(
-        self, most_spare: dict[int, int], channel_ids: set[int], after: _OrderKey | None
+        self,
+        most_spare: dict[int, int] | None,
+        channel_ids: set[int] | None,
+        after: _OrderKey | None,
     ) -> None:
-        fits = Q(size_units__isnull=True, queue_id__in=sorted(most_spare))
-        by_spare: dict[int, list[int]] = defaultdict(list)
-        for queue_id, spare in most_spare.items():
-            by_spare[spare].append(queue_id)
-        for spare, queue_ids in sorted(by_spare.items()):
-            fits |= Q(queue_id__in=sorted(queue_ids), size_units__lte=spare)
-        qs = WorkItem.objects.filter(
-            fits, status=WorkItemStatus.WAITING, channel_id__in=sorted(channel_ids)
-        )
+        qs = WorkItem.objects.filter(status=WorkItemStatus.WAITING)
+        if most_spare is not None and channel_ids is not None:
+            fits = Q(size_units__isnull=True, queue_id__in=sorted(most_spare))
+            by_spare: dict[int, list[int]] = defaultdict(list)
+            for queue_id, spare in most_spare.items():
+                by_spare[spare].append(queue_id)
+            for spare, queue_ids in sorted(by_spare.items()):
+                fits |= Q(queue_id__in=sorted(queue_ids), size_units__lte=spare)
+            qs = qs.filter(fits, channel_id__in=sorted(channel_ids))
         if after is not None:
             qs = self._after(qs, after)
         self.qs = qs.order_by(*_ORDER)
@@ -615,9 +627,7 @@ def _write_offers(
                 auto=is_auto,
             )
         )
-    _insert_works(works, now)
-
-    item_payloads = _mark_items_taken(works)
+    item_payloads = _write_works_and_items(works, configs, now)
 
     units: dict[int, int] = defaultdict(int)
     counts: dict[int, int] = defaultdict(int)
@@ -671,97 +681,99 @@ def _write_offers(
     realtime.publish_many(messages)
 
 
-def _mark_items_taken(works: list[_NewWork]) -> dict[int, Any]:
-    """Set the items offered (or assigned, for auto-accept agents) and return their payloads.
-
-    The claimed page leaves payloads out (they can be large); consoles need them for the offer
-    card (the customer), so they are read for the offered items only.
-    """
-    offered = [w.offer.item_id for w in works if not w.auto]
-    assigned = [w.offer.item_id for w in works if w.auto]
+def _write_works_and_items(
+    works: list[_NewWork], configs: dict[int, _QueueConfig], now: datetime
+) -> dict[int, Any]:
+    """Insert the agent work rows (setting ``pk`` on each), set the items offered or assigned,
+    and return the items' payloads."""
     if connection.vendor != "postgresql":
-        if offered:
-            WorkItem.objects.filter(id__in=offered).update(status=WorkItemStatus.OFFERED)
-        if assigned:
-            WorkItem.objects.filter(id__in=assigned).update(status=WorkItemStatus.ASSIGNED)
-        return dict(WorkItem.objects.filter(id__in=offered + assigned).values_list("id", "payload"))
-    # One statement sets the status and reads the payloads back.
+        _insert_works(works, now)
+        return _mark_items_taken(works)
+    # One statement from arrays of plain values: the items are updated (returning what the
+    # agent work copies from them, and their payloads) and the agent work rows inserted from
+    # that. Building a thousand model instances and VALUES tuples, and adapting a thousand
+    # timestamps, cost more than the database's own work (measured in bench/). The partial
+    # unique index still refuses a second live offer for an item.
     with connection.cursor() as cur:
         cur.execute(
-            "UPDATE routing_workitem SET status = CASE WHEN id = ANY(%s) THEN %s ELSE %s END"
-            " WHERE id = ANY(%s) RETURNING id, payload",
-            [
-                assigned,
-                WorkItemStatus.ASSIGNED.value,
-                WorkItemStatus.OFFERED.value,
-                offered + assigned,
-            ],
+            "WITH v AS (SELECT * FROM unnest(%(items)s::bigint[], %(agents)s::bigint[],"
+            " %(units)s::int[], %(timeouts)s::int[], %(auto)s::bool[], %(reasons)s::text[])"
+            " AS v(item_id, agent_id, units, timeout, auto, reason)),"
+            " taken AS (UPDATE routing_workitem w"
+            " SET status = CASE WHEN v.auto THEN %(assigned)s ELSE %(offered)s END"
+            " FROM v WHERE w.id = v.item_id"
+            " RETURNING w.id, w.queue_id, w.channel_id, w.enqueued_at, w.payload),"
+            " made AS (INSERT INTO routing_agentwork (item_id, agent_id, queue_id, channel_id,"
+            " state, units, pushed_at, expires_at, opened_at, enqueued_at, routing_reason,"
+            " auto_accepted, decline_reason, end_note)"
+            " SELECT v.item_id, v.agent_id, t.queue_id, t.channel_id,"
+            " CASE WHEN v.auto THEN %(opened)s ELSE %(pushed)s END, v.units, %(now)s,"
+            " CASE WHEN v.auto THEN NULL ELSE %(now)s + v.timeout * interval '1 second' END,"
+            " CASE WHEN v.auto THEN %(now)s END, t.enqueued_at, v.reason::jsonb, v.auto, '', ''"
+            " FROM v JOIN taken t ON t.id = v.item_id RETURNING item_id, id)"
+            " SELECT made.item_id, made.id, taken.payload"
+            " FROM made JOIN taken ON taken.id = made.item_id",
+            {
+                "items": [w.offer.item_id for w in works],
+                "agents": [w.offer.agent_id for w in works],
+                "units": [w.offer.units for w in works],
+                "timeouts": [configs[w.row.queue_id].push_timeout_seconds for w in works],
+                "auto": [w.auto for w in works],
+                "reasons": [json.dumps(w.offer.reason) for w in works],
+                "assigned": WorkItemStatus.ASSIGNED.value,
+                "offered": WorkItemStatus.OFFERED.value,
+                "opened": AgentWorkState.OPENED.value,
+                "pushed": AgentWorkState.PUSHED.value,
+                "now": now,
+            },
         )
-        # Django reads jsonb as text and decodes it in the field; so do we.
-        return {
-            item_id: json.loads(payload) if isinstance(payload, str) else payload
-            for item_id, payload in cur.fetchall()
-        }
+        rows = cur.fetchall()
+    ids = {item_id: pk for item_id, pk, _ in rows}
+    for work in works:
+        work.pk = ids[work.offer.item_id]
+    # Django reads jsonb as text and decodes it in the field; so do we.
+    return {
+        item_id: json.loads(payload) if isinstance(payload, str) else payload
+        for item_id, _, payload in rows
+    }
+
+
+def _mark_items_taken(works: list[_NewWork]) -> dict[int, Any]:
+    """SQLite: set the items offered or assigned; return their payloads."""
+    offered = [w.offer.item_id for w in works if not w.auto]
+    assigned = [w.offer.item_id for w in works if w.auto]
+    if offered:
+        WorkItem.objects.filter(id__in=offered).update(status=WorkItemStatus.OFFERED)
+    if assigned:
+        WorkItem.objects.filter(id__in=assigned).update(status=WorkItemStatus.ASSIGNED)
+    return dict(WorkItem.objects.filter(id__in=offered + assigned).values_list("id", "payload"))
 
 
 def _insert_works(works: list[_NewWork], now: datetime) -> None:
-    """Insert the agent work rows and set ``pk`` on each."""
-    if connection.vendor != "postgresql":
-        # SQLite (embedded): the ORM, then the ids read back (bulk_create returns none there).
-        AgentWork.objects.bulk_create(
-            AgentWork(
-                item_id=w.offer.item_id,
-                agent_id=w.offer.agent_id,
-                queue_id=w.row.queue_id,
-                channel_id=w.row.channel_id,
-                state=w.state,
-                units=w.offer.units,
-                pushed_at=now,
-                expires_at=w.expires_at,
-                opened_at=w.opened_at,
-                enqueued_at=w.row.enqueued_at,
-                routing_reason=w.offer.reason,
-                auto_accepted=w.auto,
-            )
-            for w in works
+    """SQLite: insert the agent work rows and set ``pk`` on each (read back: bulk_create
+    returns no ids there)."""
+    AgentWork.objects.bulk_create(
+        AgentWork(
+            item_id=w.offer.item_id,
+            agent_id=w.offer.agent_id,
+            queue_id=w.row.queue_id,
+            channel_id=w.row.channel_id,
+            state=w.state,
+            units=w.offer.units,
+            pushed_at=now,
+            expires_at=w.expires_at,
+            opened_at=w.opened_at,
+            enqueued_at=w.row.enqueued_at,
+            routing_reason=w.offer.reason,
+            auto_accepted=w.auto,
         )
-        ids = dict(
-            AgentWork.objects.filter(
-                item_id__in=[w.offer.item_id for w in works], state__in=LIVE_STATES
-            ).values_list("item_id", "id")
-        )
-    else:
-        # One INSERT from arrays: building a thousand model instances and a thousand VALUES
-        # tuples cost more than the database's own work (measured in bench/). The partial unique
-        # index still refuses a second live offer for an item.
-        with connection.cursor() as cur:
-            cur.execute(
-                "INSERT INTO routing_agentwork (item_id, agent_id, queue_id, channel_id,"
-                " state, units, pushed_at, expires_at, opened_at, enqueued_at, routing_reason,"
-                " auto_accepted, decline_reason, end_note)"
-                " SELECT v.item_id, v.agent_id, v.queue_id, v.channel_id, v.state, v.units, %s,"
-                " v.expires_at, v.opened_at, v.enqueued_at, v.reason::jsonb, v.auto, '', ''"
-                " FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
-                " %s::varchar[], %s::int[], %s::timestamptz[], %s::timestamptz[],"
-                " %s::timestamptz[], %s::text[], %s::bool[]) AS v(item_id, agent_id, queue_id,"
-                " channel_id, state, units, expires_at, opened_at, enqueued_at, reason, auto)"
-                " RETURNING item_id, id",
-                [
-                    now,
-                    [w.offer.item_id for w in works],
-                    [w.offer.agent_id for w in works],
-                    [w.row.queue_id for w in works],
-                    [w.row.channel_id for w in works],
-                    [str(w.state) for w in works],
-                    [w.offer.units for w in works],
-                    [w.expires_at for w in works],
-                    [w.opened_at for w in works],
-                    [w.row.enqueued_at for w in works],
-                    [json.dumps(w.offer.reason) for w in works],
-                    [w.auto for w in works],
-                ],
-            )
-            ids = dict(cur.fetchall())
+        for w in works
+    )
+    ids = dict(
+        AgentWork.objects.filter(
+            item_id__in=[w.offer.item_id for w in works], state__in=LIVE_STATES
+        ).values_list("item_id", "id")
+    )
     for work in works:
         work.pk = ids[work.offer.item_id]
 
