@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
@@ -29,6 +30,8 @@ class ChannelAccountAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "active", "queue", "service_channel", "provider_base_url"]
     list_filter = ["kind", "active"]
     search_fields = ["name", "phone_number", "phone_number_id", "page_id", "public_key"]
+    # Provider APIs are https; a bare host typed in the form means https too.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
         (None, {"fields": ["name", "kind", "active", "language"]}),
         (_("Routing"), {"fields": ["queue", "service_channel"]}),

@@ -43,6 +43,10 @@ from tests.harness import (
 def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
+    # WhiteNoise looks for STATIC_ROOT when the app loads; servers under test fill it with
+    # collectstatic, in-process tests only need it to exist.
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+
     engine = settings.DATABASES["default"]["ENGINE"]
     if engine != "django.db.backends.postgresql":
         raise pytest.UsageError(

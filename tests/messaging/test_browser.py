@@ -5,7 +5,6 @@ and both sides exchange messages live; the customer's earlier SMS shows in the a
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -21,9 +20,9 @@ from tests.factories import (
     make_agent,
     make_status,
 )
+from tests.harness import save_screenshot
 from tests.messaging.conftest import sms_params, twilio_signature
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 VISITOR_TOKEN = "returning-visitor-token-0123456789"
 FLOW = [
     {"key": "name", "ask": "Hi! What's your name?"},
@@ -96,7 +95,6 @@ def shop(transactional_db, client):
 
 @pytest.mark.browser
 def test_web_chat_customer_and_agent_talk_live(shop, live_asgi_server, page_factory):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     # given Alice in her console, available for chat
     agent = page_factory(base_url=live_asgi_server, viewport={"width": 1400, "height": 1000})
     agent.goto("/accounts/login/?next=/console/")
@@ -133,7 +131,7 @@ def test_web_chat_customer_and_agent_talk_live(shop, live_asgi_server, page_fact
     # then the worker routes it to Alice, who accepts
     offer = agent.locator(".offer-card", has_text="Web chat")
     offer.wait_for(timeout=20_000)
-    agent.screenshot(path=str(SCREENSHOTS / "messaging-offer.png"), full_page=True)
+    save_screenshot(agent, "messaging-offer")
     offer.get_by_role("button", name="Accept").click()
     view = agent.locator(".conv[data-status='active']")
     view.wait_for(timeout=15_000)
@@ -158,8 +156,8 @@ def test_web_chat_customer_and_agent_talk_live(shop, live_asgi_server, page_fact
 
     # then both sides saw everything live, and the reply reached the widget (delivered)
     view.locator(".msg-agent[data-status='delivered']").wait_for(timeout=10_000)
-    agent.screenshot(path=str(SCREENSHOTS / "messaging-console-conversation.png"), full_page=True)
-    customer.screenshot(path=str(SCREENSHOTS / "messaging-webchat-widget.png"))
+    save_screenshot(agent, "messaging-console-conversation")
+    save_screenshot(customer, "messaging-webchat-widget")
     conversation = Conversation.objects.get(account=shop["webchat"])
     assert conversation.customer == shop["customer"]
     assert (conversation.status, conversation.assigned_agent) == ("active", shop["alice"])

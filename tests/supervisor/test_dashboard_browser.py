@@ -2,7 +2,7 @@
 HTTP and WebSockets, a real Celery worker routing, Redis, PostgreSQL. Work comes in through the
 intake API and the agent acts through the REST API with a token, as an integration would.
 
-The screenshot kept in docs/screenshots/supervisor-dashboard.png comes from this test.
+The screenshot in docs/screenshots/supervisor-dashboard.png is a copy of this test's artifact.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import re
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,13 +26,12 @@ from routing import roles, services
 from routing.models import ActionLog, AgentWork
 from supervisor.services import record_queue_samples
 from tests.factories import make_agent
-from tests.harness import REPO_ROOT
+from tests.harness import save_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
 PASSWORD = "supervisor-pass-123"
 VIEWPORT = {"width": 1440, "height": 900}
-SCREENSHOT = REPO_ROOT / "docs" / "screenshots" / "supervisor-dashboard.png"
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float = 20, what: str) -> Any:
@@ -213,9 +211,7 @@ def test_dashboard_follows_an_item_from_waiting_to_accepted(stack, page_factory)
     # a room-for-more agent stands out (Ann has 9 spare units, Kai 10)
     expect(page.locator("#sv-agents tbody tr.sv-has-room")).to_have_count(2)
 
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert Path(SCREENSHOT).stat().st_size > 10_000
+    assert save_screenshot(page, "supervisor-dashboard").stat().st_size > 10_000
 
 
 def test_supervisor_moves_pushes_and_sets_status_from_the_dashboard(stack, page_factory):
