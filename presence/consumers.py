@@ -21,9 +21,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation.trans_real import parse_accept_lang_header
 
 from omnirouter import realtime
+from omnirouter.ws_locale import language_of
 from presence.models import Agent, PresenceStatus
 from presence.selectors import console_state
 from routing import roles, services
@@ -72,7 +72,7 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_AN_AGENT)
             return
         self.agent_id = agent_id
-        self.language = _language_of(self.scope)
+        self.language = language_of(self.scope)
         self.group = realtime.agent_group(agent_id)
         # Join before reading the state: an event published in between is then delivered after
         # the state frame (the console merges it) instead of being lost.
@@ -224,24 +224,6 @@ def _text_field(content: dict[str, Any], name: str, max_chars: int) -> str:
             % {"field": name, "max": max_chars}
         )
     return value
-
-
-def _language_of(scope: dict[str, Any]) -> str:
-    """The language LocaleMiddleware would pick for this connection: cookie, then browser."""
-    supported = {code for code, _name in settings.LANGUAGES}
-    cookie = scope.get("cookies", {}).get(settings.LANGUAGE_COOKIE_NAME)
-    candidates = [cookie] if cookie else []
-    for name, value in scope.get("headers", []):
-        if name == b"accept-language":
-            candidates += [lang for lang, _q in parse_accept_lang_header(value.decode("latin-1"))]
-    for candidate in candidates:
-        try:
-            code = translation.get_supported_language_variant(candidate)
-        except LookupError:
-            continue
-        if code in supported:
-            return code
-    return settings.LANGUAGE_CODE
 
 
 # --- Database work (each runs in a thread; each action is one service call) -------------------

@@ -35,9 +35,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation.trans_real import parse_accept_lang_header
 
 from omnirouter import realtime
+from omnirouter.ws_locale import language_of
 from routing import roles
 from supervisor.selectors import build_snapshot, scope_for
 
@@ -71,7 +71,7 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_A_SUPERVISOR)
             return
         self.user = user
-        self.language = _language_of(self.scope)
+        self.language = language_of(self.scope)
         # Join before the first snapshot: an event in between then triggers a second snapshot
         # instead of being lost.
         for queue_id in queue_ids:
@@ -192,21 +192,3 @@ def _snapshot(user: Any, language: str, heard_at: float) -> dict[str, Any]:
             del _shared[stale]
         _shared[key] = (computed_at, data)
     return data
-
-
-def _language_of(scope: dict[str, Any]) -> str:
-    """The language LocaleMiddleware would pick for this connection: cookie, then browser."""
-    supported = {code for code, _name in settings.LANGUAGES}
-    cookie = scope.get("cookies", {}).get(settings.LANGUAGE_COOKIE_NAME)
-    candidates = [cookie] if cookie else []
-    for name, value in scope.get("headers", []):
-        if name == b"accept-language":
-            candidates += [lang for lang, _q in parse_accept_lang_header(value.decode("latin-1"))]
-    for candidate in candidates:
-        try:
-            code = translation.get_supported_language_variant(candidate)
-        except LookupError:
-            continue
-        if code in supported:
-            return code
-    return settings.LANGUAGE_CODE
