@@ -22,6 +22,7 @@ import websockets
 @dataclass
 class LatencyRun:
     rate_per_second: float
+    direct: bool  # enqueued by a service call in this process, not through the API
     due_at: dict[int, float] = field(default_factory=dict)  # item id -> when it was due to go
     sent_at: dict[int, float] = field(default_factory=dict)  # item id -> just before the POST
     answered_at: dict[int, float] = field(default_factory=dict)  # item id -> 201 read
@@ -113,17 +114,19 @@ async def measure(
     token: str,
     queue_ids: list[int],
     channel_ids: list[int],
-    rates_per_second: list[float],
+    rates_per_second: list[tuple[float, bool]],
     seconds: float,
-    enqueue_direct: Callable[[int, int, str], Awaitable[int]] | None,
+    enqueue_direct: Callable[[int, int, str], Awaitable[int]],
+    between_runs: Callable[[], Awaitable[None]],
     progress: Callable[[str], None],
 ) -> tuple[Consoles, list[LatencyRun]]:
     """Connect a console per session, then for each rate post ``rate * seconds`` items on a
     steady schedule. Latency counts from the moment an item was due, so a client or server
     that falls behind shows in the figures instead of hiding in a queue.
 
-    ``enqueue_direct`` (queue id, channel id, subject -> item id) replaces the HTTP POST when the
-    REST API is not there.
+    ``rates_per_second`` holds (rate, direct) pairs: direct runs enqueue with ``enqueue_direct``
+    (queue id, channel id, subject -> item id) instead of the HTTP POST. ``between_runs`` empties
+    the agents and the line before each run.
     """
     consoles = Consoles()
     parts = urlsplit(base_url)
@@ -152,14 +155,15 @@ async def measure(
         pool.put_nowait(_Http(parts.hostname or "127.0.0.1", parts.port or 80))
     headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
     runs = []
-    for rate in rates_per_second:
-        run = LatencyRun(rate_per_second=rate)
+    for rate, direct in rates_per_second:
+        await between_runs()
+        run = LatencyRun(rate_per_second=rate, direct=direct)
         runs.append(run)
 
         async def post_one(n: int, due: float, run: LatencyRun = run) -> None:
             queue_id, channel_id = rng.choice(queue_ids), rng.choice(channel_ids)
             subject = f"Latency item {n}"
-            if enqueue_direct is not None:
+            if run.direct:
                 sent = time.perf_counter()
                 item_id = await enqueue_direct(queue_id, channel_id, subject)
             else:
@@ -187,7 +191,8 @@ async def measure(
             run.answered_at[item_id] = time.perf_counter()
 
         total = int(rate * seconds)
-        progress(f"  {rate:.0f} items/s for {seconds:.0f}s")
+        how = "enqueue_work() from this process" if direct else "POST /api/work-items/"
+        progress(f"  {rate:.0f} items/s for {seconds:.0f}s, {how}")
         start = time.perf_counter()
         posts = []
         for n in range(total):

@@ -72,6 +72,7 @@ def main() -> int:
     parts = set(args.only or ["pass", "burst", "latency"])
 
     started = time.monotonic()
+    load_before = os.getloadavg()
     servers = ThrowAwayServers()
     say("starting PostgreSQL and Redis")
     servers.start()
@@ -81,6 +82,7 @@ def main() -> int:
         figures = bench.run(parts)
     finally:
         servers.stop()
+    figures["load"] = (load_before, os.getloadavg())
     print_report(figures, servers, time.monotonic() - started)
     return 0
 
@@ -517,22 +519,29 @@ class Bench:
             procs += self.start_workers(1, concurrency=2)
             api = _http_status(base + "/api/work-items/", method="POST", token=token)
             api_available = api not in (None, 404)
-            enqueue_direct = None
             if not api_available:
                 say(
                     "  the REST API does not answer POST /api/work-items/ yet: enqueueing "
                     "through routing.services.enqueue_work in this process instead"
                 )
-                settings.ROUTING_MODE = "celery"
-                queues = {q.pk: q for q in Queue.objects.select_related("routing_config")}
-                channels = {c.pk: c for c in ServiceChannel.objects.all()}
+            # Direct runs call the service here (ROUTING_MODE=celery: the worker routes), to
+            # tell the routing path's latency apart from the web process's.
+            settings.ROUTING_MODE = "celery"
+            queues = {q.pk: q for q in Queue.objects.select_related("routing_config")}
+            channels = {c.pk: c for c in ServiceChannel.objects.all()}
 
-                def _enqueue(queue_id: int, channel_id: int, subject: str) -> int:
-                    return services.enqueue_work(
-                        queue=queues[queue_id], channel=channels[channel_id], subject=subject
-                    ).pk
+            def _enqueue(queue_id: int, channel_id: int, subject: str) -> int:
+                return services.enqueue_work(
+                    queue=queues[queue_id], channel=channels[channel_id], subject=subject
+                ).pk
 
-                enqueue_direct = sync_to_async(_enqueue, thread_sensitive=False)
+            def _empty() -> None:
+                world.reset_routing()
+                world.cancel_backlog()
+
+            rates = [(self.args.rate, not api_available)]
+            rates += [(r, not api_available) for r in self.args.reference_rate]
+            rates.append((self.args.rate, True))
             consoles, runs = asyncio.run(
                 latency.measure(
                     base_url=base,
@@ -540,9 +549,10 @@ class Bench:
                     token=token,
                     queue_ids=self.world.queue_ids,
                     channel_ids=self.world.channel_ids,
-                    rates_per_second=[self.args.rate, *self.args.reference_rate],
+                    rates_per_second=rates,
                     seconds=self.args.seconds,
-                    enqueue_direct=enqueue_direct,
+                    enqueue_direct=sync_to_async(_enqueue, thread_sensitive=False),
+                    between_runs=sync_to_async(_empty, thread_sensitive=True),
                     progress=say,
                 )
             )
@@ -562,7 +572,7 @@ class Bench:
                 (offered[i] - run.answered_at[i]) * 1000 for i in run.due_at if i in offered
             )
             figure = {
-                "api": api_available,
+                "api": not run.direct,
                 "rate": run.rate_per_second,
                 "achieved_rate": len(run.sent_at) / run.seconds if run.seconds else 0.0,
                 "posted": run.posted,
@@ -672,6 +682,11 @@ def print_report(f: dict[str, Any], servers: ThrowAwayServers, elapsed: float) -
         f"machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM, Python {m['python']}, "
         f"PostgreSQL {f.get('postgres', '?')}, Redis {f.get('redis', '?')}; commit {git}",
         f"servers: {'; '.join(f['notes'])}",
+        "load average (1, 5, 15 min) before the run: "
+        + ", ".join(f"{x:.2f}" for x in f["load"][0])
+        + "; after: "
+        + ", ".join(f"{x:.2f}" for x in f["load"][1])
+        + " (this machine is shared: figures move with it)",
         "-" * 78,
     ]
 
@@ -716,9 +731,9 @@ def print_report(f: dict[str, Any], servers: ThrowAwayServers, elapsed: float) -
             f"    whole pass in-process: {p['offers']} offers in {p['batches']} batches, "
             f"{p['seconds'] * 1000:.0f} ms = {p['rate']:,.0f} assignments/s"
         )
-    for lat in f.get("latency", {}).get("runs", []):
+    for n, lat in enumerate(f.get("latency", {}).get("runs", [])):
         how = "POST /api/work-items/" if lat["api"] else "enqueue_work() in the bench process"
-        target = lat["rate"] == f["latency"]["runs"][0]["rate"]
+        target = n == 0
         lines.append(
             f"(c) latency at {lat['rate']:.0f} items/s (achieved {lat['achieved_rate']:.0f}/s), "
             f"{how} due -> offer frame on /ws/agent/: {lat['offered']}/{lat['created']} items, "
