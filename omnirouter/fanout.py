@@ -1,4 +1,4 @@
-"""Many group sends at once, for ``realtime.publish_many``.
+"""Group sends for ``realtime``: many at once, in order, off the caller's thread.
 
 A routing batch of 1,000 offers publishes about 2,000 events (the offer and the agent's new load,
 per agent). ``group_send`` one by one costs a thread hop for ``async_to_sync`` and three or four
@@ -9,14 +9,25 @@ members, as ``group_send`` does), one script appends every message to every memb
 are serialized by the layer itself, so consumers receive exactly what ``group_send`` delivers,
 in publication order. Other layers (the in-memory one of the embedded run) get their own
 ``group_send``, all in one event loop.
+
+With channels-redis the sends leave from one event loop in a daemon thread per process, in the
+order they were handed over: a routing batch does not wait for Redis (nor pay for a new event
+loop and connection per ``async_to_sync`` call), and the next batch starts at once. Pushes are
+hints after commit either way; the database is the truth.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
+import os
+import threading
 import time
 from collections import defaultdict
 from typing import Any
+
+from asgiref.sync import async_to_sync
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +88,88 @@ async def group_send_many(layer: Any, messages: list[tuple[str, dict[str, Any]]]
             sends[index].extend((key, payloads[key], capacities[key]) for key in keys)
     for index, entries in sends.items():
         await _send(layer, index, entries)
+
+
+def send(layer: Any, messages: list[tuple[str, dict[str, Any]]]) -> None:
+    """Hand ``messages`` over for sending; never raises (a push is only a hint)."""
+    try:
+        if _is_redis_layer(layer):
+            _sender.submit(layer, messages)
+        else:
+            # The in-memory layer belongs to the caller's event loop: send from here.
+            async_to_sync(group_send_many)(layer, messages)
+    except Exception:
+        logger.warning("realtime: could not send %s messages", len(messages), exc_info=True)
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until everything handed over so far has been sent (tests, shutdown)."""
+    return _sender.flush(timeout)
+
+
+class _Sender:
+    """One event loop in a daemon thread that sends what it is handed, first in, first out."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[tuple[Any, list[tuple[str, dict[str, Any]]]]] | None = None
+
+    def submit(self, layer: Any, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        loop, queue = self._running()
+        loop.call_soon_threadsafe(queue.put_nowait, (layer, messages))
+
+    def flush(self, timeout: float) -> bool:
+        with self._lock:
+            if self._pid != os.getpid() or self._loop is None or self._queue is None:
+                return True
+            loop, queue = self._loop, self._queue
+        future = asyncio.run_coroutine_threadsafe(queue.join(), loop)
+        try:
+            future.result(timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _running(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Queue]:
+        with self._lock:
+            # A forked child (a Celery pool process) has the object but not the thread.
+            if self._pid != os.getpid() or self._loop is None or self._queue is None:
+                ready = threading.Event()
+                thread = threading.Thread(
+                    target=self._run, args=(ready,), name="realtime-sender", daemon=True
+                )
+                thread.start()
+                ready.wait()
+                self._pid = os.getpid()
+            assert self._loop is not None
+            assert self._queue is not None
+            return self._loop, self._queue
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        self._queue = asyncio.Queue()
+        ready.set()
+        loop.run_until_complete(self._drain(self._queue))
+
+    @staticmethod
+    async def _drain(queue: asyncio.Queue) -> None:
+        while True:
+            layer, messages = await queue.get()
+            try:
+                await group_send_many(layer, messages)
+            except Exception:
+                logger.warning("realtime: could not send %s messages", len(messages), exc_info=True)
+            finally:
+                queue.task_done()
+
+
+_sender = _Sender()
+# Messages handed over just before a process exits still leave (within reason).
+atexit.register(flush, 2.0)
 
 
 def _is_redis_layer(layer: Any) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -59,24 +58,15 @@ def publish_many(messages: list[tuple[str, str, dict[str, Any]]]) -> None:
         for group, event, payload in messages
     ]
 
-    def send_all() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        try:
-            # One event loop and, on Redis, two round trips for the lot (see fanout.py).
-            async_to_sync(fanout.group_send_many)(layer, prepared)
-        except Exception:  # a push is only a hint: never fail the caller for it
-            logger.warning("realtime: could not send %s messages", len(prepared), exc_info=True)
-
-    transaction.on_commit(send_all)
+    transaction.on_commit(lambda: _send_all(prepared))
 
 
 def _send(group: str, message: dict[str, Any]) -> None:
+    _send_all([(group, message)])
+
+
+def _send_all(messages: list[tuple[str, dict[str, Any]]]) -> None:
     layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(group, message)
-    except Exception:  # a push is only a hint: never fail the caller for it
-        logger.warning("realtime: could not send to %s", group, exc_info=True)
+    if layer is not None:
+        # Handed to fanout, which sends in order, in bulk, and never raises: a push is a hint.
+        fanout.send(layer, messages)

@@ -94,3 +94,31 @@ def test_other_layers_get_their_own_group_send():
 def _needs_redis():
     if not settings.REDIS_URL:
         pytest.fail("REDIS_URL is not set: run the tests with `./dev test`.", pytrace=False)
+    yield
+    import redis
+
+    client = redis.Redis.from_url(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0])
+    keys = list(client.scan_iter("fanout-test*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def test_send_hands_over_without_waiting_and_keeps_the_order_of_calls():
+    layer = _layer()
+
+    async def setup():
+        channel = await layer.new_channel()
+        await layer.group_add("agent.1", channel)
+        return channel
+
+    channel = asyncio.run(setup())
+    # Given two hand-overs from this thread (as two routing batches would make) ...
+    fanout.send(layer, [("agent.1", _event(1)), ("agent.1", _event(2))])
+    fanout.send(layer, [("agent.1", _event(3))])
+    # ... when the background sender has sent them ...
+    assert fanout.flush(5.0) is True
+
+    # ... then the member got them all, in the order of the calls. (No layer.flush() here: it
+    # would close the sender thread's connections from this test's event loop.)
+    assert asyncio.run(_drain(layer, channel)) == [_event(1), _event(2), _event(3)]
