@@ -853,14 +853,12 @@ def decline_work(
             "reason",
         )
     with transaction.atomic():
-        _lock_agents([agent.pk])
-        work = _lock_own_work(work_id, agent)
-        if work.state != AgentWorkState.PUSHED:
-            raise Conflict(
-                _("This work can no longer be declined (%(state)s).")
-                % {"state": work.get_state_display()},
-                work.state,
-            )
+        work = _lock_own_work_in_state(
+            work_id,
+            agent,
+            AgentWorkState.PUSHED,
+            _("This work can no longer be declined (%(state)s)."),
+        )
         _end_work(work, AgentWorkState.DECLINED, now=now, reason=reason)
         _return_item(work.item_id)
         if config.status_after_decline_id:
@@ -875,14 +873,12 @@ def close_work(
     """Close accepted work: the item is done, the agent's capacity is freed."""
     now = now or timezone.now()
     with transaction.atomic():
-        _lock_agents([agent.pk])
-        work = _lock_own_work(work_id, agent)
-        if work.state != AgentWorkState.OPENED:
-            raise Conflict(
-                _("Only accepted work can be closed (%(state)s).")
-                % {"state": work.get_state_display()},
-                work.state,
-            )
+        work = _lock_own_work_in_state(
+            work_id,
+            agent,
+            AgentWorkState.OPENED,
+            _("Only accepted work can be closed (%(state)s)."),
+        )
         _end_work(work, AgentWorkState.CLOSED, now=now, note=note)
         WorkItem.objects.filter(id=work.item_id).update(status=WorkItemStatus.CLOSED, ended_at=now)
         request_routing()
@@ -895,14 +891,12 @@ def transfer_work(
     """Hand accepted work to another queue: it waits there as a new entry, routed afresh."""
     now = now or timezone.now()
     with transaction.atomic():
-        _lock_agents([agent.pk])
-        work = _lock_own_work(work_id, agent)
-        if work.state != AgentWorkState.OPENED:
-            raise Conflict(
-                _("Only accepted work can be transferred (%(state)s).")
-                % {"state": work.get_state_display()},
-                work.state,
-            )
+        work = _lock_own_work_in_state(
+            work_id,
+            agent,
+            AgentWorkState.OPENED,
+            _("Only accepted work can be transferred (%(state)s)."),
+        )
         _end_work(work, AgentWorkState.TRANSFERRED, now=now, note=note or f"To {queue.name}")
         _requeue(work.item_id, queue, now=now)
         request_routing()
@@ -1514,6 +1508,16 @@ def _lock_own_work(work_id: int, agent: Agent) -> AgentWork:
     )
     if work is None or work.agent_id != agent.pk:
         raise NotFound(_("No work %(id)s of yours.") % {"id": work_id}, "not_found")
+    return work
+
+
+def _lock_own_work_in_state(work_id: int, agent: Agent, state: str, refusal: str) -> AgentWork:
+    """Lock the agent, then their work, and check it is in ``state``; else ``Conflict`` with
+    ``refusal`` (a translated message with a ``%(state)s`` placeholder)."""
+    _lock_agents([agent.pk])
+    work = _lock_own_work(work_id, agent)
+    if work.state != state:
+        raise Conflict(refusal % {"state": work.get_state_display()}, work.state)
     return work
 
 
