@@ -54,11 +54,15 @@ STATUSES = [
 ]
 AGENTS = [
     # username, first, last, presence config, queues
-    ("alice", "Alice", "Martin", "Messaging team",
-     ["Web chat", "SMS & WhatsApp", "Escalations"]),
+    ("alice", "Alice", "Martin", "Messaging team", ["Web chat", "SMS & WhatsApp", "Escalations"]),
     ("bob", "Bob", "Tanaka", "Messaging team", ["Web chat", "SMS & WhatsApp", "Social care"]),
-    ("carol", "Carol", "Ito", "Case team",
-     ["Support cases", "Escalations", "Social care", "Sales"]),
+    (
+        "carol",
+        "Carol",
+        "Ito",
+        "Case team",
+        ["Support cases", "Escalations", "Social care", "Sales"],
+    ),
     ("dave", "Dave", "Okafor", "Case team", ["Support cases", "Sales", "Web chat"]),
 ]
 STAFF = [
@@ -127,13 +131,21 @@ def seed_demo() -> dict[str, Any]:
     )
     if created:
         messaging_team.allowed_statuses.set(
-            [statuses["Available - All"], statuses["Available - Chat & Messaging"],
-             statuses["Busy"], statuses["Offline"]]
+            [
+                statuses["Available - All"],
+                statuses["Available - Chat & Messaging"],
+                statuses["Busy"],
+                statuses["Offline"],
+            ]
         )
     case_team, created = PresenceConfiguration.objects.get_or_create(
         name="Case team",
-        defaults={"capacity": 6, "allow_decline": True, "require_decline_reason": True,
-                  "status_after_timeout": statuses["Busy"]},
+        defaults={
+            "capacity": 6,
+            "allow_decline": True,
+            "require_decline_reason": True,
+            "status_after_timeout": statuses["Busy"],
+        },
     )
     if created:
         case_team.decline_reasons.set(reasons)
@@ -143,8 +155,12 @@ def seed_demo() -> dict[str, Any]:
     for username, first, last, team, queue_names in AGENTS:
         if not Agent.objects.filter(user__username=username).exists():
             create_agent(
-                username=username, password=creds[username], presence_config=teams[team],
-                queues=[queues[q] for q in queue_names], first_name=first, last_name=last,
+                username=username,
+                password=creds[username],
+                presence_config=teams[team],
+                queues=[queues[q] for q in queue_names],
+                first_name=first,
+                last_name=last,
             )
     for username, role in STAFF:
         user = user_model.objects.filter(username=username).first()

@@ -22,14 +22,43 @@ _thread: threading.Thread | None = None
 _stop = threading.Event()
 _state: dict[str, Any] = {"interval_seconds": 4.0, "created": 0}
 
-FIRST = ["Aiko", "Ben", "Chloe", "Diego", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jonas",
-         "Kenji", "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Yuki"]
+FIRST = [
+    "Aiko",
+    "Ben",
+    "Chloe",
+    "Diego",
+    "Emma",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kenji",
+    "Lena",
+    "Mateo",
+    "Nadia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Yuki",
+]
 LAST = ["Sato", "Smith", "Garcia", "Müller", "Kim", "Rossi", "Nakamura", "Dubois", "Silva"]
 SUBJECTS = {
-    "case": ["Refund not received", "Order arrived damaged", "Cannot reset password",
-             "Invoice shows wrong address", "Subscription charged twice"],
-    "chat": ["Where is my order?", "Question about sizes", "Change delivery date",
-             "Promo code not working"],
+    "case": [
+        "Refund not received",
+        "Order arrived damaged",
+        "Cannot reset password",
+        "Invoice shows wrong address",
+        "Subscription charged twice",
+    ],
+    "chat": [
+        "Where is my order?",
+        "Question about sizes",
+        "Change delivery date",
+        "Promo code not working",
+    ],
     "messaging": ["Delivery update please", "Is the store open Sunday?", "Wrong item received"],
     "lead": ["Enterprise plan enquiry", "Bulk order quote", "Partnership request"],
     "social": ["Complaint on social feed", "Product question in comments"],

@@ -22,9 +22,7 @@ def demo(request: HttpRequest) -> HttpResponse:
         if not roles.is_supervisor(request.user):
             raise PermissionDenied(_("Only supervisors and admins can drive the simulator."))
         if not embedded:
-            return HttpResponse(
-                _("The simulator runs only in the embedded demo."), status=409
-            )
+            return HttpResponse(_("The simulator runs only in the embedded demo."), status=409)
         action = request.POST.get("action")
         if action == "start":
             try:

@@ -26,14 +26,28 @@ from tests.harness import REPO_ROOT, free_port
 @pytest.fixture
 def demo_server(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "ROUTING_MODE", "DJANGO_ALLOW_ASYNC_UNSAFE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "ROUTING_MODE", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    }
     env.update(OMNIROUTER_VAR_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1")
     log = (tmp_path / "demo.log").open("w+")
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "rundemo", f"127.0.0.1:{port}", "--simulate",
-         "--interval", "0.3"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "manage.py",
+            "rundemo",
+            f"127.0.0.1:{port}",
+            "--simulate",
+            "--interval",
+            "0.3",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -59,8 +73,11 @@ def _login(base: str, username: str, password: str) -> requests.Session:
     session.get(f"{base}/accounts/login/", timeout=10)
     r = session.post(
         f"{base}/accounts/login/",
-        data={"username": username, "password": password,
-              "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
         headers={"Referer": f"{base}/accounts/login/"},
         timeout=10,
     )
@@ -94,8 +111,11 @@ async def _take_an_offer(base: str, session: requests.Session) -> dict:
 
 def test_run_command_serves_demo_and_routes_simulated_traffic(demo_server):
     base, startup_log = demo_server
-    logins = dict(re.findall(r"^\s+(\w+)\s+(\S+)\s+(?:agent|admin|supervisor|intake)$",
-                             startup_log, re.MULTILINE))
+    logins = dict(
+        re.findall(
+            r"^\s+(\w+)\s+(\S+)\s+(?:agent|admin|supervisor|intake)$", startup_log, re.MULTILINE
+        )
+    )
     assert set(logins) >= {"alice", "bob", "carol", "dave", "admin", "supervisor"}
 
     assert requests.get(f"{base}/admin/login/", timeout=10).status_code == 200

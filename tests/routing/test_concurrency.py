@@ -66,25 +66,34 @@ def _sql(query: str) -> list[tuple]:
 
 def _check_invariants() -> None:
     # No item has two live agent works.
-    assert _sql(
-        "SELECT item_id FROM routing_agentwork WHERE state IN ('pushed','opened') "
-        "GROUP BY item_id HAVING count(*) > 1"
-    ) == []
+    assert (
+        _sql(
+            "SELECT item_id FROM routing_agentwork WHERE state IN ('pushed','opened') "
+            "GROUP BY item_id HAVING count(*) > 1"
+        )
+        == []
+    )
     # No agent is over capacity, and stored load equals live work.
-    assert _sql(
-        "SELECT a.id FROM presence_agent a LEFT JOIN (SELECT agent_id, sum(units) u, count(*) n "
-        "FROM routing_agentwork WHERE state IN ('pushed','opened') GROUP BY agent_id) w "
-        "ON w.agent_id = a.id WHERE a.used_capacity > a.capacity "
-        "OR a.used_capacity <> coalesce(w.u, 0) OR a.open_count <> coalesce(w.n, 0)"
-    ) == []
+    assert (
+        _sql(
+            "SELECT a.id FROM presence_agent a LEFT JOIN (SELECT agent_id, sum(units) u, count(*) n "
+            "FROM routing_agentwork WHERE state IN ('pushed','opened') GROUP BY agent_id) w "
+            "ON w.agent_id = a.id WHERE a.used_capacity > a.capacity "
+            "OR a.used_capacity <> coalesce(w.u, 0) OR a.open_count <> coalesce(w.n, 0)"
+        )
+        == []
+    )
     # Every item is in exactly one state, and that state agrees with its agent work.
-    assert _sql(
-        "SELECT i.id, i.status, w.state FROM routing_workitem i LEFT JOIN routing_agentwork w "
-        "ON w.item_id = i.id AND w.state IN ('pushed','opened') WHERE NOT ("
-        "(i.status = 'waiting' AND w.id IS NULL) OR (i.status = 'offered' AND w.state = 'pushed')"
-        " OR (i.status = 'assigned' AND w.state = 'opened')"
-        " OR (i.status IN ('closed','canceled') AND w.id IS NULL))"
-    ) == []
+    assert (
+        _sql(
+            "SELECT i.id, i.status, w.state FROM routing_workitem i LEFT JOIN routing_agentwork w "
+            "ON w.item_id = i.id AND w.state IN ('pushed','opened') WHERE NOT ("
+            "(i.status = 'waiting' AND w.id IS NULL) OR (i.status = 'offered' AND w.state = 'pushed')"
+            " OR (i.status = 'assigned' AND w.state = 'opened')"
+            " OR (i.status IN ('closed','canceled') AND w.id IS NULL))"
+        )
+        == []
+    )
 
 
 @pytest.fixture
@@ -94,8 +103,11 @@ def backlog(settings):
     case = ServiceChannelFactory(key="case", default_size_units=3)
     status = make_status("Available", [chat, case])
     queues = [
-        QueueFactory(name=f"q{p}", routing_config=RoutingConfigurationFactory(
-            name=f"c{p}", routing_priority=p)) for p in (1, 2, 3)
+        QueueFactory(
+            name=f"q{p}",
+            routing_config=RoutingConfigurationFactory(name=f"c{p}", routing_priority=p),
+        )
+        for p in (1, 2, 3)
     ]
     config = PresenceConfigurationFactory(name="api", capacity=7, console_required=False)
     agents = [
@@ -108,8 +120,11 @@ def backlog(settings):
     for n in range(400):
         queue = rng.choice(queues)
         channel = rng.choice([chat, chat, case])
-        items.append(services.enqueue_work(
-            queue=queue, channel=channel, subject=f"i{n}", now=now - timedelta(seconds=400 - n)))
+        items.append(
+            services.enqueue_work(
+                queue=queue, channel=channel, subject=f"i{n}", now=now - timedelta(seconds=400 - n)
+            )
+        )
     return agents, items
 
 
@@ -128,10 +143,13 @@ def test_concurrent_routers_never_double_assign_or_overfill(backlog):
         spare = agent.capacity - agent.used_capacity
         queue_ids = list(agent.memberships.values_list("queue_id", flat=True))
         fitting = WorkItem.objects.filter(status="waiting", queue_id__in=queue_ids).filter(
-            size_units__lte=spare)
+            size_units__lte=spare
+        )
         assert not fitting.exists(), f"{agent} has {spare} spare units and work fits"
-    assert AgentWork.objects.filter(state="pushed").count() == WorkItem.objects.filter(
-        status="offered").count()
+    assert (
+        AgentWork.objects.filter(state="pushed").count()
+        == WorkItem.objects.filter(status="offered").count()
+    )
 
 
 def test_routers_and_agents_acting_at_once_keep_every_invariant(backlog):

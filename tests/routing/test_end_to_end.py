@@ -60,16 +60,25 @@ def test_intake_to_offer_to_accept_to_close_through_the_worker(stack):
     http = requests.Session()
 
     # The agent goes available over the API: routable at once.
-    r = http.put(f"{url}/api/me/presence/", json={"status": stack["status"].pk}, headers=agent_auth,
-                 timeout=10)
+    r = http.put(
+        f"{url}/api/me/presence/",
+        json={"status": stack["status"].pk},
+        headers=agent_auth,
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["used_capacity"] == 0
 
     # Intake creates a work item over HTTP.
     r = http.post(
         f"{url}/api/work-items/",
-        json={"queue": stack["queue"].pk, "channel": stack["chat"].pk, "subject": "Refund please",
-              "priority": 3, "payload": {"order": "A-1001"}},
+        json={
+            "queue": stack["queue"].pk,
+            "channel": stack["chat"].pk,
+            "subject": "Refund please",
+            "priority": 3,
+            "payload": {"order": "A-1001"},
+        },
         headers=stack["intake_auth"],
         timeout=10,
     )
@@ -94,14 +103,19 @@ def test_intake_to_offer_to_accept_to_close_through_the_worker(stack):
     presence = http.get(f"{url}/api/me/presence/", headers=agent_auth, timeout=10).json()
     assert (presence["used_capacity"], presence["open_count"]) == (1, 1)
 
-    r = http.post(f"{url}/api/agent-work/{offer['id']}/close/", json={"note": "Refunded"},
-                  headers=agent_auth, timeout=10)
+    r = http.post(
+        f"{url}/api/agent-work/{offer['id']}/close/",
+        json={"note": "Refunded"},
+        headers=agent_auth,
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
 
     presence = http.get(f"{url}/api/me/presence/", headers=agent_auth, timeout=10).json()
     assert (presence["used_capacity"], presence["open_count"]) == (0, 0)
-    item = http.get(f"{url}/api/work-items/{item_id}/", headers=stack["intake_auth"],
-                    timeout=10).json()
+    item = http.get(
+        f"{url}/api/work-items/{item_id}/", headers=stack["intake_auth"], timeout=10
+    ).json()
     assert item["status"] == "closed"
 
 
@@ -113,17 +127,21 @@ def test_unaccepted_offer_times_out_through_beat_and_goes_to_the_next_agent(
     RoutingConfiguration.objects.filter(pk=stack["queue"].routing_config_id).update(
         push_timeout_seconds=5
     )
-    bob = make_agent("bob", queues=[stack["queue"]],
-                     config=stack["agent"].presence_config)
+    bob = make_agent("bob", queues=[stack["queue"]], config=stack["agent"].presence_config)
     url, http = stack["url"], requests.Session()
     bob_auth = {"Authorization": f"Token {Token.objects.create(user=bob.user).key}"}
-    r = http.put(f"{url}/api/me/presence/", json={"status": stack["status"].pk},
-                 headers=stack["agent_auth"], timeout=10)
+    r = http.put(
+        f"{url}/api/me/presence/",
+        json={"status": stack["status"].pk},
+        headers=stack["agent_auth"],
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     r = http.post(
         f"{url}/api/work-items/",
         json={"queue": stack["queue"].pk, "channel": stack["chat"].pk, "subject": "Anyone?"},
-        headers=stack["intake_auth"], timeout=10,
+        headers=stack["intake_auth"],
+        timeout=10,
     )
     item_id = r.json()["id"]
 
@@ -133,14 +151,16 @@ def test_unaccepted_offer_times_out_through_beat_and_goes_to_the_next_agent(
         return [w for w in rows if w["item_id"] == item_id and w["state"] == "pushed"]
 
     _wait_for(lambda: offers(stack["agent_auth"]), what="the first offer")
-    r = http.put(f"{url}/api/me/presence/", json={"status": stack["status"].pk}, headers=bob_auth,
-                 timeout=10)
+    r = http.put(
+        f"{url}/api/me/presence/", json={"status": stack["status"].pk}, headers=bob_auth, timeout=10
+    )
     assert r.status_code == 200
 
     # Nobody accepts: the sweep (beat, every second) expires it and routes it to bob.
     _wait_for(lambda: offers(bob_auth), timeout=30, what="the offer to move to bob")
     assert offers(stack["agent_auth"]) == []
-    history = http.get(f"{url}/api/work-items/{item_id}/", headers=stack["intake_auth"],
-                       timeout=10).json()
+    history = http.get(
+        f"{url}/api/work-items/{item_id}/", headers=stack["intake_auth"], timeout=10
+    ).json()
     states = sorted(w["state"] for w in history["history"])
     assert states == ["pushed", "timed_out"]

@@ -44,8 +44,9 @@ def load(agent: Agent) -> tuple[int, int]:
 def test_higher_routing_priority_queue_is_served_first_even_if_younger(world, api_config):
     api_config.capacity = 1
     api_config.save()
-    agent = make_agent("ann", queues=[world.support, world.vip], config=api_config,
-                       status=world.available)
+    agent = make_agent(
+        "ann", queues=[world.support, world.vip], config=api_config, status=world.available
+    )
     enqueue(world.support, world.chat, "old support", now=at(0))
     enqueue(world.vip, world.chat, "new vip", now=at(50))
 
@@ -118,8 +119,12 @@ def test_capacity_with_mixed_sizes_is_never_exceeded(world, api_config):
 
 
 def test_percentage_size_takes_a_share_of_each_agents_capacity(world, api_config):
-    pct = QueueFactory(name="Pct", routing_config=RoutingConfigurationFactory(
-        name="pct", routing_priority=1, size_units=None, size_percent=50))
+    pct = QueueFactory(
+        name="Pct",
+        routing_config=RoutingConfigurationFactory(
+            name="pct", routing_priority=1, size_units=None, size_percent=50
+        ),
+    )
     agent = make_agent("ann", queues=[pct], config=api_config, status=world.available)
     for n in range(3):
         enqueue(pct, world.chat, f"half {n}", now=at(n))
@@ -150,8 +155,9 @@ def test_decline_reroutes_to_another_agent_and_keeps_the_items_age(world, api_co
 
 
 def test_push_timeout_reroutes_and_applies_status_after_timeout(world):
-    config = PresenceConfigurationFactory(name="strict", console_required=False,
-                                          status_after_timeout=world.busy)
+    config = PresenceConfigurationFactory(
+        name="strict", console_required=False, status_after_timeout=world.busy
+    )
     ann = make_agent("ann", queues=[world.support], config=config, status=world.available)
     bob = make_agent("bob", queues=[world.support], config=config, status=world.available)
     Agent.objects.filter(pk=bob.pk).update(last_assigned_at=at(-1))
@@ -179,8 +185,10 @@ def test_item_declined_by_the_only_agent_is_offered_again_after_cooldown(world, 
     assert route(30).offers == 0
     assert route(62).offers == 1
     assert live(ann) == ["lonely"]
-    assert AgentWork.objects.filter(state="pushed").get().routing_reason[
-        "reoffer_after_cooldown"] is True
+    assert (
+        AgentWork.objects.filter(state="pushed").get().routing_reason["reoffer_after_cooldown"]
+        is True
+    )
 
 
 def test_going_offline_returns_offers_but_keeps_accepted_work(world, api_config):
@@ -239,7 +247,11 @@ def test_auto_accept_assigns_without_an_offer(world):
 
     work = AgentWork.objects.get(item=item)
     assert (work.state, work.opened_at, work.expires_at, work.auto_accepted) == (
-        "opened", at(1), None, True)
+        "opened",
+        at(1),
+        None,
+        True,
+    )
     item.refresh_from_db()
     assert item.status == "assigned"
     assert load(ann) == (1, 1)
@@ -265,10 +277,12 @@ def test_accept_is_compare_and_set(world, api_config):
 
 
 def test_decline_rules_of_the_presence_configuration(world):
-    strict = PresenceConfigurationFactory(name="strict", console_required=False,
-                                          require_decline_reason=True)
-    no_decline = PresenceConfigurationFactory(name="no", console_required=False,
-                                              allow_decline=False)
+    strict = PresenceConfigurationFactory(
+        name="strict", console_required=False, require_decline_reason=True
+    )
+    no_decline = PresenceConfigurationFactory(
+        name="no", console_required=False, allow_decline=False
+    )
     ann = make_agent("ann", queues=[world.support], config=strict, status=world.available)
     bob = make_agent("bob", queues=[world.vip], config=no_decline, status=world.available)
     enqueue(world.support, world.chat, "a", now=at(0))
@@ -368,8 +382,14 @@ def test_sticky_item_waits_for_its_preferred_agent_then_falls_back(world, api_co
     enqueue(world.support, world.chat, "ann's own", now=at(0))
     route(1)
     assert live(ann) == ["ann's own"]
-    enqueue(world.support, world.chat, "returning customer", preferred_agent=ann,
-            preferred_for=timedelta(seconds=60), now=at(2))
+    enqueue(
+        world.support,
+        world.chat,
+        "returning customer",
+        preferred_agent=ann,
+        preferred_for=timedelta(seconds=60),
+        now=at(2),
+    )
 
     assert route(3).offers == 0  # ann is full: held for her, bob gets nothing
     assert route(63).offers == 1  # preference lapsed
