@@ -76,8 +76,8 @@ def _check_invariants() -> None:
     # No agent is over capacity, and stored load equals live work.
     assert (
         _sql(
-            "SELECT a.id FROM presence_agent a LEFT JOIN (SELECT agent_id, sum(units) u, count(*) n "
-            "FROM routing_agentwork WHERE state IN ('pushed','opened') GROUP BY agent_id) w "
+            "SELECT a.id FROM presence_agent a LEFT JOIN "
+            "(SELECT agent_id, sum(units) u, count(*) n FROM routing_agentwork WHERE state IN ('pushed','opened') GROUP BY agent_id) w "
             "ON w.agent_id = a.id WHERE a.used_capacity > a.capacity "
             "OR a.used_capacity <> coalesce(w.u, 0) OR a.open_count <> coalesce(w.n, 0)"
         )
@@ -88,7 +88,8 @@ def _check_invariants() -> None:
         _sql(
             "SELECT i.id, i.status, w.state FROM routing_workitem i LEFT JOIN routing_agentwork w "
             "ON w.item_id = i.id AND w.state IN ('pushed','opened') WHERE NOT ("
-            "(i.status = 'waiting' AND w.id IS NULL) OR (i.status = 'offered' AND w.state = 'pushed')"
+            "(i.status = 'waiting' AND w.id IS NULL)"
+            " OR (i.status = 'offered' AND w.state = 'pushed')"
             " OR (i.status = 'assigned' AND w.state = 'opened')"
             " OR (i.status IN ('closed','canceled') AND w.id IS NULL))"
         )
