@@ -77,7 +77,8 @@ def _check_invariants() -> None:
     assert (
         _sql(
             "SELECT a.id FROM presence_agent a LEFT JOIN "
-            "(SELECT agent_id, sum(units) u, count(*) n FROM routing_agentwork WHERE state IN ('pushed','opened') GROUP BY agent_id) w "
+            "(SELECT agent_id, sum(units) u, count(*) n FROM routing_agentwork "
+            "WHERE state IN ('pushed','opened') GROUP BY agent_id) w "
             "ON w.agent_id = a.id WHERE a.used_capacity > a.capacity "
             "OR a.used_capacity <> coalesce(w.u, 0) OR a.open_count <> coalesce(w.n, 0)"
         )
