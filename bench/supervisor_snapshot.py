@@ -44,8 +44,8 @@ from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from omnirouter import roles  # noqa: E402
 from presence.models import Agent, PresenceConfiguration, PresenceStatus  # noqa: E402
-from routing import roles  # noqa: E402
 from routing.models import Queue, QueueMembership, RoutingConfiguration, ServiceChannel  # noqa: E402
 from supervisor.selectors import day_start, snapshot  # noqa: E402
 

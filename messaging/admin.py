@@ -22,7 +22,7 @@ from messaging.models import (
     Message,
     QuickReply,
 )
-from routing.errors import RoutingError
+from omnirouter.errors import DomainError
 
 
 @admin.register(ChannelAccount)
@@ -73,7 +73,7 @@ def merge_selected(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Cus
     try:
         for other in customers[1:]:
             services.merge_customers(survivor=survivor, other=other, actor=request.user)
-    except RoutingError as exc:
+    except DomainError as exc:
         modeladmin.message_user(request, exc.message, messages.ERROR)
         return
     modeladmin.message_user(request, _("Merged into %(c)s.") % {"c": survivor}, messages.SUCCESS)

@@ -21,8 +21,8 @@ from rest_framework.views import APIView
 
 from messaging import selectors, services
 from messaging.models import CaseOrigin, CasePriority, Conversation, Customer
-from routing import roles
-from routing.errors import Forbidden, NotFound
+from omnirouter import roles
+from omnirouter.errors import Forbidden, NotFound
 
 
 class IsAgentOrSupervisor(BasePermission):

@@ -28,9 +28,8 @@ from django.utils.translation import gettext as _
 
 from messaging import selectors, services
 from messaging.models import AccountKind, ChannelAccount, Conversation, IdentityKind
-from omnirouter import realtime
-from routing import roles
-from routing.errors import RoutingError
+from omnirouter import realtime, roles
+from omnirouter.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +154,7 @@ class WebchatConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_json({"type": "ack", "of": "end"})
             else:
                 await self._error("bad_request", _("Unknown frame type."))
-        except RoutingError as exc:
+        except DomainError as exc:
             await self._error(exc.code, exc.message)
 
     async def _message(self, content: dict[str, Any]) -> None:
@@ -260,7 +259,7 @@ class AgentConversationConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_json({"type": "ack", "of": "sync", "ref": ref})
             else:
                 await self._error("bad_request", _("Unknown frame type."), ref)
-        except RoutingError as exc:
+        except DomainError as exc:
             await self._error(exc.code, exc.message, ref)
 
     async def _error(self, code: str, message: str, ref: Any) -> None:

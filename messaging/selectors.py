@@ -184,7 +184,7 @@ def opened_work_for(conversation: Conversation, agent: Agent) -> AgentWork | Non
 
 
 def can_view_customers(user: Any) -> bool:
-    from routing import roles
+    from omnirouter import roles
 
     return roles.agent_of(user) is not None or roles.is_supervisor(user)
 

@@ -59,9 +59,9 @@ from messaging.selectors import (
     widget_message,
 )
 from omnirouter import realtime
+from omnirouter.errors import Conflict, DomainError, Forbidden, NotFound
 from presence.models import Agent
 from routing import services as routing
-from routing.errors import Conflict, Forbidden, NotFound, RoutingError
 from routing.models import AgentWork, AgentWorkState, Queue, ServiceChannel, WorkItemStatus
 
 logger = logging.getLogger(__name__)
@@ -103,10 +103,10 @@ def identify_or_create_customer(
     """
     now = now or timezone.now()
     if kind not in IdentityKind.values:
-        raise RoutingError(f"Unknown identity kind {kind!r}.", "kind")
+        raise DomainError(f"Unknown identity kind {kind!r}.", "kind")
     value = normalize_address(kind, value)
     if not value:
-        raise RoutingError("The address is empty.", "address")
+        raise DomainError("The address is empty.", "address")
     name = (name or "").strip()[:200]
     identity = CustomerIdentity.objects.select_related("customer").filter(kind=kind, value=value)
     found = identity.first()
@@ -147,7 +147,7 @@ def merge_customers(
     histories show on the survivor; ``other`` points to the survivor from now on."""
     now = now or timezone.now()
     if survivor.pk == other.pk:
-        raise RoutingError(_("A customer cannot be merged with itself."), "same_customer")
+        raise DomainError(_("A customer cannot be merged with itself."), "same_customer")
     with transaction.atomic():
         # Both rows locked in id order: a merge the other way round waits instead of deadlocking.
         locked = {
@@ -372,9 +372,9 @@ def receive_webchat(
     The widget's client id makes a resend after a reconnect a no-op."""
     text = (text or "").strip()
     if not text:
-        raise RoutingError(_("The message is empty."), "empty")
+        raise DomainError(_("The message is empty."), "empty")
     if len(text) > MAX_TEXT_LENGTH:
-        raise RoutingError(_("The message is too long."), "too_long")
+        raise DomainError(_("The message is too long."), "too_long")
     if account.kind != AccountKind.WEBCHAT or not account.active:
         raise NotFound(_("This chat is not available."), "not_found")
     client_id = re.sub(r"[^\w-]", "", client_id or "")[:64]
@@ -402,9 +402,9 @@ def send_reply(
     now = now or timezone.now()
     text = (text or "").strip()
     if not text:
-        raise RoutingError(_("Write a message first."), "empty")
+        raise DomainError(_("Write a message first."), "empty")
     if len(text) > MAX_TEXT_LENGTH:
-        raise RoutingError(
+        raise DomainError(
             _("Messages are limited to %(n)s characters.") % {"n": MAX_TEXT_LENGTH}, "too_long"
         )
     with transaction.atomic():
@@ -685,7 +685,7 @@ def close_conversation(
     """
     now = now or timezone.now()
     if by not in EndedBy.values:
-        raise RoutingError(f"Unknown closer {by!r}.", "by")
+        raise DomainError(f"Unknown closer {by!r}.", "by")
     with transaction.atomic():
         conversation = _lock_conversation(conversation_id)
         if not conversation.is_open:
@@ -854,16 +854,16 @@ def open_case(
     now = now or timezone.now()
     subject = (subject or "").strip()
     if not subject:
-        raise RoutingError(_("A case needs a subject."), "subject")
+        raise DomainError(_("A case needs a subject."), "subject")
     if len(subject) > 200:
-        raise RoutingError(_("The subject is limited to 200 characters."), "subject")
+        raise DomainError(_("The subject is limited to 200 characters."), "subject")
     if priority not in CasePriority.values:
-        raise RoutingError(
+        raise DomainError(
             _("Priority must be one of: %(values)s.") % {"values": ", ".join(CasePriority.values)},
             "priority",
         )
     if origin not in CaseOrigin.values:
-        raise RoutingError(_("Unknown channel of origin %(o)r.") % {"o": origin}, "origin")
+        raise DomainError(_("Unknown channel of origin %(o)r.") % {"o": origin}, "origin")
     customer = Customer.objects.get(pk=customer.pk)
     if customer.merged_into_id:
         from messaging.selectors import resolve_customer
@@ -872,7 +872,7 @@ def open_case(
     queue = queue or Queue.objects.filter(name=settings.MESSAGING_CASE_QUEUE).first()
     channel = ServiceChannel.objects.filter(key=settings.MESSAGING_CASE_CHANNEL).first()
     if queue is None or channel is None:
-        raise RoutingError(
+        raise DomainError(
             _("Cases cannot be routed: no queue %(q)r or service channel %(c)r is configured.")
             % {"q": settings.MESSAGING_CASE_QUEUE, "c": settings.MESSAGING_CASE_CHANNEL},
             "not_configured",
@@ -960,7 +960,7 @@ def set_case_status(
 ) -> Case:
     now = now or timezone.now()
     if status not in CaseStatus.values:
-        raise RoutingError(_("Unknown case status %(s)r.") % {"s": status}, "status")
+        raise DomainError(_("Unknown case status %(s)r.") % {"s": status}, "status")
     with transaction.atomic():
         case = Case.objects.select_for_update().filter(pk=case_id).first()
         if case is None:

@@ -1,4 +1,4 @@
-"""Messaging URLs: provider webhooks, customer pages, self-service help, the demo shop, the API."""
+"""Messaging URLs: provider webhooks, customer pages, self-service help, the API."""
 
 from django.urls import path
 
@@ -16,7 +16,6 @@ urlpatterns = [
     path("customers/<int:customer_id>/merge/", views.customer_merge, name="customer-merge"),
     path("help/", views.help_page, name="help"),
     path("help/cases/<str:token>/", views.help_case, name="help-case"),
-    path("demo/shop/", views.demo_shop, name="demo-shop"),
     path("api/customers/<int:customer_id>/", api.CustomerView.as_view(), name="api-customer"),
     path(
         "api/customers/<int:customer_id>/merge/",

@@ -14,9 +14,9 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from messaging import selectors, services
-from messaging.models import AccountKind, Case, ChannelAccount, Customer
-from routing import roles
-from routing.errors import RoutingError
+from messaging.models import Case, Customer
+from omnirouter import roles
+from omnirouter.errors import DomainError
 
 
 @login_required
@@ -52,7 +52,7 @@ def customer_merge(request: HttpRequest, customer_id: int) -> HttpResponse:
         return redirect("customer", customer_id=survivor.pk)
     try:
         services.merge_customers(survivor=survivor, other=other, actor=request.user)
-    except RoutingError as exc:
+    except DomainError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(
@@ -77,7 +77,7 @@ def help_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             case = services.open_self_service_case(**form.cleaned_data)
-        except RoutingError as exc:
+        except DomainError as exc:
             form.add_error(None, exc.message)
         else:
             return redirect("help-case", token=case.access_token)
@@ -90,11 +90,3 @@ def help_case(request: HttpRequest, token: str) -> HttpResponse:
     if case is None:
         raise Http404
     return render(request, "messaging/help_case.html", {"case": case})
-
-
-def demo_shop(request: HttpRequest) -> HttpResponse:
-    """A shop page of a customer's website, with the web-chat widget embedded by one tag."""
-    accounts = ChannelAccount.objects.filter(kind=AccountKind.WEBCHAT, active=True)
-    key = request.GET.get("account")
-    account = (accounts.filter(public_key=key) if key else accounts).order_by("pk").first()
-    return render(request, "messaging/demo_shop.html", {"account": account})

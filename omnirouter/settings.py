@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "presence",
     "supervisor",
     "messaging",
+    "demo",
 ]
 
 MIDDLEWARE = [

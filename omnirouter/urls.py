@@ -7,8 +7,8 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
+from omnirouter import views as platform_views
 from presence.urls import api_urlpatterns as presence_api
-from routing import views as routing_views
 from routing.urls import api_urlpatterns as routing_api
 from supervisor.urls import api_urlpatterns as supervisor_api
 
@@ -22,8 +22,8 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
-    path("demo/", routing_views.demo, name="demo"),
-    path("healthz", routing_views.healthz, name="healthz"),
+    path("", include("demo.urls")),
+    path("healthz", platform_views.healthz, name="healthz"),
     path("", include("messaging.urls")),
     path("", include("presence.urls")),
     path("", include("supervisor.urls")),

@@ -19,10 +19,10 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from omnirouter.errors import DomainError
 from presence import services as presence_services
 from presence.models import Agent, DeclineReason, PresenceConfiguration, PresenceStatus
 from routing import services as routing_services
-from routing.errors import RoutingError
 from routing.models import Queue
 
 # --- Statuses and decline reasons ------------------------------------------------------------
@@ -230,7 +230,7 @@ class AgentAdmin(admin.ModelAdmin):
         for agent in queryset.select_related("presence_config").order_by("id"):
             try:
                 routing_services.set_presence(agent=agent, status=None, actor=request.user)
-            except RoutingError as exc:
+            except DomainError as exc:
                 self.message_user(request, f"{agent}: {exc.message}", messages.WARNING)
             else:
                 done += 1

@@ -14,6 +14,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from omnirouter.permissions import IsAdmin, IsAgent
+from omnirouter.roles import agent_of
+from omnirouter.viewsets import ConfigurationViewSet, split_m2m, validated
 from presence import services as presence_services
 from presence.models import Agent, PresenceConfiguration, PresenceStatus
 from presence.selectors import status_choices
@@ -28,11 +31,8 @@ from presence.serializers import (
     StatusChoiceSerializer,
 )
 from routing import services as routing_services
-from routing.permissions import IsAdmin, IsAgent
-from routing.roles import agent_of
 from routing.selectors import live_work_for_agent, presence_payloads, work_payload
 from routing.serializers import WorkPayloadSerializer
-from routing.viewsets import ConfigurationViewSet, split_m2m, validated
 
 # --- Configuration (admins) ------------------------------------------------------------------
 

@@ -22,12 +22,12 @@ from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from omnirouter import realtime
+from omnirouter import realtime, roles
+from omnirouter.errors import DomainError
 from omnirouter.ws_locale import language_of
 from presence.models import Agent, PresenceStatus
 from presence.selectors import console_state
-from routing import roles, services
-from routing.errors import RoutingError
+from routing import services
 from routing.models import Queue
 from routing.selectors import presence_payloads, work_payload
 
@@ -129,7 +129,7 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
             reply = await handler(content)
         except BadMessage as exc:
             await self._error(ref, exc.code, exc.message)
-        except RoutingError as exc:
+        except DomainError as exc:
             await self._error(ref, exc.code, exc.message)
         else:
             if reply is not None:

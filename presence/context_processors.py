@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from routing import roles
+from omnirouter import roles
 
 
 def workspaces_of(user: Any) -> list[dict[str, Any]]:

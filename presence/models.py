@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 
 class PresenceStatus(models.Model):
@@ -28,6 +29,17 @@ class PresenceStatus(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def delete_blockers(self) -> list[str]:
+        """Agents' status is SET_NULL; deleting it under them would take them offline silently,
+        with their offers still held (``omnirouter.configuration.delete_configuration``)."""
+        count = self.agents.count()
+        if not count:
+            return []
+        return [
+            ngettext("%(count)d agent in this status", "%(count)d agents in this status", count)
+            % {"count": count}
+        ]
 
 
 class DeclineReason(models.Model):

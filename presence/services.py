@@ -11,10 +11,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from omnirouter.errors import DomainError
 from presence.models import Agent, PresenceConfiguration
 from routing import services as routing_services
 from routing.dispatch import request_routing
-from routing.errors import RoutingError
 from routing.models import Queue, QueueMembership
 
 
@@ -71,7 +71,7 @@ def create_agent_for_user(
     """
     with transaction.atomic():
         if Agent.objects.filter(user=user).exists():
-            raise RoutingError(_("%(user)s is already an agent.") % {"user": user}, "exists")
+            raise DomainError(_("%(user)s is already an agent.") % {"user": user}, "exists")
         agent = Agent.objects.create(
             user=user,
             presence_config=presence_config,

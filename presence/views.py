@@ -10,8 +10,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
+from omnirouter import roles
 from presence.context_processors import workspaces_of
-from routing import roles
 
 
 @login_required

@@ -16,8 +16,8 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from omnirouter.errors import DomainError
 from routing import services
-from routing.errors import RoutingError
 from routing.models import (
     ActionLog,
     AgentWork,
@@ -270,7 +270,7 @@ class WorkItemAdmin(admin.ModelAdmin):
         for item_id in queryset.order_by("id").values_list("id", flat=True):
             try:
                 services.cancel_work_item(item_id=item_id)
-            except RoutingError as exc:
+            except DomainError as exc:
                 refused.append(f"#{item_id}: {exc.message}")
             else:
                 canceled += 1

@@ -1,7 +1,7 @@
 """Routing API: configuration (admins), intake of work items, agents' actions on their work.
 
 Views are thin: an input serializer validates, one service acts, an output serializer renders.
-Refusals of the routing rules (``RoutingError`` and its kinds) become 400/403/404/409 with a
+Refusals of the routing rules (``DomainError`` and its kinds) become 400/403/404/409 with a
 message in ``omnirouter.api_errors``.
 """
 
@@ -17,10 +17,11 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from omnirouter.permissions import IsAgent, IsIntake, IsIntakeOrSupervisor
+from omnirouter.roles import agent_of
+from omnirouter.viewsets import ConfigurationViewSet, split_m2m, validated
 from routing import services
 from routing.models import AgentWork, Queue, RoutingConfiguration, ServiceChannel, WorkItem
-from routing.permissions import IsAgent, IsIntake, IsIntakeOrSupervisor
-from routing.roles import agent_of
 from routing.selectors import visible_work_items, work_payload
 from routing.serializers import (
     CloseSerializer,
@@ -35,7 +36,6 @@ from routing.serializers import (
     WorkItemSerializer,
     WorkPayloadSerializer,
 )
-from routing.viewsets import ConfigurationViewSet, split_m2m, validated
 
 # --- Configuration (admins) ------------------------------------------------------------------
 

@@ -10,9 +10,16 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from omnirouter import roles
 from presence.models import Agent
-from routing import roles
-from routing.models import LIVE_STATES, AgentWork, AgentWorkState, WorkItem, WorkItemStatus
+from routing.models import (
+    LIVE_STATES,
+    AgentWork,
+    AgentWorkState,
+    Queue,
+    WorkItem,
+    WorkItemStatus,
+)
 
 
 def work_payload(work: AgentWork) -> dict[str, Any]:
@@ -122,7 +129,16 @@ def visible_work_items(user: Any) -> QuerySet[WorkItem]:
     queues they supervise; intake clients those they created."""
     if roles.is_admin(user):
         return WorkItem.objects.all()
-    visible = Q(queue__in=roles.supervised_queues(user))
+    visible = Q(queue__in=supervised_queues(user))
     if roles.is_intake(user):
         visible |= Q(created_by=user)
     return WorkItem.objects.filter(visible)
+
+
+def supervised_queues(user: Any) -> QuerySet[Queue]:
+    """Queues the user may watch and act on: all for admins, their own for supervisors."""
+    if roles.is_admin(user):
+        return Queue.objects.all()
+    if roles.in_group(user, roles.SUPERVISOR):
+        return Queue.objects.filter(supervisors=user)
+    return Queue.objects.none()

@@ -14,11 +14,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from omnirouter.permissions import IsSupervisor
+from omnirouter.viewsets import validated
 from presence.serializers import PresencePayloadSerializer
-from routing.permissions import IsSupervisor
 from routing.selectors import presence_payloads, work_payload
 from routing.serializers import WorkPayloadSerializer
-from routing.viewsets import validated
 from supervisor import services
 from supervisor.selectors import history, parse_since, snapshot
 

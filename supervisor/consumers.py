@@ -36,9 +36,9 @@ from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from omnirouter import realtime
+from omnirouter import realtime, roles
 from omnirouter.ws_locale import language_of
-from routing import roles
+from routing.selectors import supervised_queues
 from supervisor.selectors import build_snapshot, scope_for
 
 logger = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def _supervised_queue_ids(user: Any) -> list[int] | None:
     """The user's queue ids, or None when they are neither supervisor nor admin."""
     if not roles.is_supervisor(user):
         return None
-    return list(roles.supervised_queues(user).values_list("id", flat=True))
+    return list(supervised_queues(user).values_list("id", flat=True))
 
 
 # (queue ids, sees all agents, language) -> (monotonic time computed, snapshot). Only read and

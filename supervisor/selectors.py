@@ -50,8 +50,9 @@ from django.db.models.lookups import GreaterThan, LessThanOrEqual
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from omnirouter.errors import DomainError, NotFound
+from omnirouter.roles import is_admin
 from presence.models import Agent, PresenceStatus
-from routing.errors import NotFound, RoutingError
 from routing.models import (
     LIVE_STATES,
     AgentWork,
@@ -61,7 +62,7 @@ from routing.models import (
     WorkItem,
     WorkItemStatus,
 )
-from routing.roles import is_admin, supervised_queues
+from routing.selectors import supervised_queues
 from supervisor.models import QueueSample
 
 # --- Scope and time ----------------------------------------------------------------------------
@@ -625,15 +626,15 @@ def parse_since(raw: str | None, now: datetime) -> datetime:
     try:
         since = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "+"))
     except ValueError:
-        raise RoutingError(
+        raise DomainError(
             _("since must be an ISO 8601 date and time, e.g. 2026-01-31T08:00:00Z."), "since"
         ) from None
     if timezone.is_naive(since):
         since = timezone.make_aware(since, timezone.get_default_timezone())
     if since > now:
-        raise RoutingError(_("since must not be in the future."), "since")
+        raise DomainError(_("since must not be in the future."), "since")
     if since < now - timedelta(hours=max_hours):
-        raise RoutingError(
+        raise DomainError(
             _("since must be within the last %(hours)s hours.") % {"hours": max_hours}, "since"
         )
     return since

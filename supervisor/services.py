@@ -15,11 +15,12 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from omnirouter.errors import DomainError, Forbidden, NotFound
+from omnirouter.roles import is_admin, is_supervisor
 from presence.models import Agent, PresenceStatus
 from routing import services as routing_services
-from routing.errors import Forbidden, NotFound, RoutingError
 from routing.models import AgentWork, Queue, QueueMembership, WorkItem
-from routing.roles import is_admin, is_supervisor, supervised_queues
+from routing.selectors import supervised_queues
 from supervisor.models import QueueSample
 from supervisor.selectors import all_queues_scope, queue_metrics
 
@@ -103,7 +104,7 @@ def supervisor_set_presence(
     if status_id is not None:
         status = PresenceStatus.objects.filter(pk=status_id).first()
         if status is None:
-            raise RoutingError(_("No presence status %(id)s.") % {"id": status_id}, "status")
+            raise DomainError(_("No presence status %(id)s.") % {"id": status_id}, "status")
     return routing_services.set_presence(
         agent=agent, status=status, now=now, actor=actor, check_allowed=False
     )
@@ -121,7 +122,7 @@ def supervisor_move_item(
             raise Forbidden(_("You do not supervise queue %(id)s.") % {"id": queue_id}, "forbidden")
         raise NotFound(_("No queue %(id)s.") % {"id": queue_id}, "queue")
     if target.pk == item.queue_id:
-        raise RoutingError(_("The item is already in that queue."), "same_queue")
+        raise DomainError(_("The item is already in that queue."), "same_queue")
     return routing_services.move_item(item_id=item.pk, queue=target, actor=actor, now=now)
 
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from routing import roles
+from omnirouter import roles
 from supervisor.selectors import build_snapshot, presence_choices, scope_for
 
 

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from rest_framework.test import APIClient
 
-from routing import roles
+from omnirouter import roles
 
 PASSWORD = "role-pass-123"
 

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from messaging import services
 from messaging.models import Case, Conversation, Customer
+from omnirouter.errors import Conflict, DomainError, Forbidden
 from routing import services as routing
-from routing.errors import Conflict, Forbidden, RoutingError
 from routing.models import AgentWork, WorkItem
 from tests.messaging.conftest import post_meta, post_twilio, sms_params, whatsapp_payload
 
@@ -76,7 +76,7 @@ def test_merge_joins_histories(world, client):
     # and merging again is refused with a reason
     with pytest.raises(Conflict, match="already merged"):
         services.merge_customers(survivor=survivor, other=psid, actor=actor)
-    with pytest.raises(RoutingError, match="itself"):
+    with pytest.raises(DomainError, match="itself"):
         services.merge_customers(survivor=survivor, other=survivor, actor=actor)
 
 
@@ -132,7 +132,7 @@ def test_only_the_holding_agent_may_reply_or_close(world, client):
         services.send_reply(conversation_id=conversation.pk, agent=bob, text="Not mine")
     with pytest.raises(Forbidden):
         services.close_conversation(conversation_id=conversation.pk, by="agent", agent=bob)
-    with pytest.raises(RoutingError, match="Write a message first"):
+    with pytest.raises(DomainError, match="Write a message first"):
         services.send_reply(conversation_id=conversation.pk, agent=alice, text="   ")
     assert conversation.messages.filter(direction="out").count() == 0
 
@@ -243,6 +243,6 @@ def test_open_case_routes_it_on_the_case_channel(world):
     assert item.payload["case_id"] == case.pk
     assert item.record == case
     assert customer.identities.get().value == "ana@example.com"
-    with pytest.raises(RoutingError, match="subject"):
+    with pytest.raises(DomainError, match="subject"):
         services.open_case(subject=" ", customer=customer, origin="api")
     assert Case.objects.count() == 1

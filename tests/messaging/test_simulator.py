@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from messaging.demo import seed_messaging_demo
+from demo.inbound import simulate_inbound
+from demo.messaging_seed import seed_messaging_demo
 from messaging.models import ChannelAccount, Conversation
-from messaging.simulator import simulate_inbound
 from tests.factories import QueueFactory, ServiceChannelFactory
 
 

@@ -8,8 +8,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 
+from omnirouter import roles
 from presence.models import Agent, DeclineReason, PresenceConfiguration, PresenceStatus
-from routing import roles
 from routing.models import Queue, ServiceChannel
 from tests.factories import (
     PresenceConfigurationFactory,

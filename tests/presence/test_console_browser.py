@@ -21,8 +21,8 @@ from django.contrib.auth.models import Group
 from playwright.sync_api import Page, expect
 from rest_framework.authtoken.models import Token
 
+from omnirouter import roles
 from presence.models import Agent, DeclineReason, PresenceStatus
-from routing import roles
 from routing.models import AgentWork, Queue, ServiceChannel, WorkItem
 from tests.factories import (
     PresenceConfigurationFactory,

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from routing import roles
+from omnirouter import roles
 
 pytestmark = pytest.mark.django_db
 

@@ -18,8 +18,9 @@ from drf_spectacular.validation import validate_schema
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from omnirouter import roles
 from presence.models import Agent
-from routing import roles, services
+from routing import services
 from routing.models import (
     AgentWork,
     AgentWorkState,

@@ -15,9 +15,9 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
+from omnirouter.errors import DomainError
 from presence.models import Agent
 from routing import services
-from routing.errors import RoutingError
 from routing.models import AgentWork, WorkItem
 from tests.factories import (
     PresenceConfigurationFactory,
@@ -178,14 +178,14 @@ def test_routers_and_agents_acting_at_once_keep_every_invariant(backlog):
                         services.decline_work(work_id=work.pk, agent=agent, reason="busy")
                 else:
                     services.close_work(work_id=work.pk, agent=agent)
-            except RoutingError:
+            except DomainError:
                 pass  # lost a race to a cancel or another action: that is the rule working
 
     def canceller():
         rng = random.Random(99)
         for item in rng.sample(items, 60):
             # Losing a race to an accept is the rule working.
-            with contextlib.suppress(RoutingError):
+            with contextlib.suppress(DomainError):
                 services.cancel_work_item(item_id=item.pk)
 
     def actors():

@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from omnirouter.errors import Conflict, DomainError, NotFound
 from presence.models import Agent
 from routing import services
-from routing.errors import Conflict, NotFound, RoutingError
 from routing.models import AgentWork, WorkItem
 from tests.factories import (
     PresenceConfigurationFactory,
@@ -289,9 +289,9 @@ def test_decline_rules_of_the_presence_configuration(world):
     enqueue(world.vip, world.chat, "b", now=at(0))
     route(1)
 
-    with pytest.raises(RoutingError, match="reason is required"):
+    with pytest.raises(DomainError, match="reason is required"):
         services.decline_work(work_id=AgentWork.objects.get(agent=ann).pk, agent=ann, now=at(2))
-    with pytest.raises(RoutingError, match="does not allow"):
+    with pytest.raises(DomainError, match="does not allow"):
         services.decline_work(work_id=AgentWork.objects.get(agent=bob).pk, agent=bob, now=at(2))
     assert AgentWork.objects.filter(state="pushed").count() == 2
 

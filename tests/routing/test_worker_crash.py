@@ -34,16 +34,17 @@ WORKER = textwrap.dedent(
     import os, sys, time
     import django
     django.setup()
-    from routing import services, tasks
+    from routing import tasks
+    from routing.services import offers
 
-    original = services._write_offers
+    original = offers.write_offers
 
     def write_then_hang(*args, **kwargs):
         original(*args, **kwargs)
         print("OFFERS-WRITTEN", flush=True)
         time.sleep(600)
 
-    services._write_offers = write_then_hang
+    offers.write_offers = write_then_hang
     tasks.route.run()
     """
 )

@@ -21,8 +21,9 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 from rest_framework.authtoken.models import Token
 
+from omnirouter import roles
 from presence.models import Agent
-from routing import roles, services
+from routing import services
 from routing.models import ActionLog, AgentWork
 from supervisor.services import record_queue_samples
 from tests.factories import make_agent

@@ -1,4 +1,4 @@
-"""API permissions by role (see ``routing.roles``), each refusing with a message that says why.
+"""API permissions by role (see ``omnirouter.roles``), each refusing with a message that says why.
 
 Anonymous requests are refused by DRF before these messages matter: 401 with a
 ``WWW-Authenticate: Token`` challenge, because token authentication comes first in settings.
@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from routing import roles
+from omnirouter import roles
 
 
 class _RolePermission(BasePermission):

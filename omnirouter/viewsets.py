@@ -8,8 +8,8 @@ from django.db import models
 from rest_framework import viewsets
 from rest_framework.serializers import BaseSerializer
 
-from routing import services
-from routing.permissions import IsAdmin
+from omnirouter.configuration import delete_configuration, save_configuration
+from omnirouter.permissions import IsAdmin
 
 
 def split_m2m(model: type[models.Model], data: dict[str, Any]) -> tuple[dict, dict]:
@@ -35,11 +35,11 @@ class ConfigurationViewSet(viewsets.ModelViewSet):
         serializer.instance = self.update_object(serializer.instance, serializer.validated_data)
 
     def perform_destroy(self, instance: models.Model) -> None:
-        services.delete_configuration(instance=instance)
+        delete_configuration(instance=instance)
 
     def create_object(self, instance: models.Model, data: dict[str, Any]) -> models.Model:
         plain, m2m = split_m2m(type(instance), data)
-        return services.save_configuration(instance=instance, changes=plain, m2m=m2m)
+        return save_configuration(instance=instance, changes=plain, m2m=m2m)
 
     def update_object(self, instance: models.Model, data: dict[str, Any]) -> models.Model:
         return self.create_object(instance, data)

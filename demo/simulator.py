@@ -2,7 +2,7 @@
 
 Cases, leads and social posts are enqueued through ``routing.services.enqueue_work``; messaging
 traffic goes through the messaging app's inbound path when it offers one
-(``messaging.simulator.simulate_inbound``), so conversations, customers and the bot run as for
+(``demo.inbound.simulate_inbound``), so conversations, customers and the bot run as for
 real messages.
 """
 
@@ -120,7 +120,7 @@ def create_one(rng: random.Random) -> None:
     subject = rng.choice(SUBJECTS[kind])
     if kind in ("chat", "messaging"):
         try:
-            from messaging.simulator import simulate_inbound
+            from demo.inbound import simulate_inbound
         except ImportError:
             simulate_inbound = None
         if simulate_inbound is not None:

@@ -17,9 +17,9 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from omnirouter import roles
 from presence.models import Agent, DeclineReason, PresenceConfiguration, PresenceStatus
 from presence.services import create_agent
-from routing import roles
 from routing.models import Queue, RoutingConfiguration, ServiceChannel
 
 CHANNELS = [

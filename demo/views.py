@@ -1,4 +1,5 @@
-"""Demo page of the embedded run: what to try, and the traffic simulator switch."""
+"""Pages of the embedded demo: what to try, the traffic simulator switch, and a shop page of a
+customer's website with the web-chat widget embedded."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from routing import roles, simulator
+from demo import simulator
+from messaging.models import AccountKind, ChannelAccount
+from omnirouter import roles
 
 
 @login_required
@@ -37,7 +40,7 @@ def demo(request: HttpRequest) -> HttpResponse:
         return redirect("demo")
     return render(
         request,
-        "routing/demo.html",
+        "demo/demo.html",
         {
             "embedded": embedded,
             "simulator": simulator.status(),
@@ -46,10 +49,9 @@ def demo(request: HttpRequest) -> HttpResponse:
     )
 
 
-def healthz(request: HttpRequest) -> HttpResponse:
-    """Liveness and readiness for load balancers and compose: the database answers."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return HttpResponse("ok", content_type="text/plain")
+def demo_shop(request: HttpRequest) -> HttpResponse:
+    """A shop page of a customer's website, with the web-chat widget embedded by one tag."""
+    accounts = ChannelAccount.objects.filter(kind=AccountKind.WEBCHAT, active=True)
+    key = request.GET.get("account")
+    account = (accounts.filter(public_key=key) if key else accounts).order_by("pk").first()
+    return render(request, "demo/shop.html", {"account": account})

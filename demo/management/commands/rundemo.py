@@ -28,9 +28,11 @@ class Command(BaseCommand):
                 "rundemo runs the routing loop in-process; unset REDIS_URL / set "
                 "ROUTING_MODE=embedded (production runs Celery workers and beat instead)."
             )
-        from messaging import demo as messaging_demo
+        from demo import messaging_seed as messaging_demo
+        from demo import seed as demo
+        from demo import simulator
         from messaging import runner as messaging_runner
-        from routing import demo, runner, simulator
+        from routing import runner
 
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)

@@ -22,7 +22,8 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.test import RequestFactory
 
-from messaging import demo, services, webhooks
+from demo import messaging_seed as demo
+from messaging import services, webhooks
 from messaging.models import AccountKind, ChannelAccount, Conversation, Message
 
 KINDS = ("sms", "whatsapp", "messenger", "webchat")

@@ -1,0 +1,62 @@
+"""Routing services: every write to work items and agent work goes through these functions.
+
+One module per concern; this package re-exports their public verbs, so callers write
+``from routing import services`` and ``services.accept_work(...)``.
+
+- ``intake``: enqueue and cancel items.
+- ``routing_pass`` and ``offers``: match waiting items to agents and write the offers.
+- ``work``: an agent's accept, decline, close, transfer.
+- ``presence``: status changes, console liveness, capacity from the presence configuration.
+- ``supervision``: a supervisor's move and push.
+- ``sweep``: the periodic safety net.
+- ``configuration``: edits that change how live work routes.
+- ``locks``, ``transitions``, ``events``: what the others share (lock order, state changes,
+  after-commit events).
+
+Lock order, everywhere, so no two transactions wait on each other in a cycle:
+    routing pass lock -> agent rows (by id) -> agent work rows -> work item rows.
+Item claims use ``SKIP LOCKED``: a pass never waits on an item another transaction holds.
+Side effects (pushes to consoles, routing requests) leave only after commit.
+"""
+
+from omnirouter.configuration import delete_configuration, save_configuration
+from routing.services.configuration import (
+    release_uncovered_offers,
+    save_queue,
+    sync_queue_items,
+    update_presence_status,
+    update_routing_config,
+)
+from routing.services.intake import cancel_work_item, enqueue_work
+from routing.services.presence import apply_presence_config, set_presence, touch_console
+from routing.services.routing_pass import PassResult, route_waiting_work
+from routing.services.supervision import move_item, push_item_to_agent
+from routing.services.sweep import expire_lost_consoles, expire_offers, reconcile_capacity, sweep
+from routing.services.work import accept_work, close_work, decline_work, transfer_work
+
+__all__ = [
+    "PassResult",
+    "accept_work",
+    "apply_presence_config",
+    "cancel_work_item",
+    "close_work",
+    "decline_work",
+    "delete_configuration",
+    "enqueue_work",
+    "expire_lost_consoles",
+    "expire_offers",
+    "move_item",
+    "push_item_to_agent",
+    "reconcile_capacity",
+    "release_uncovered_offers",
+    "route_waiting_work",
+    "save_configuration",
+    "save_queue",
+    "set_presence",
+    "sweep",
+    "sync_queue_items",
+    "touch_console",
+    "transfer_work",
+    "update_presence_status",
+    "update_routing_config",
+]

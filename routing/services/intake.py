@@ -1,0 +1,115 @@
+"""Intake: new work items enter their queue; canceled ones leave it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.contenttypes.models import ContentType
+from django.db import models, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from omnirouter.errors import Conflict, DomainError
+from presence.models import Agent
+from routing.dispatch import request_routing
+from routing.models import (
+    AgentWorkState,
+    Queue,
+    ServiceChannel,
+    WorkItem,
+    WorkItemStatus,
+)
+from routing.services.events import queue_changed
+from routing.services.locks import (
+    lock_item_and_live_work,
+    retry_if_live_work_moved,
+)
+from routing.services.transitions import end_work, size_from
+
+logger = logging.getLogger(__name__)
+
+
+def enqueue_work(
+    *,
+    queue: Queue,
+    channel: ServiceChannel,
+    subject: str,
+    priority: int = 5,
+    payload: dict[str, Any] | None = None,
+    record: models.Model | None = None,
+    created_by: AbstractBaseUser | None = None,
+    preferred_agent: Agent | None = None,
+    preferred_for: timedelta | None = None,
+    now: datetime | None = None,
+) -> WorkItem:
+    """Create a waiting work item in ``queue``.
+
+    Size comes from the queue's routing configuration (units or a percentage of capacity), else
+    the channel's default. Side effects: a routing pass is requested and the queue's supervisors
+    are told, both after commit.
+    """
+    now = now or timezone.now()
+    if not 1 <= priority <= 10:
+        raise DomainError(_("Priority must be between 1 (most urgent) and 10."), "priority")
+    config = queue.routing_config
+    size_units, size_percent = size_from(config, channel)
+    item = WorkItem(
+        queue=queue,
+        channel=channel,
+        subject=subject,
+        priority=priority,
+        payload=payload or {},
+        routing_priority=config.routing_priority,
+        size_units=size_units,
+        size_percent=size_percent,
+        created_at=now,
+        enqueued_at=now,
+        created_by=created_by if created_by and created_by.is_authenticated else None,
+        preferred_agent=preferred_agent,
+        preferred_until=now + preferred_for if preferred_agent and preferred_for else None,
+    )
+    if record is not None:
+        item.record_type = ContentType.objects.get_for_model(record)
+        item.record_id = str(record.pk)
+    with transaction.atomic():
+        item.save()
+        queue_changed(queue.pk)
+        request_routing()
+    return item
+
+
+def cancel_work_item(*, item_id: int, now: datetime | None = None) -> WorkItem:
+    """Cancel an item that is waiting or offered (the customer left, the case was withdrawn).
+
+    A pending offer is withdrawn and its capacity freed. Assigned items are the agent's to close.
+    """
+    now = now or timezone.now()
+    return retry_if_live_work_moved(lambda: _cancel_work_item(item_id, now), item_id)
+
+
+def _cancel_work_item(item_id: int, now: datetime) -> WorkItem:
+    with transaction.atomic():
+        item, live = lock_item_and_live_work(item_id)
+        if item.status in (WorkItemStatus.CLOSED, WorkItemStatus.CANCELED):
+            raise Conflict(
+                _("Item %(id)s has already ended (%(status)s).")
+                % {"id": item_id, "status": item.get_status_display()},
+                "ended",
+            )
+        if item.status == WorkItemStatus.ASSIGNED:
+            raise Conflict(
+                _("Item %(id)s is assigned to an agent; the agent closes it.") % {"id": item_id},
+                "assigned",
+            )
+        if live is not None:
+            end_work(live, AgentWorkState.CANCELED, now=now, note="Item canceled.")
+        item.status = WorkItemStatus.CANCELED
+        item.ended_at = now
+        item.save(update_fields=["status", "ended_at"])
+        queue_changed(item.queue_id)
+        if live is not None:
+            request_routing()
+    return item

@@ -1,0 +1,114 @@
+"""Presence: status changes (which move offers), console liveness, capacity from the presence
+configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import (
+    F,
+    Q,
+    Value,
+)
+from django.db.models.functions import Greatest
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from omnirouter import realtime
+from omnirouter.errors import DomainError
+from presence.models import Agent, PresenceStatus
+from routing.dispatch import request_routing
+from routing.models import (
+    ActionLog,
+)
+from routing.services.events import presence_message
+from routing.services.locks import (
+    lock_agents,
+)
+from routing.services.transitions import apply_status
+
+logger = logging.getLogger(__name__)
+
+
+def set_presence(
+    *,
+    agent: Agent,
+    status: PresenceStatus | None,
+    now: datetime | None = None,
+    actor: AbstractBaseUser | None = None,
+    check_allowed: bool = True,
+) -> Agent:
+    """Change an agent's presence status (``None`` is offline).
+
+    Offers for channels the new status does not cover go back to their queues (accepted work
+    stays). Going online requests a routing pass. ``actor`` other than the agent is logged.
+    """
+    now = now or timezone.now()
+    if status is not None and check_allowed:
+        allowed = agent.presence_config.allowed_statuses.all()
+        if allowed.exists() and not allowed.filter(pk=status.pk).exists():
+            raise DomainError(
+                _("Status '%(status)s' is not available to you.") % {"status": status.name},
+                "status",
+            )
+    with transaction.atomic():
+        lock_agents([agent.pk])
+        apply_status(agent.pk, status.pk if status else None, now=now)
+        if actor is not None and getattr(actor, "pk", None) != agent.user_id:
+            ActionLog.objects.create(
+                at=now,
+                actor=actor,
+                verb="set_presence",
+                agent=agent,
+                detail={"status": status.name if status else None},
+            )
+    agent.refresh_from_db()
+    return agent
+
+
+def touch_console(*, agent: Agent, now: datetime | None = None) -> None:
+    """Record that the agent's console is alive (on connect and on each heartbeat)."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
+    was_stale = Agent.objects.filter(
+        Q(console_seen_at__lt=now - grace) | Q(console_seen_at__isnull=True),
+        pk=agent.pk,
+        status__is_online=True,
+    ).exists()
+    Agent.objects.filter(pk=agent.pk).update(console_seen_at=now)
+    if was_stale:
+        request_routing()
+
+
+def apply_presence_config(
+    *, agent_ids: Sequence[int] | None = None, config_id: int | None = None
+) -> int:
+    """Bring agents' capacity in line with their presence configuration (after an admin edit).
+
+    Capacity in force never drops below what an agent holds; it settles as work closes.
+    """
+    qs = Agent.objects.all()
+    if agent_ids is not None:
+        qs = qs.filter(id__in=agent_ids)
+    if config_id is not None:
+        qs = qs.filter(presence_config_id=config_id)
+    with transaction.atomic():
+        ids = lock_agents(list(qs.values_list("id", flat=True)))
+        changed = 0
+        for agent in Agent.objects.filter(id__in=ids).select_related("presence_config"):
+            new = agent.presence_config.capacity
+            if agent.configured_capacity != new or agent.capacity != max(new, agent.used_capacity):
+                Agent.objects.filter(pk=agent.pk).update(
+                    configured_capacity=new, capacity=Greatest(Value(new), F("used_capacity"))
+                )
+                realtime.publish(*presence_message(agent.pk))
+                changed += 1
+        if changed:
+            request_routing()
+    return changed

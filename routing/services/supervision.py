@@ -1,0 +1,132 @@
+"""Supervisors' actions on items: move to another queue, push to a chosen agent. Scope checks
+are the caller's (``supervisor.services``); these record the actor in ``ActionLog``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import (
+    F,
+)
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from omnirouter import realtime
+from omnirouter.errors import Conflict
+from presence.models import Agent
+from routing.dispatch import request_routing
+from routing.models import (
+    ActionLog,
+    AgentWork,
+    AgentWorkState,
+    Queue,
+    WorkItem,
+    WorkItemStatus,
+)
+from routing.selectors import work_payload
+from routing.services.events import presence_message, queue_changed
+from routing.services.locks import (
+    lock_agents,
+    lock_item,
+    lock_item_and_live_work,
+    retry_if_live_work_moved,
+)
+from routing.services.transitions import end_work, requeue
+
+logger = logging.getLogger(__name__)
+
+
+def move_item(
+    *, item_id: int, queue: Queue, actor: AbstractBaseUser, now: datetime | None = None
+) -> WorkItem:
+    """Move a waiting (or offered) item to another queue; a pending offer is withdrawn."""
+    now = now or timezone.now()
+    return retry_if_live_work_moved(lambda: _move_item(item_id, queue, actor, now), item_id)
+
+
+def _move_item(item_id: int, queue: Queue, actor: AbstractBaseUser, now: datetime) -> WorkItem:
+    with transaction.atomic():
+        item, live = lock_item_and_live_work(item_id)
+        if item.status not in (WorkItemStatus.WAITING, WorkItemStatus.OFFERED):
+            raise Conflict(_("Only waiting or offered items can be moved."), item.status)
+        if live is not None:
+            end_work(live, AgentWorkState.CANCELED, now=now, note="Moved by a supervisor.")
+        old_queue = item.queue_id
+        requeue(item_id, queue, now=now, keep_age=True)
+        ActionLog.objects.create(
+            at=now,
+            actor=actor,
+            verb="move_item",
+            item_id=item_id,
+            detail={"from_queue": old_queue, "to_queue": queue.pk},
+        )
+        queue_changed(old_queue)
+        request_routing()
+    item.refresh_from_db()
+    return item
+
+
+def push_item_to_agent(
+    *, item_id: int, agent: Agent, actor: AbstractBaseUser, now: datetime | None = None
+) -> AgentWork:
+    """Offer a waiting item to a chosen agent, past the routing model (capacity still holds)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        lock_agents([agent.pk])
+        item = lock_item(item_id)
+        if item.status != WorkItemStatus.WAITING:
+            raise Conflict(_("Only waiting items can be pushed to an agent."), item.status)
+        fresh = Agent.objects.select_related("status", "presence_config").get(pk=agent.pk)
+        if fresh.status is None or not fresh.status.is_online:
+            raise Conflict(_("%(agent)s is not online.") % {"agent": fresh}, "offline")
+        units = item.units_for(fresh.capacity)
+        if fresh.spare_capacity < units:
+            raise Conflict(
+                _("%(agent)s has %(spare)s spare units; this item needs %(units)s.")
+                % {"agent": fresh, "spare": fresh.spare_capacity, "units": units},
+                "no_capacity",
+            )
+        config = item.queue.routing_config
+        is_auto = fresh.presence_config.auto_accept
+        work = AgentWork.objects.create(
+            item=item,
+            agent=fresh,
+            queue_id=item.queue_id,
+            channel_id=item.channel_id,
+            state=AgentWorkState.OPENED if is_auto else AgentWorkState.PUSHED,
+            units=units,
+            pushed_at=now,
+            enqueued_at=item.enqueued_at,
+            expires_at=None if is_auto else now + timedelta(seconds=config.push_timeout_seconds),
+            opened_at=now if is_auto else None,
+            auto_accepted=is_auto,
+            routing_reason={
+                "rule": "supervisor",
+                "actor": getattr(actor, "username", ""),
+                "text": f"Pushed by supervisor {getattr(actor, 'username', '')}.",
+            },
+        )
+        WorkItem.objects.filter(pk=item.pk).update(
+            status=WorkItemStatus.ASSIGNED if is_auto else WorkItemStatus.OFFERED
+        )
+        Agent.objects.filter(pk=fresh.pk).update(
+            used_capacity=F("used_capacity") + units,
+            open_count=F("open_count") + 1,
+            last_assigned_at=now,
+        )
+        ActionLog.objects.create(
+            at=now,
+            actor=actor,
+            verb="push_item",
+            item=item,
+            agent=fresh,
+            detail={"work_id": work.pk},
+        )
+        realtime.publish(realtime.agent_group(fresh.pk), realtime.OFFER, work_payload(work))
+        realtime.publish(*presence_message(fresh.pk))
+        queue_changed(item.queue_id)
+    return work

@@ -1,0 +1,123 @@
+"""The state changes several services share: end an agent work (freeing capacity), put an item
+back in line, requeue it in another queue, apply a presence status. Callers hold the locks.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db.models import (
+    F,
+)
+from django.db.models.functions import Greatest
+
+from omnirouter import realtime
+from presence.models import Agent, PresenceStatus
+from routing.dispatch import request_routing
+from routing.models import (
+    LIVE_STATES,
+    AgentWork,
+    AgentWorkState,
+    Queue,
+    QueueMembership,
+    ServiceChannel,
+    WorkItem,
+    WorkItemStatus,
+)
+from routing.services.events import presence_message, queue_changed, work_changed
+
+logger = logging.getLogger(__name__)
+
+
+def size_from(config: Any, channel: ServiceChannel) -> tuple[int | None, int | None]:
+    if config.size_units:
+        return config.size_units, None
+    if config.size_percent:
+        return None, config.size_percent
+    return channel.default_size_units, None
+
+
+def end_work(
+    work: AgentWork, state: str, *, now: datetime, reason: str = "", note: str = ""
+) -> None:
+    """End a live agent work and free the agent's capacity (agent row already locked)."""
+    was = work.state
+    AgentWork.objects.filter(pk=work.pk).update(
+        state=state, ended_at=now, decline_reason=reason, end_note=note
+    )
+    work.state, work.ended_at, work.decline_reason, work.end_note = state, now, reason, note
+    if was in LIVE_STATES:
+        Agent.objects.filter(pk=work.agent_id).update(
+            used_capacity=F("used_capacity") - work.units,
+            open_count=F("open_count") - 1,
+            capacity=Greatest(F("configured_capacity"), F("used_capacity") - work.units),
+        )
+        realtime.publish(*presence_message(work.agent_id))
+    work_changed(work)
+
+
+def return_item(item_id: int) -> None:
+    """Put an item back in line: it keeps its place (its original time in queue)."""
+    WorkItem.objects.filter(
+        id=item_id, status__in=[WorkItemStatus.OFFERED, WorkItemStatus.ASSIGNED]
+    ).update(status=WorkItemStatus.WAITING)
+    queue_id = WorkItem.objects.filter(id=item_id).values_list("queue_id", flat=True).first()
+    if queue_id:
+        queue_changed(queue_id)
+
+
+def requeue(item_id: int, queue: Queue, *, now: datetime, keep_age: bool = False) -> None:
+    config = queue.routing_config
+    item = WorkItem.objects.select_related("channel").get(pk=item_id)
+    size_units, size_percent = size_from(config, item.channel)
+    item.queue = queue
+    item.status = WorkItemStatus.WAITING
+    item.routing_priority = config.routing_priority
+    item.size_units, item.size_percent = size_units, size_percent
+    if not keep_age:
+        item.enqueued_at = now
+    item.save(
+        update_fields=[
+            "queue",
+            "status",
+            "routing_priority",
+            "size_units",
+            "size_percent",
+            "enqueued_at",
+        ]
+    )
+    queue_changed(queue.pk)
+
+
+def apply_status(agent_id: int, status_id: int | None, *, now: datetime) -> None:
+    """Set the status (agent row locked) and return offers the new status no longer covers."""
+    Agent.objects.filter(pk=agent_id).update(status_id=status_id, status_changed_at=now)
+    status = PresenceStatus.objects.filter(pk=status_id).first() if status_id else None
+    keep_channels: set[int] = set()
+    if status is not None and status.is_online:
+        keep_channels = set(status.channels.values_list("id", flat=True))
+    stranded = list(
+        AgentWork.objects.select_for_update(of=("self",))
+        .filter(agent_id=agent_id, state=AgentWorkState.PUSHED)
+        .exclude(channel_id__in=keep_channels)
+        .order_by("id")
+    )
+    for work in stranded:
+        end_work(
+            work,
+            AgentWorkState.CANCELED,
+            now=now,
+            note="Returned to queue: agent no longer available for this channel.",
+        )
+        return_item(work.item_id)
+    realtime.publish(*presence_message(agent_id))
+    # Supervisors listen to queue groups, not to each agent: a status change shows on the
+    # dashboards of every queue the agent serves (they coalesce these into one refresh).
+    for queue_id in QueueMembership.objects.filter(agent_id=agent_id).values_list(
+        "queue_id", flat=True
+    ):
+        queue_changed(queue_id)
+    if stranded or (status is not None and status.is_online):
+        request_routing()

@@ -1,0 +1,127 @@
+"""An agent's actions on their offers and work: accept, decline, close, transfer."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from omnirouter.errors import Conflict, DomainError, Forbidden
+from presence.models import Agent
+from routing.dispatch import request_routing
+from routing.models import (
+    AgentWork,
+    AgentWorkState,
+    Queue,
+    WorkItem,
+    WorkItemStatus,
+)
+from routing.services.events import work_changed
+from routing.services.locks import (
+    get_own_work,
+    lock_own_work_in_state,
+)
+from routing.services.transitions import apply_status, end_work, requeue, return_item
+
+logger = logging.getLogger(__name__)
+
+
+def accept_work(*, work_id: int, agent: Agent, now: datetime | None = None) -> AgentWork:
+    """Accept a pushed offer: a compare-and-set on (still pushed, not expired, this agent).
+
+    A duplicate or late accept changes nothing and raises ``Conflict`` saying why.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        changed = AgentWork.objects.filter(
+            id=work_id, agent=agent, state=AgentWorkState.PUSHED, expires_at__gt=now
+        ).update(state=AgentWorkState.OPENED, opened_at=now)
+        work = get_own_work(work_id, agent)
+        if not changed:
+            if work.state == AgentWorkState.OPENED:
+                raise Conflict(_("You have already accepted this work."), "already_accepted")
+            if work.state == AgentWorkState.PUSHED:
+                raise Conflict(_("This offer has timed out."), "expired")
+            raise Conflict(
+                _("This offer is no longer open (%(state)s).")
+                % {"state": work.get_state_display()},
+                work.state,
+            )
+        WorkItem.objects.filter(id=work.item_id).update(status=WorkItemStatus.ASSIGNED)
+        work_changed(work)
+    return work
+
+
+def decline_work(
+    *, work_id: int, agent: Agent, reason: str = "", now: datetime | None = None
+) -> AgentWork:
+    """Decline a pushed offer. The item goes back in line with its original age, to be offered to
+    someone else; the agent's status changes if their presence configuration says so."""
+    now = now or timezone.now()
+    config = agent.presence_config
+    if not config.allow_decline:
+        raise Forbidden(
+            _("Your presence configuration does not allow declining work."), "no_decline"
+        )
+    reason = (reason or "").strip()
+    if config.require_decline_reason and not reason:
+        raise DomainError(_("A reason is required to decline this work."), "reason_required")
+    allowed = list(config.decline_reasons.filter(active=True).values_list("label", flat=True))
+    if reason and allowed and reason not in allowed:
+        raise DomainError(
+            _("Unknown decline reason. Choose one of: %(reasons)s.")
+            % {"reasons": ", ".join(allowed)},
+            "reason",
+        )
+    with transaction.atomic():
+        work = lock_own_work_in_state(
+            work_id,
+            agent,
+            AgentWorkState.PUSHED,
+            _("This work can no longer be declined (%(state)s)."),
+        )
+        end_work(work, AgentWorkState.DECLINED, now=now, reason=reason)
+        return_item(work.item_id)
+        if config.status_after_decline_id:
+            apply_status(agent.pk, config.status_after_decline_id, now=now)
+        request_routing()
+    return work
+
+
+def close_work(
+    *, work_id: int, agent: Agent, note: str = "", now: datetime | None = None
+) -> AgentWork:
+    """Close accepted work: the item is done, the agent's capacity is freed."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        work = lock_own_work_in_state(
+            work_id,
+            agent,
+            AgentWorkState.OPENED,
+            _("Only accepted work can be closed (%(state)s)."),
+        )
+        end_work(work, AgentWorkState.CLOSED, now=now, note=note)
+        WorkItem.objects.filter(id=work.item_id).update(status=WorkItemStatus.CLOSED, ended_at=now)
+        request_routing()
+    return work
+
+
+def transfer_work(
+    *, work_id: int, agent: Agent, queue: Queue, note: str = "", now: datetime | None = None
+) -> AgentWork:
+    """Hand accepted work to another queue: it waits there as a new entry, routed afresh."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        work = lock_own_work_in_state(
+            work_id,
+            agent,
+            AgentWorkState.OPENED,
+            _("Only accepted work can be transferred (%(state)s)."),
+        )
+        end_work(work, AgentWorkState.TRANSFERRED, now=now, note=note or f"To {queue.name}")
+        requeue(work.item_id, queue, now=now)
+        request_routing()
+    return work
