@@ -2,9 +2,11 @@
 
 CSRF-exempt (providers cannot send our token; the signature is the authentication), fast (no
 provider calls here: replies leave through Celery), idempotent (a redelivered message is stored
-once: ``receive_inbound`` keys on the provider message id). A bad signature is answered 403 and a
-malformed body 400, and nothing is stored in either case: parsing happens before any write, and
-all events of one delivery are stored in one transaction.
+once: ``receive_inbound`` keys on the provider message id). A bad signature is answered 403 and
+nothing is stored. A signed delivery that cannot be used (malformed, an identifier too long to
+store) is a poison message: retrying it can never succeed, so it is acknowledged (200), logged
+and dropped, and the provider stops retrying it. Parsing happens before any write, and all events
+of one delivery are stored in one transaction.
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ def _store(account: ChannelAccount, events: list[InboundMessage | StatusUpdate])
                 )
 
 
+def _log_poison(account: ChannelAccount, exc: Exception) -> None:
+    logger.warning(
+        "%s webhook: signed delivery for account %s dropped as malformed: %s",
+        account.kind,
+        account.pk,
+        str(exc)[:300],
+    )
+
+
 def _public_url(request: HttpRequest) -> str:
     """The URL the provider called: what Twilio signed. Behind a proxy, Django may see another
     scheme or host; MESSAGING_PUBLIC_BASE_URL names the public one."""
@@ -79,7 +90,8 @@ def sms_webhook(request: HttpRequest, account_id: int) -> HttpResponse:
     try:
         events = sms.parse(request.POST, account)
     except MalformedPayload as exc:
-        return HttpResponse(str(exc), status=400, content_type="text/plain")
+        _log_poison(account, exc)
+        return HttpResponse(sms.EMPTY_TWIML, content_type="text/xml")
     _store(account, events)
     return HttpResponse(sms.EMPTY_TWIML, content_type="text/xml")
 
@@ -105,8 +117,11 @@ def _meta_webhook(request: HttpRequest, account: ChannelAccount, parse: Any) -> 
         return JsonResponse({"detail": "Invalid signature."}, status=403)
     try:
         events = parse(json.loads(body), account)
-    except (ValueError, MalformedPayload) as exc:  # JSONDecodeError is a ValueError
-        return JsonResponse({"detail": f"Malformed payload: {exc}"}, status=400)
+    except (ValueError, RecursionError, MalformedPayload) as exc:
+        # JSONDecodeError and MalformedPayload are ValueErrors; RecursionError is a body nested
+        # deeper than Python's parser goes.
+        _log_poison(account, exc)
+        return JsonResponse({"received": 0, "dropped": f"Malformed payload: {exc}"})
     _store(account, events)
     return JsonResponse({"received": len(events)})
 

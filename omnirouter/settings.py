@@ -166,6 +166,10 @@ ROUTING_REOFFER_COOLDOWN_SECONDS = env.int("ROUTING_REOFFER_COOLDOWN_SECONDS", d
 CONSOLE_GRACE_SECONDS = env.int("CONSOLE_GRACE_SECONDS", default=30)
 CONSOLE_HEARTBEAT_SECONDS = env.int("CONSOLE_HEARTBEAT_SECONDS", default=10)
 
+# --- Input ----------------------------------------------------------------------------------
+# JSON bodies and WebSocket frames nested deeper than this are refused (omnirouter/inputs.py).
+INPUT_MAX_JSON_DEPTH = env.int("INPUT_MAX_JSON_DEPTH", default=32)
+
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env(
     "CELERY_BROKER_URL", default=_redis_db(REDIS_URL, 0) if REDIS_URL else "memory://"
@@ -253,6 +257,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # NUL bytes and deep nesting are refused with 400 naming the field (omnirouter/inputs.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "omnirouter.inputs.SafeJSONParser",
+        "omnirouter.inputs.SafeFormParser",
+        "omnirouter.inputs.SafeMultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,

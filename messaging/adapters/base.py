@@ -10,15 +10,36 @@ from typing import Any
 import requests
 from django.conf import settings
 
+# What the records that store an inbound message can hold (CustomerIdentity.value,
+# Customer.display_name, Message.provider_message_id).
+MAX_IDENTIFIER_CHARS = 200
+
 
 @dataclass(frozen=True)
 class InboundMessage:
-    """A customer's message as a provider delivered it."""
+    """A customer's message as a provider delivered it.
+
+    Checked on creation, before anything is stored: an identifier the records cannot hold (too
+    long, a NUL byte, which PostgreSQL refuses in text) makes the delivery ``MalformedPayload``;
+    NUL bytes in the text itself are replaced, so the customer's words still arrive.
+    """
 
     sender: str  # the customer's address on the channel: phone number, WhatsApp id, PSID
     text: str
     provider_message_id: str
     sender_name: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("sender", "provider_message_id", "sender_name"):
+            value = getattr(self, name)
+            if "\x00" in value:
+                raise MalformedPayload(f"{name} contains a NUL byte.")
+            if len(value) > MAX_IDENTIFIER_CHARS:
+                raise MalformedPayload(
+                    f"{name} is {len(value)} characters long; at most {MAX_IDENTIFIER_CHARS}."
+                )
+        if "\x00" in self.text:
+            object.__setattr__(self, "text", self.text.replace("\x00", "\ufffd"))
 
 
 @dataclass(frozen=True)
@@ -31,7 +52,9 @@ class StatusUpdate:
 
 
 class MalformedPayload(ValueError):
-    """The webhook body is not what the provider sends; answered with 400, nothing stored."""
+    """The webhook body cannot be used; nothing is stored. Unsigned bodies never get this far
+    (403); a signed delivery that is malformed is acknowledged and logged, so the provider stops
+    retrying a delivery that can never succeed (see ``messaging.webhooks``)."""
 
 
 class ProviderError(Exception):

@@ -96,15 +96,49 @@ def test_replayed_delivery_is_stored_once(world, client):
     assert WorkItem.objects.count() == 1
 
 
-def test_malformed_payload_is_refused_and_nothing_is_stored(world, client):
+def test_signed_malformed_payload_is_acknowledged_and_nothing_is_stored(world, client):
+    # Retrying can never make it valid: answered so Twilio stops, logged, nothing stored.
     params = {"AccountSid": world.sms.account_sid, "From": "+15551230001", "Body": "No sid"}
 
     response = post_twilio(client, world.sms, params)
 
-    assert response.status_code == 400
-    assert response.content.decode() == "MessageSid is missing."
+    assert response.status_code == 200
     assert Message.objects.count() == 0
     assert Customer.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("From", "+1" + "5" * 400), ("From", "+1555\x000001"), ("MessageSid", "SM" + "x" * 300)],
+)
+def test_signed_sms_with_unstorable_identifier_is_acknowledged_not_500(world, client, field, value):
+    params = {
+        "AccountSid": world.sms.account_sid,
+        "MessageSid": "SMpoison",
+        "From": "+15551230001",
+        "Body": "hello",
+    }
+    params[field] = value
+
+    response = post_twilio(client, world.sms, params)
+
+    assert response.status_code == 200
+    assert Message.objects.count() == 0
+    assert Customer.objects.count() == 0
+
+
+def test_nul_byte_in_sms_text_is_replaced_and_the_message_arrives(world, client):
+    params = {
+        "AccountSid": world.sms.account_sid,
+        "MessageSid": "SMnul",
+        "From": "+15551230001",
+        "Body": "hel\x00lo",
+    }
+
+    response = post_twilio(client, world.sms, params)
+
+    assert response.status_code == 200
+    assert Message.objects.get().text == "hel\ufffdlo"
 
 
 def test_reply_is_sent_through_the_messages_api(world, client, fake_provider):

@@ -80,10 +80,11 @@ def test_bad_signature_is_403_and_nothing_is_stored(world, client):
         },
     ],
 )
-def test_malformed_payload_is_400_and_nothing_is_stored(world, client, body):
+def test_signed_malformed_payload_is_acknowledged_and_nothing_is_stored(world, client, body):
     response = post_meta(client, world.whatsapp, body)
 
-    assert response.status_code == 400
+    assert response.status_code == 200
+    assert response.json()["received"] == 0
     assert Message.objects.count() == 0
     assert Customer.objects.count() == 0
 
@@ -229,3 +230,13 @@ def test_rate_limit_is_retried_then_succeeds(world, client, fake_provider):
     assert send_outbound(reply.pk) == "sent"
     reply.refresh_from_db()
     assert (reply.status, reply.error, reply.attempts) == ("sent", "", 2)
+
+
+def test_signed_payload_nested_deeper_than_the_parser_goes_is_acknowledged(world, client):
+    body = b'{"object": "whatsapp_business_account", "entry": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+    response = post_meta(client, world.whatsapp, body)
+
+    assert response.status_code == 200
+    assert response.json()["received"] == 0
+    assert Message.objects.count() == 0

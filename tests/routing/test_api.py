@@ -193,6 +193,41 @@ def test_malformed_json_is_refused_and_nothing_is_written(center):
     assert WorkItem.objects.count() == 0
 
 
+def _nested_lists(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"subject": "x", "payload": {"note": "a\x00b"}}, "payload.note"),
+        ({"subject": "x", "payload": {"a\x00": 1}}, "payload"),
+        ({"subject": "x", "payload": {"deep": _nested_lists(40)}}, "payload.deep" + ".0" * 30),
+    ],
+)
+def test_nul_bytes_and_deep_nesting_are_refused_naming_the_field(center, body, field):
+    body = {"queue": center.world.support.pk, "channel": center.world.chat.pk, **body}
+
+    response = client_for(center.intake).post("/api/work-items/", body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+    assert WorkItem.objects.count() == 0
+
+
+def test_json_nested_deeper_than_the_parser_goes_is_400_not_500(center):
+    response = client_for(center.intake).post(
+        "/api/work-items/", "[" * 5000 + "]" * 5000, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert "Nested deeper than" in response.json()["detail"]
+    assert WorkItem.objects.count() == 0
+
+
 def test_wrong_types_are_refused_with_each_field_named(center):
     response = client_for(center.intake).post(
         "/api/work-items/",
