@@ -28,3 +28,5 @@ urlpatterns = [
     path("", include("presence.urls")),
     path("", include("supervisor.urls")),
 ]
+
+handler404 = "omnirouter.views.not_found"

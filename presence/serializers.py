@@ -55,7 +55,8 @@ class AgentSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username", read_only=True)
     first_name = serializers.CharField(source="user.first_name", read_only=True)
     last_name = serializers.CharField(source="user.last_name", read_only=True)
-    email = serializers.EmailField(source="user.email", read_only=True)
+    # Output only, and blank when the user has none: not validated as an address here.
+    email = serializers.CharField(source="user.email", read_only=True)
     queues = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     status_name = serializers.CharField(source="status.name", read_only=True, default=None)
 
