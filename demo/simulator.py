@@ -1,7 +1,7 @@
 """Customer traffic for the embedded demo: new work arrives on every channel at a steady rate.
 
 Cases, leads and social posts are enqueued through ``routing.services.enqueue_work``; messaging
-traffic goes through the messaging app's inbound path when it offers one
+traffic goes through the messaging app's inbound path
 (``demo.inbound.simulate_inbound``), so conversations, customers and the bot run as for
 real messages.
 """
