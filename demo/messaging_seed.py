@@ -72,7 +72,7 @@ def seed_messaging_demo() -> dict[str, ChannelAccount]:
           "access_token": secrets.token_urlsafe(24), "verify_token": secrets.token_urlsafe(9)}),
         ("Lumen shop chat", AccountKind.WEBCHAT, chat_queue, chat, {}),
     ]  # fmt: skip
-    accounts = {}
+    accounts: dict[str, ChannelAccount] = {}
     for name, kind, queue, channel, extra in specs:
         account, _ = ChannelAccount.objects.get_or_create(
             name=name,

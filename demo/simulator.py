@@ -1,7 +1,7 @@
 """Customer traffic for the embedded demo: new work arrives on every channel at a steady rate.
 
 Cases, leads and social posts are enqueued through ``routing.services.enqueue_work``; messaging
-traffic goes through the messaging app's inbound path when it offers one
+traffic goes through the messaging app's inbound path
 (``demo.inbound.simulate_inbound``), so conversations, customers and the bot run as for
 real messages.
 """
@@ -119,13 +119,10 @@ def create_one(rng: random.Random) -> None:
     name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
     subject = rng.choice(SUBJECTS[kind])
     if kind in ("chat", "messaging"):
-        try:
-            from demo.inbound import simulate_inbound
-        except ImportError:
-            simulate_inbound = None
-        if simulate_inbound is not None:
-            simulate_inbound(kind, name=name, text=subject, rng=rng)
-            return
+        from demo.inbound import simulate_inbound
+
+        simulate_inbound(kind, name=name, text=subject, rng=rng)
+        return
     channel = ServiceChannel.objects.filter(key=kind).first()
     queue = Queue.objects.filter(name=QUEUE_FOR[kind]).first()
     if channel is None or queue is None:

@@ -23,6 +23,7 @@ from messaging.models import (
     QuickReply,
 )
 from omnirouter.errors import DomainError
+from omnirouter.roles import signed_in
 
 
 @admin.register(ChannelAccount)
@@ -72,7 +73,7 @@ def merge_selected(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Cus
     survivor = customers[0]
     try:
         for other in customers[1:]:
-            services.merge_customers(survivor=survivor, other=other, actor=request.user)
+            services.merge_customers(survivor=survivor, other=other, actor=signed_in(request.user))
     except DomainError as exc:
         modeladmin.message_user(request, exc.message, messages.ERROR)
         return
@@ -93,8 +94,7 @@ class MessageInline(admin.TabularInline):
     model = Message
     extra = 0
     can_delete = False
-    fields = ["created_at", "direction", "author", "text", "status", "error"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "direction", "author", "text", "status", "error")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

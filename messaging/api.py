@@ -85,7 +85,9 @@ class CustomerMergeView(APIView):
         other = Customer.objects.filter(pk=data.validated_data["other"]).first()
         if other is None:
             raise NotFound(str(_("No customer %(id)s.") % {"id": data.validated_data["other"]}))
-        merged = services.merge_customers(survivor=survivor, other=other, actor=request.user)
+        merged = services.merge_customers(
+            survivor=survivor, other=other, actor=roles.signed_in(request.user)
+        )
         return Response(selectors.customer_record(merged))
 
 
@@ -124,7 +126,7 @@ class CasesView(APIView):
             priority=values["priority"],
             origin=values["origin"],
             customer=customer,
-            opened_by=request.user,
+            opened_by=roles.signed_in(request.user),
         )
         return Response(selectors.case_payload(case), status=status.HTTP_201_CREATED)
 

@@ -223,7 +223,7 @@ def webchat_history(
 def widget_message(message: Message) -> dict[str, Any]:
     """A message as the customer's widget sees it (no internal fields, agent's first name)."""
     name = ""
-    if message.author == Author.AGENT and message.agent_id:
+    if message.author == Author.AGENT and message.agent is not None:
         user = message.agent.user
         name = user.first_name or user.get_username()
     elif message.author == Author.BOT:

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone, translation
@@ -140,7 +140,7 @@ def merge_customers(
     *,
     survivor: Customer,
     other: Customer,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     now: datetime | None = None,
 ) -> Customer:
     """Merge ``other`` into ``survivor``: identities, conversations and cases move, so both
@@ -533,7 +533,7 @@ def _send_through_provider(message: Message) -> str:
 
 # Where a delivery status may go from each status: never backwards (callbacks arrive out of
 # order), and nothing after delivered or failed.
-_NEXT_STATUS = {
+_NEXT_STATUS: dict[str, set[str]] = {
     DeliveryStatus.QUEUED: {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED},
     DeliveryStatus.SENT: {DeliveryStatus.DELIVERED, DeliveryStatus.FAILED},
 }
@@ -623,7 +623,7 @@ def sync_conversation(*, conversation_id: int, now: datetime | None = None) -> C
     now = now or timezone.now()
     with transaction.atomic():
         conversation = _lock_conversation(conversation_id)
-        if not conversation.is_open or conversation.work_item_id is None:
+        if not conversation.is_open or conversation.work_item is None:
             return conversation
         item = conversation.work_item
         if item.status == WorkItemStatus.CLOSED:
@@ -777,7 +777,7 @@ def signal_typing(*, conversation_id: int, agent: Agent | None = None, visitor: 
 def _release_work(conversation: Conversation, *, note: str, now: datetime) -> None:
     """Take the conversation's work item out of routing: cancel it if it still waits, close the
     accepted work on the agent's behalf otherwise."""
-    if conversation.work_item_id is None:
+    if conversation.work_item is None:
         return
     for _attempt in range(2):  # the item may be accepted between our read and the cancel
         item = conversation.work_item
@@ -845,7 +845,7 @@ def open_case(
     description: str = "",
     priority: str = CasePriority.NORMAL,
     conversation: Conversation | None = None,
-    opened_by: AbstractBaseUser | None = None,
+    opened_by: User | None = None,
     queue: Queue | None = None,
     now: datetime | None = None,
 ) -> Case:
@@ -956,7 +956,7 @@ def open_self_service_case(
 
 
 def set_case_status(
-    *, case_id: int, status: str, actor: AbstractBaseUser | None = None, now: datetime | None = None
+    *, case_id: int, status: str, actor: User | None = None, now: datetime | None = None
 ) -> Case:
     now = now or timezone.now()
     if status not in CaseStatus.values:

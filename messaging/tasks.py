@@ -10,7 +10,7 @@ from messaging import services
 @shared_task(
     name="messaging.send_outbound", bind=True, acks_late=True, ignore_result=True, max_retries=None
 )
-def send_outbound(self, message_id: int) -> str:  # type: ignore[no-untyped-def]
+def send_outbound(self, message_id: int) -> str:
     """Send one outbound message. Already sent, failed or being sent elsewhere: nothing happens.
     Transient provider failures retry with exponential backoff; the attempt count and the
     give-up point live on the message (``MESSAGING_SEND_MAX_ATTEMPTS``)."""

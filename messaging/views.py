@@ -51,7 +51,9 @@ def customer_merge(request: HttpRequest, customer_id: int) -> HttpResponse:
         messages.error(request, _("No customer with number %(id)s.") % {"id": other_id or "-"})
         return redirect("customer", customer_id=survivor.pk)
     try:
-        services.merge_customers(survivor=survivor, other=other, actor=request.user)
+        services.merge_customers(
+            survivor=survivor, other=other, actor=roles.signed_in(request.user)
+        )
     except DomainError as exc:
         messages.error(request, exc.message)
     else:

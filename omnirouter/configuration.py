@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import ProtectedError, RestrictedError
+from django.db.models import ForeignObjectRel, ProtectedError, RestrictedError
 from django.utils.translation import gettext as _
 
 from omnirouter.errors import Conflict, DomainError
@@ -72,14 +72,19 @@ def delete_configuration(*, instance: models.Model) -> None:
 def _uses_of(instance: models.Model) -> list[str]:
     uses = []
     for rel in instance._meta.get_fields(include_hidden=True):
-        if not (rel.auto_created and not rel.concrete and (rel.one_to_many or rel.one_to_one)):
+        if not (
+            isinstance(rel, ForeignObjectRel)
+            and rel.auto_created
+            and not rel.concrete
+            and (rel.one_to_many or rel.one_to_one)
+        ):
             continue
-        if rel.on_delete not in (models.PROTECT, models.RESTRICT):  # type: ignore[union-attr]
+        if rel.on_delete not in (models.PROTECT, models.RESTRICT):
             continue
         related = rel.related_model
-        count = related._base_manager.filter(**{rel.field.name: instance}).count()  # type: ignore[union-attr]
+        count = related._base_manager.filter(**{rel.field.name: instance}).count()
         if count:
-            meta = related._meta  # type: ignore[union-attr]
+            meta = related._meta
             uses.append(f"{count} {meta.verbose_name if count == 1 else meta.verbose_name_plural}")
     # Uses that no PROTECT relation shows (a SET_NULL the model must not lose silently).
     extra = getattr(instance, "delete_blockers", None)

@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
 
 ADMIN = "admin"
 SUPERVISOR = "supervisor"
@@ -26,6 +29,14 @@ def in_group(user: Any, name: str) -> bool:
         cache = set(user.groups.values_list("name", flat=True))
         user._omnirouter_groups = cache
     return name in cache
+
+
+def signed_in(user: User | AnonymousUser) -> User:
+    """``user`` as the signed-in user that the view's permission or login check demanded: a view
+    that forgot the check answers 403 rather than handing an anonymous user to a service."""
+    if not user.is_authenticated:
+        raise PermissionDenied
+    return user
 
 
 def is_admin(user: Any) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import models
 from rest_framework import viewsets
-from rest_framework.serializers import BaseSerializer
+from rest_framework.serializers import BaseSerializer, ModelSerializer
 
 from omnirouter.configuration import delete_configuration, save_configuration
 from omnirouter.permissions import IsAdmin
@@ -28,10 +28,12 @@ class ConfigurationViewSet(viewsets.ModelViewSet):
     permission_classes = [IsAdmin]
 
     def perform_create(self, serializer: BaseSerializer) -> None:
-        model = serializer.Meta.model
+        assert isinstance(serializer, ModelSerializer)  # configuration endpoints edit one model
+        model: type[models.Model] = serializer.Meta.model
         serializer.instance = self.create_object(model(), serializer.validated_data)
 
     def perform_update(self, serializer: BaseSerializer) -> None:
+        assert serializer.instance is not None  # an update always has the record it edits
         serializer.instance = self.update_object(serializer.instance, serializer.validated_data)
 
     def perform_destroy(self, instance: models.Model) -> None:

@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from omnirouter.errors import DomainError
+from omnirouter.roles import signed_in
 from presence import services as presence_services
 from presence.models import Agent, DeclineReason, PresenceConfiguration, PresenceStatus
 from routing import services as routing_services
@@ -91,8 +92,14 @@ class ConfigurationAgentInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["user", "status", "capacity", "used_capacity", "open_count", "console_seen_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "user",
+        "status",
+        "capacity",
+        "used_capacity",
+        "open_count",
+        "console_seen_at",
+    )
     verbose_name = _("agent")
     verbose_name_plural = _("agents with this configuration")
 
@@ -196,8 +203,8 @@ class AgentAdmin(admin.ModelAdmin):
     ]
     actions = ["set_offline"]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return ["user", "presence_config", "queues", *(self.live_fields if obj else [])]
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("user", "presence_config", "queues", *(self.live_fields if obj else []))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # The user is chosen once; live state is the services' to change.
@@ -229,7 +236,9 @@ class AgentAdmin(admin.ModelAdmin):
         done = 0
         for agent in queryset.select_related("presence_config").order_by("id"):
             try:
-                routing_services.set_presence(agent=agent, status=None, actor=request.user)
+                routing_services.set_presence(
+                    agent=agent, status=None, actor=signed_in(request.user)
+                )
             except DomainError as exc:
                 self.message_user(request, f"{agent}: {exc.message}", messages.WARNING)
             else:
@@ -250,8 +259,13 @@ class UserAgentInline(admin.StackedInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["presence_config", "status", "capacity", "used_capacity", "open_count"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "presence_config",
+        "status",
+        "capacity",
+        "used_capacity",
+        "open_count",
+    )
     verbose_name = _("agent record")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:

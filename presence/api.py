@@ -6,7 +6,7 @@ Views are thin: an input serializer validates, one service acts, an output seria
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from omnirouter.permissions import IsAdmin, IsAgent
-from omnirouter.roles import agent_of
+from omnirouter.roles import signed_in
 from omnirouter.viewsets import ConfigurationViewSet, split_m2m, validated
 from presence import services as presence_services
 from presence.models import Agent, PresenceConfiguration, PresenceStatus
@@ -31,7 +31,7 @@ from presence.serializers import (
     StatusChoiceSerializer,
 )
 from routing import services as routing_services
-from routing.selectors import live_work_for_agent, presence_payloads, work_payload
+from routing.selectors import caller_agent, live_work_for_agent, presence_payloads, work_payload
 from routing.serializers import WorkPayloadSerializer
 
 # --- Configuration (admins) ------------------------------------------------------------------
@@ -94,7 +94,9 @@ class AgentViewSet(viewsets.ModelViewSet):
     def update(self, request: Request, pk: str, partial: bool = False) -> Response:
         # PUT and PATCH alike: every field is optional, only those given change.
         data = validated(AgentUpdateSerializer, request.data)
-        user_changes = {k: data.pop(k) for k in ("first_name", "last_name", "email") if k in data}
+        user_changes: dict[str, Any] = {
+            k: data.pop(k) for k in ("first_name", "last_name", "email") if k in data
+        }
         agent = presence_services.update_agent(
             agent=self.get_object(),
             presence_config=data.get("presence_config"),
@@ -112,8 +114,7 @@ class AgentViewSet(viewsets.ModelViewSet):
 
 
 def _me(request: Request) -> Agent:
-    # IsAgent has let the request through: the user has an agent record.
-    return cast(Agent, agent_of(request.user))
+    return caller_agent(request.user)
 
 
 @extend_schema(tags=["agent"])
@@ -131,7 +132,7 @@ class MyPresenceView(APIView):
     def put(self, request: Request) -> Response:
         data = validated(MyPresenceSerializer, request.data)
         agent = routing_services.set_presence(
-            agent=_me(request), status=data["status"], actor=request.user
+            agent=_me(request), status=data["status"], actor=signed_in(request.user)
         )
         return Response(presence_payloads([agent.pk])[agent.pk])
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Field
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
@@ -29,7 +30,9 @@ class PresenceStatusSerializer(serializers.ModelSerializer):
 
 
 class PresenceConfigurationSerializer(serializers.ModelSerializer):
-    agents = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    agents: serializers.PrimaryKeyRelatedField[Agent] = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True
+    )
 
     class Meta:
         model = PresenceConfiguration
@@ -57,7 +60,9 @@ class AgentSerializer(serializers.ModelSerializer):
     last_name = serializers.CharField(source="user.last_name", read_only=True)
     # Output only, and blank when the user has none: not validated as an address here.
     email = serializers.CharField(source="user.email", read_only=True)
-    queues = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    queues: serializers.PrimaryKeyRelatedField[Queue] = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True
+    )
     status_name = serializers.CharField(source="status.name", read_only=True, default=None)
 
     class Meta:
@@ -106,6 +111,7 @@ class AgentCreateSerializer(AgentUpdateSerializer):
     def validate_username(self, value: str) -> str:
         user_model = get_user_model()
         username_field = user_model._meta.get_field(user_model.USERNAME_FIELD)
+        assert isinstance(username_field, Field)  # a column, never a relation
         try:
             username_field.run_validators(value)
         except DjangoValidationError as exc:

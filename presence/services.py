@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.translation import gettext as _
 
@@ -63,7 +63,7 @@ def set_queue_membership(*, agent: Agent, queues: Iterable[Queue]) -> None:
 
 
 def create_agent_for_user(
-    *, user: AbstractBaseUser, presence_config: PresenceConfiguration, queues: Iterable[Queue] = ()
+    *, user: User, presence_config: PresenceConfiguration, queues: Iterable[Queue] = ()
 ) -> Agent:
     """Make an existing user an agent (the admin's "add agent"), with queue memberships.
 

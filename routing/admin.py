@@ -86,7 +86,7 @@ class RoutingConfigurationAdmin(admin.ModelAdmin):
             return _("%(units)d units") % {"units": config.size_units}
         if config.size_percent:
             return _("%(percent)d%% of capacity") % {"percent": config.size_percent}
-        return _("channel default")
+        return str(_("channel default"))
 
     @admin.display(description=_("service level"))
     def service_level(self, config: RoutingConfiguration) -> str:
@@ -176,7 +176,7 @@ class AgentWorkInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = [
+    fields = readonly_fields = (
         "agent",
         "state",
         "pushed_at",
@@ -185,8 +185,7 @@ class AgentWorkInline(admin.TabularInline):
         "ended_at",
         "decline_reason",
         "why",
-    ]
-    readonly_fields = fields
+    )
     ordering = ["pushed_at", "id"]
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -221,7 +220,7 @@ class WorkItemAdmin(admin.ModelAdmin):
     search_fields = ["=id", "subject"]
     list_select_related = ["queue", "channel"]
     date_hierarchy = "created_at"
-    fields = [
+    fields = readonly_fields = (
         "subject",
         "status",
         "waiting_because",
@@ -240,8 +239,7 @@ class WorkItemAdmin(admin.ModelAdmin):
         "created_at",
         "enqueued_at",
         "ended_at",
-    ]
-    readonly_fields = fields
+    )
     inlines = [AgentWorkInline]
     actions = ["cancel_items"]
 
@@ -307,7 +305,7 @@ class AgentWorkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=id", "item__subject", "agent__user__username"]
     list_select_related = ["item", "agent__user", "queue", "channel"]
     date_hierarchy = "pushed_at"
-    fields = [
+    fields = readonly_fields = (
         "item",
         "agent",
         "queue",
@@ -324,8 +322,7 @@ class AgentWorkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "end_note",
         "why",
         "routing_reason",
-    ]
-    readonly_fields = fields
+    )
 
     @admin.display(description=_("why this agent"))
     def why(self, work: AgentWork) -> str:
@@ -339,5 +336,4 @@ class ActionLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["verb", "actor__username", "agent__user__username", "item__subject"]
     list_select_related = ["actor", "item", "agent__user"]
     date_hierarchy = "at"
-    fields = ["at", "actor", "verb", "item", "agent", "detail"]
-    readonly_fields = fields
+    fields = readonly_fields = ("at", "actor", "verb", "item", "agent", "detail")

@@ -18,11 +18,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from omnirouter.permissions import IsAgent, IsIntake, IsIntakeOrSupervisor
-from omnirouter.roles import agent_of
+from omnirouter.roles import signed_in
 from omnirouter.viewsets import ConfigurationViewSet, split_m2m, validated
 from routing import services
 from routing.models import AgentWork, Queue, RoutingConfiguration, ServiceChannel, WorkItem
-from routing.selectors import visible_work_items, work_payload
+from routing.selectors import caller_agent, visible_work_items, work_payload
 from routing.serializers import (
     CloseSerializer,
     DeclineSerializer,
@@ -115,7 +115,7 @@ class WorkItemViewSet(viewsets.GenericViewSet):
     @extend_schema(request=WorkItemCreateSerializer, responses={201: WorkItemSerializer})
     def create(self, request: Request) -> Response:
         data = validated(WorkItemCreateSerializer, request.data)
-        item = services.enqueue_work(**data, created_by=request.user)
+        item = services.enqueue_work(**data, created_by=signed_in(request.user))
         return Response(WorkItemSerializer(item).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[WorkItemFilterSerializer], responses=WorkItemSerializer(many=True))
@@ -172,7 +172,7 @@ class AgentWorkViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def accept(self, request: Request, pk: str) -> Response:
         """Accept a pushed offer; an expired or already accepted offer answers 409."""
-        work = services.accept_work(work_id=int(pk), agent=agent_of(request.user))
+        work = services.accept_work(work_id=int(pk), agent=caller_agent(request.user))
         return Response(work_payload(work))
 
     @extend_schema(request=DeclineSerializer)
@@ -181,7 +181,7 @@ class AgentWorkViewSet(viewsets.GenericViewSet):
         """Decline a pushed offer, with a reason when the presence configuration asks for one."""
         data = validated(DeclineSerializer, request.data)
         work = services.decline_work(
-            work_id=int(pk), agent=agent_of(request.user), reason=data["reason"]
+            work_id=int(pk), agent=caller_agent(request.user), reason=data["reason"]
         )
         return Response(work_payload(work))
 
@@ -190,7 +190,9 @@ class AgentWorkViewSet(viewsets.GenericViewSet):
     def close(self, request: Request, pk: str) -> Response:
         """Close accepted work; its capacity is freed."""
         data = validated(CloseSerializer, request.data)
-        work = services.close_work(work_id=int(pk), agent=agent_of(request.user), note=data["note"])
+        work = services.close_work(
+            work_id=int(pk), agent=caller_agent(request.user), note=data["note"]
+        )
         return Response(work_payload(work))
 
     @extend_schema(request=TransferSerializer)
@@ -199,6 +201,9 @@ class AgentWorkViewSet(viewsets.GenericViewSet):
         """Hand accepted work to another queue, where it waits to be routed afresh."""
         data = validated(TransferSerializer, request.data)
         work = services.transfer_work(
-            work_id=int(pk), agent=agent_of(request.user), queue=data["queue"], note=data["note"]
+            work_id=int(pk),
+            agent=caller_agent(request.user),
+            queue=data["queue"],
+            note=data["note"],
         )
         return Response(work_payload(work))

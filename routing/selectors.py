@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
@@ -20,6 +20,11 @@ from routing.models import (
     WorkItem,
     WorkItemStatus,
 )
+
+
+def caller_agent(user: Any) -> Agent:
+    """The agent record of a caller the ``IsAgent`` permission has let through."""
+    return cast(Agent, roles.agent_of(user))
 
 
 def work_payload(work: AgentWork) -> dict[str, Any]:

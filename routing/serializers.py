@@ -33,7 +33,9 @@ class ServiceChannelSerializer(serializers.ModelSerializer):
 
 
 class RoutingConfigurationSerializer(serializers.ModelSerializer):
-    queues = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    queues: serializers.PrimaryKeyRelatedField[Queue] = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True
+    )
 
     class Meta:
         model = RoutingConfiguration

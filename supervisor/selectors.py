@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import operator
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import reduce
@@ -117,7 +117,7 @@ def all_queues_scope() -> Scope:
     return Scope(queues=tuple(_queue_info(r) for r in rows), all_agents=True)
 
 
-def _queue_info(row: dict[str, Any]) -> QueueInfo:
+def _queue_info(row: Mapping[str, Any]) -> QueueInfo:
     return QueueInfo(
         id=row["id"],
         name=row["name"],
@@ -257,12 +257,12 @@ def _live_item_stats(queue_ids: list[int], now: datetime) -> dict[int, dict[str,
         .annotate(n=Count("id"))
         .order_by()
     )
-    for row in live:
-        stats[row["queue_id"]][row["status"]] = row["n"]
+    for live_row in live:
+        stats[live_row["queue_id"]][live_row["status"]] = live_row["n"]
     return stats
 
 
-def _answered_stats(scope: Scope, since: datetime, now: datetime) -> dict[int, dict[str, Any]]:
+def _answered_stats(scope: Scope, since: datetime, now: datetime) -> dict[int, Mapping[str, Any]]:
     speed = _between("opened_at", "enqueued_at")
     rows = (
         AgentWork.objects.filter(
@@ -279,7 +279,9 @@ def _answered_stats(scope: Scope, since: datetime, now: datetime) -> dict[int, d
     return {row["queue_id"]: row for row in rows}
 
 
-def _handled_stats(queue_ids: list[int], since: datetime, now: datetime) -> dict[int, dict]:
+def _handled_stats(
+    queue_ids: list[int], since: datetime, now: datetime
+) -> dict[int, Mapping[str, Any]]:
     rows = (
         AgentWork.objects.filter(
             queue_id__in=queue_ids,
@@ -294,7 +296,7 @@ def _handled_stats(queue_ids: list[int], since: datetime, now: datetime) -> dict
     return {row["queue_id"]: row for row in rows}
 
 
-def _abandoned_stats(scope: Scope, since: datetime, now: datetime) -> dict[int, dict[str, Any]]:
+def _abandoned_stats(scope: Scope, since: datetime, now: datetime) -> dict[int, Mapping[str, Any]]:
     waited = _between("ended_at", "enqueued_at")
     rows = (
         WorkItem.objects.filter(
@@ -489,7 +491,9 @@ def agent_metrics(scope: Scope, now: datetime, work: list[dict[str, Any]]) -> li
     return result
 
 
-def _agent_day_stats(scope: Scope, agents, since: datetime, now: datetime) -> dict[int, dict]:
+def _agent_day_stats(
+    scope: Scope, agents, since: datetime, now: datetime
+) -> dict[int, Mapping[str, Any]]:
     """Declined, timed out and closed today per agent: one grouped query on ``ended_at``."""
     closed = Q(state=AgentWorkState.CLOSED)
     works = AgentWork.objects.filter(
@@ -608,7 +612,7 @@ def _totals(queues: list[dict[str, Any]], agents: list[dict[str, Any]]) -> dict[
     }
 
 
-def presence_choices() -> list[dict[str, Any]]:
+def presence_choices() -> list[Mapping[str, Any]]:
     """Statuses a supervisor can set an agent to (``None`` means offline)."""
     return list(
         PresenceStatus.objects.order_by("-is_online", "name").values("id", "name", "is_online")

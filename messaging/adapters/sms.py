@@ -59,7 +59,7 @@ def parse(params: QueryDict, account: ChannelAccount) -> list[InboundMessage | S
     ):
         raise MalformedPayload("AccountSid does not match this channel account.")
     if "MessageStatus" in params and "Body" not in params:
-        status = _STATUS.get(params["MessageStatus"])
+        status = _STATUS.get(params.get("MessageStatus", ""))
         if status is None:
             return []
         error = ""
@@ -70,7 +70,7 @@ def parse(params: QueryDict, account: ChannelAccount) -> list[InboundMessage | S
     sender = params.get("From", "")
     if not sender or "Body" not in params:
         raise MalformedPayload("From and Body are required.")
-    text = params["Body"]
+    text = params.get("Body", "")
     media = int(params.get("NumMedia") or 0) if (params.get("NumMedia") or "0").isdigit() else 0
     if not text.strip() and media:
         text = f"[{media} attachment(s)]"

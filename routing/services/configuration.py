@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -66,7 +66,7 @@ def save_queue(
     queue: Queue,
     changes: Mapping[str, Any],
     members: Iterable[Agent] | None = None,
-    supervisors: Iterable[AbstractBaseUser] | None = None,
+    supervisors: Iterable[User] | None = None,
 ) -> Queue:
     """Create or edit a queue; ``members`` and ``supervisors``, when given, become exactly those.
 

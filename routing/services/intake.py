@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.utils import timezone
@@ -40,7 +40,7 @@ def enqueue_work(
     priority: int = 5,
     payload: dict[str, Any] | None = None,
     record: models.Model | None = None,
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
     preferred_agent: Agent | None = None,
     preferred_for: timedelta | None = None,
     now: datetime | None = None,

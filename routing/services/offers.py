@@ -103,7 +103,7 @@ def write_offers(
 
     channels = {c[0]: c[1:] for c in ServiceChannel.objects.values_list("id", "key", "label")}
     pushed_at = now.isoformat()
-    iso = {d: d.isoformat() for d in deadlines.values()}
+    iso: dict[datetime | None, str | None] = {d: d.isoformat() for d in deadlines.values()}
     iso[now] = pushed_at
     iso[None] = None
     messages = []

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import (
     F,
@@ -41,7 +41,7 @@ def set_presence(
     agent: Agent,
     status: PresenceStatus | None,
     now: datetime | None = None,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     check_allowed: bool = True,
 ) -> Agent:
     """Change an agent's presence status (``None`` is offline).

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import (
     F,
@@ -40,15 +40,13 @@ from routing.services.transitions import end_work, requeue
 logger = logging.getLogger(__name__)
 
 
-def move_item(
-    *, item_id: int, queue: Queue, actor: AbstractBaseUser, now: datetime | None = None
-) -> WorkItem:
+def move_item(*, item_id: int, queue: Queue, actor: User, now: datetime | None = None) -> WorkItem:
     """Move a waiting (or offered) item to another queue; a pending offer is withdrawn."""
     now = now or timezone.now()
     return retry_if_live_work_moved(lambda: _move_item(item_id, queue, actor, now), item_id)
 
 
-def _move_item(item_id: int, queue: Queue, actor: AbstractBaseUser, now: datetime) -> WorkItem:
+def _move_item(item_id: int, queue: Queue, actor: User, now: datetime) -> WorkItem:
     with transaction.atomic():
         item, live = lock_item_and_live_work(item_id)
         if item.status not in (WorkItemStatus.WAITING, WorkItemStatus.OFFERED):
@@ -71,7 +69,7 @@ def _move_item(item_id: int, queue: Queue, actor: AbstractBaseUser, now: datetim
 
 
 def push_item_to_agent(
-    *, item_id: int, agent: Agent, actor: AbstractBaseUser, now: datetime | None = None
+    *, item_id: int, agent: Agent, actor: User, now: datetime | None = None
 ) -> AgentWork:
     """Offer a waiting item to a chosen agent, past the routing model (capacity still holds)."""
     now = now or timezone.now()
