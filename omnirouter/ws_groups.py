@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 
+from channels.layers import BaseChannelLayer
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 class GroupMembership:
     """The groups of one consumer, kept joined until ``leave()`` or the consumer's end."""
 
-    def __init__(self, layer, channel_name: str) -> None:
+    def __init__(self, layer: BaseChannelLayer, channel_name: str) -> None:
         self.layer = layer
         self.channel_name = channel_name
         self.groups: list[str] = []
