@@ -14,7 +14,6 @@
 import { openLiveSocket } from "./livesocket.js";
 
 (function () {
-
   const gettext = window.gettext || ((s) => s);
   const interpolate =
     window.interpolate || ((fmt, obj) => fmt.replace(/%\((\w+)\)s/g, (_, k) => String(obj[k])));
