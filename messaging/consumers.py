@@ -30,6 +30,7 @@ from messaging import selectors, services
 from messaging.models import AccountKind, ChannelAccount, Conversation, IdentityKind
 from omnirouter import realtime, roles
 from omnirouter.errors import DomainError
+from omnirouter.ws_groups import GroupMembership
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ def _open_conversation_id(account: ChannelAccount, visitor: str) -> int | None:
 class WebchatConsumer(AsyncJsonWebsocketConsumer):
     account: ChannelAccount | None = None
     visitor: str = ""
+    membership: GroupMembership | None = None
 
     async def connect(self) -> None:
         key = self.scope["url_route"]["kwargs"]["account_key"]
@@ -111,7 +113,8 @@ class WebchatConsumer(AsyncJsonWebsocketConsumer):
         if not _TOKEN.match(token):
             token = secrets.token_urlsafe(24)
         self.visitor = services.visitor_key(token)
-        await self.channel_layer.group_add(realtime.webchat_group(self.visitor), self.channel_name)
+        self.membership = GroupMembership(self.channel_layer, self.channel_name)
+        await self.membership.join(realtime.webchat_group(self.visitor))
         await self.accept()
         state = await database_sync_to_async(_widget_state)(account, self.visitor)
         await self.send_json(
@@ -124,10 +127,8 @@ class WebchatConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
-        if self.visitor:
-            await self.channel_layer.group_discard(
-                realtime.webchat_group(self.visitor), self.channel_name
-            )
+        if self.membership is not None:
+            await self.membership.leave()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if self.account is None:
@@ -191,6 +192,7 @@ class AgentConversationConsumer(AsyncJsonWebsocketConsumer):
 
     agent: Any = None
     language: str = "en"
+    membership: GroupMembership | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -206,15 +208,14 @@ class AgentConversationConsumer(AsyncJsonWebsocketConsumer):
         self.language = translation.get_supported_language_variant(
             _cookie_language(self.scope) or "en"
         )
-        await self.channel_layer.group_add(realtime.agent_group(self.agent.pk), self.channel_name)
+        self.membership = GroupMembership(self.channel_layer, self.channel_name)
+        await self.membership.join(realtime.agent_group(self.agent.pk))
         await self.accept()
         await self.send_json({"type": "hello", "agent_id": self.agent.pk})
 
     async def disconnect(self, code: int) -> None:
-        if self.agent is not None:
-            await self.channel_layer.group_discard(
-                realtime.agent_group(self.agent.pk), self.channel_name
-            )
+        if self.membership is not None:
+            await self.membership.leave()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if self.agent is None:

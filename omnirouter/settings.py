@@ -137,6 +137,24 @@ def _with_read_timeout(url: str, seconds: int) -> str:
     return f"{url}{'&' if '?' in url else '?'}socket_timeout={seconds}"
 
 
+# channels-redis (and the in-memory layer) forget a group member this long after it last joined:
+# a consumer that never re-joined would silently stop hearing its group. Consumers re-join every
+# REALTIME_GROUP_REJOIN_SECONDS, which also restores memberships lost when Redis was flushed or
+# restarted; keep it well under the expiry. Pages re-read their state every REALTIME_RESYNC_SECONDS
+# (and on every reconnect), so an event lost anyway is repaired within that time.
+CHANNEL_LAYER_GROUP_EXPIRY_SECONDS = env.int("CHANNEL_LAYER_GROUP_EXPIRY_SECONDS", default=86400)
+REALTIME_GROUP_REJOIN_SECONDS = env.float(
+    "REALTIME_GROUP_REJOIN_SECONDS", default=min(60.0, CHANNEL_LAYER_GROUP_EXPIRY_SECONDS / 10)
+)
+if not 0 < REALTIME_GROUP_REJOIN_SECONDS <= CHANNEL_LAYER_GROUP_EXPIRY_SECONDS / 2:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "REALTIME_GROUP_REJOIN_SECONDS must be positive and at most half of "
+        "CHANNEL_LAYER_GROUP_EXPIRY_SECONDS, or consoles drop out of their groups."
+    )
+REALTIME_RESYNC_SECONDS = env.int("REALTIME_RESYNC_SECONDS", default=60)
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -149,11 +167,17 @@ if REDIS_URL:
                 ],
                 "capacity": 1000,
                 "expiry": 30,
+                "group_expiry": CHANNEL_LAYER_GROUP_EXPIRY_SECONDS,
             },
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"group_expiry": CHANNEL_LAYER_GROUP_EXPIRY_SECONDS},
+        }
+    }
 
 # --- Routing --------------------------------------------------------------------------------
 # "celery": events enqueue Celery tasks, beat runs the sweep. "embedded": one thread in the web

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 
 from omnirouter import realtime, roles
 from omnirouter.errors import DomainError
+from omnirouter.ws_groups import GroupMembership
 from omnirouter.ws_locale import language_of
 from presence.models import Agent, PresenceStatus
 from presence.selectors import console_state
@@ -55,7 +56,7 @@ class BadMessage(Exception):
 
 class AgentConsumer(AsyncJsonWebsocketConsumer):
     agent_id: int | None = None
-    group: str | None = None
+    membership: GroupMembership | None = None
     language: str = settings.LANGUAGE_CODE
 
     async def connect(self) -> None:
@@ -73,17 +74,17 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
             return
         self.agent_id = agent_id
         self.language = language_of(self.scope)
-        self.group = realtime.agent_group(agent_id)
+        self.membership = GroupMembership(self.channel_layer, self.channel_name)
         # Join before reading the state: an event published in between is then delivered after
         # the state frame (the console merges it) instead of being lost.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.membership.join(realtime.agent_group(agent_id))
         await self.accept()
         await database_sync_to_async(_touch)(agent_id)
         await self._send_state()
 
     async def disconnect(self, code: int) -> None:
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.membership is not None:
+            await self.membership.leave()
         # Deliberately no status change: see the module docstring.
 
     # --- Server -> client -------------------------------------------------------------------
@@ -178,6 +179,10 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         return {"now": timezone.now().isoformat()}
 
     async def _on_sync(self, content: dict[str, Any]) -> dict[str, Any]:
+        # The console resyncs on a timer because events may have been lost: one cause is a layer
+        # that forgot this member (flushed, restarted), so re-join before reading the state.
+        assert self.membership is not None
+        await self.membership.rejoin()
         await self._send_state()
         return {}
 

@@ -40,6 +40,7 @@ def console(request: HttpRequest) -> HttpResponse:
     config = {
         "wsPath": "/ws/agent/",
         "heartbeatSeconds": settings.CONSOLE_HEARTBEAT_SECONDS,
+        "resyncSeconds": settings.REALTIME_RESYNC_SECONDS,
         "loginUrl": f"{reverse('login')}?next={reverse('console')}",
     }
     return render(request, "presence/console.html", {"agent": agent, "console_config": config})

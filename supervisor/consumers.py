@@ -37,6 +37,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from omnirouter import realtime, roles
+from omnirouter.ws_groups import GroupMembership
 from omnirouter.ws_locale import language_of
 from routing.selectors import supervised_queues
 from supervisor.selectors import build_snapshot, scope_for
@@ -48,10 +49,9 @@ CLOSE_NOT_A_SUPERVISOR = 4403
 
 
 class SupervisorConsumer(AsyncJsonWebsocketConsumer):
-    groups_joined: list[str]
+    membership: GroupMembership | None = None
 
     async def connect(self) -> None:
-        self.groups_joined = []
         self._sender: asyncio.Task | None = None
         self._ticker: asyncio.Task | None = None
         self._dirty = False
@@ -74,10 +74,8 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
         self.language = language_of(self.scope)
         # Join before the first snapshot: an event in between then triggers a second snapshot
         # instead of being lost.
-        for queue_id in queue_ids:
-            group = realtime.queue_group(queue_id)
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined.append(group)
+        self.membership = GroupMembership(self.channel_layer, self.channel_name)
+        await self.membership.join(*(realtime.queue_group(queue_id) for queue_id in queue_ids))
         await self.accept()
         await self._send_snapshot()
         self._ticker = asyncio.create_task(self._refresh_periodically())
@@ -88,8 +86,8 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.membership is not None:
+            await self.membership.leave()
 
     # --- Server -> client -------------------------------------------------------------------
 

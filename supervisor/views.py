@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -28,6 +29,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "snapshot": snapshot,
             "statuses": presence_choices(),
             "labels": _labels(),
+            "config": {"resyncSeconds": settings.REALTIME_RESYNC_SECONDS},
         },
     )
 

@@ -4,8 +4,9 @@
  * merged into it. Merges only move a work forward (pushed -> opened -> ended), because an event
  * published just before a state frame may arrive just after it. The protocol is described in
  * docs/websocket-protocol.md. Strings go through Django's JavaScript catalog (/jsi18n/).
+ * The socket itself (reconnects, resync timer) is livesocket.js.
  */
-"use strict";
+import { openLiveSocket } from "./livesocket.js";
 
 (function () {
   const gettext = window.gettext || ((s) => s);
@@ -16,7 +17,6 @@
 
   const config = JSON.parse(document.getElementById("console-config").textContent);
   const MUTE_KEY = "omnirouter.console.muted";
-  const MAX_BACKOFF_MS = 30000;
   const LIVE = { pushed: 0, opened: 1 };
   const rank = (state) => (state in LIVE ? LIVE[state] : 2);
 
@@ -88,66 +88,49 @@
 
   // --- Connection ------------------------------------------------------------------------
 
-  let socket = null;
-  let attempts = 0;
-  let reconnectTimer = null;
-  let reconnectAt = 0;
+  let live = null;
   let heartbeatTimer = null;
   let refSeq = 0;
-  let stopped = false;
   const pending = new Map(); // ref -> {onAck, onError, sentAt}
 
   function connect() {
-    clearTimeout(reconnectTimer);
-    reconnectTimer = null;
-    if (stopped || (socket && socket.readyState <= WebSocket.OPEN)) return;
-    setConnection("connecting", gettext("Connecting…"));
-    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${scheme}://${window.location.host}${config.wsPath}`);
-    socket = ws;
-    ws.addEventListener("open", () => {
-      attempts = 0;
-      startHeartbeat();
-    });
-    ws.addEventListener("message", (event) => {
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch (_err) {
-        return;
-      }
-      handle(message);
-    });
-    ws.addEventListener("close", (event) => {
-      if (socket !== ws) return;
-      socket = null;
-      stopHeartbeat();
-      failPending();
-      setActionsEnabled(false);
-      if (event.code === 4401) {
-        stop(gettext("You are signed out. Log in again to keep receiving work."), true);
-      } else if (event.code === 4403) {
-        stop(gettext("This account is not an agent: the console cannot receive work."), false);
-      } else {
-        scheduleReconnect();
-      }
+    live = openLiveSocket(config.wsPath, {
+      resyncSeconds: config.resyncSeconds,
+      onMessage: handle,
+      onOpen: startHeartbeat,
+      onState: showConnection,
+      onClose: (event) => {
+        stopHeartbeat();
+        failPending();
+        setActionsEnabled(false);
+        if (event.code === 4401) {
+          stop(gettext("You are signed out. Log in again to keep receiving work."), true);
+        } else if (event.code === 4403) {
+          stop(gettext("This account is not an agent: the console cannot receive work."), false);
+        }
+      },
+      // The server sends the full state on every connect; later, ask again now and then, so an
+      // event lost on the way (the layer restarted, the socket half-dropped) is repaired.
+      resync: (reason) => {
+        if (reason === "timer") send({ type: "sync" }, null, null, true);
+      },
     });
   }
 
-  function scheduleReconnect() {
-    // Exponential backoff with jitter, so a server restart is not met by every console at once.
-    const ceiling = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** attempts);
-    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
-    attempts += 1;
-    reconnectAt = Date.now() + delay;
-    reconnectTimer = setTimeout(connect, delay);
-    el.reconnectNow.hidden = false;
-    showReconnectCountdown();
+  function showConnection(status) {
+    // "open" is drawn when the state frame arrives: connected means showing the server's state.
+    // "stopped" is drawn by stop(), which says why.
+    if (status.state === "connecting") setConnection("connecting", gettext("Connecting…"));
+    if (status.state === "offline") {
+      el.reconnectNow.hidden = false;
+      showReconnectCountdown();
+    }
   }
 
   function showReconnectCountdown() {
-    if (!reconnectTimer) return;
-    const seconds = Math.max(0, Math.ceil((reconnectAt - Date.now()) / 1000));
+    const status = live && live.status;
+    if (!status || status.state !== "offline") return;
+    const seconds = Math.max(0, Math.ceil((status.retryAt - Date.now()) / 1000));
     setConnection(
       "offline",
       fmt(gettext("Offline: reconnecting in %(s)s s"), { s: seconds }),
@@ -155,9 +138,6 @@
   }
 
   function stop(message, offerLogin) {
-    stopped = true;
-    clearTimeout(reconnectTimer);
-    reconnectTimer = null;
     el.reconnectNow.hidden = true;
     setConnection("offline", gettext("Disconnected"));
     showNotice(message, offerLogin ? config.loginUrl : null);
@@ -185,8 +165,10 @@
     heartbeatTimer = null;
   }
 
+  const isOpen = () => Boolean(live && live.isOpen());
+
   function send(message, onAck, onError, quiet) {
-    if (!socket || socket.readyState !== WebSocket.OPEN) {
+    if (!isOpen()) {
       if (!quiet) showNotice(gettext("Not connected. Try again when the console is back online."));
       if (onError) onError({ code: "offline" });
       return false;
@@ -194,7 +176,7 @@
     refSeq += 1;
     const ref = String(refSeq);
     pending.set(ref, { onAck, onError, sentAt: Date.now() });
-    socket.send(JSON.stringify({ ...message, ref }));
+    live.send({ ...message, ref });
     return true;
   }
 
@@ -249,13 +231,20 @@
     model.declineReasons = state.decline_reasons || [];
     model.requireReason = Boolean(state.require_decline_reason);
     model.allowDecline = state.allow_decline !== false;
+    const before = model.works;
     model.works = new Map((state.work || []).map((w) => [w.id, w]));
+    // An offer first seen in a later state (its event was lost, or came while offline) is
+    // announced like one pushed live; offers already there when the page opened are not.
+    const fresh = model.haveState
+      ? [...model.works.values()].filter((w) => w.state === "pushed" && !before.has(w.id))
+      : [];
     model.haveState = true;
     // Connected means "showing the server's state", not merely "socket open".
     setConnection("online", gettext("Connected"));
     document.body.dataset.consoleState = "ready";
     hideNotice();
     renderAll();
+    fresh.forEach(notifyOffer);
   }
 
   function mergeWork(payload, isOffer) {
@@ -430,7 +419,7 @@
     renderPresence();
     renderOffers();
     renderWork();
-    setActionsEnabled(Boolean(socket && socket.readyState === WebSocket.OPEN));
+    setActionsEnabled(isOpen());
   }
 
   function renderPresence() {
@@ -675,7 +664,7 @@
     // The card goes when its countdown ends; the sweep has re-routed (or is re-routing) it and
     // its work.changed event will confirm.
     if (expired) renderOffers();
-    if (reconnectTimer) showReconnectCountdown();
+    showReconnectCountdown();
   }
 
   // --- Actions ---------------------------------------------------------------------------
@@ -687,7 +676,7 @@
       button.disabled = true;
     } else {
       delete button.dataset.busy;
-      button.disabled = !(socket && socket.readyState === WebSocket.OPEN);
+      button.disabled = !isOpen();
     }
   }
 
@@ -828,23 +817,14 @@
         renderPresence();
       },
       (error) => {
-        el.status.disabled = !(socket && socket.readyState === WebSocket.OPEN);
+        el.status.disabled = !isOpen();
         if (error.code !== "offline") showNotice(errorText(error));
         renderPresence(); // back to what the server says
       },
     );
   });
 
-  el.reconnectNow.addEventListener("click", () => {
-    attempts = 0;
-    connect();
-  });
-  window.addEventListener("online", () => {
-    if (reconnectTimer) {
-      attempts = 0;
-      connect();
-    }
-  });
+  el.reconnectNow.addEventListener("click", () => live.reconnectNow());
 
   renderMute();
   setInterval(tick, 1000);

@@ -7,20 +7,20 @@
  * On the console page it also mounts itself: every work panel whose item carries a
  * conversation_id (payload) gets a conversation view, and the panel's tab shows the unread count
  * (data-unread). One WebSocket (/ws/agent/conversations/) serves every mounted conversation;
- * state comes from GET /api/conversations/<id>/ on mount and on each reconnect, so a lost event
- * loses nothing. No dependencies, no build step.
+ * state comes from GET /api/conversations/<id>/ on mount, on each reconnect and every
+ * resyncSeconds of the page (console-config), so a lost event loses nothing. The socket itself is
+ * livesocket.js. No build step.
  */
-(function () {
-  "use strict";
+import { openLiveSocket } from "./livesocket.js";
 
+(function () {
   const gettext = window.gettext || ((s) => s);
   const interpolate =
     window.interpolate || ((fmt, obj) => fmt.replace(/%\((\w+)\)s/g, (_, k) => String(obj[k])));
   const fmt = (text, values) => interpolate(text, values, true);
 
   const views = new Map(); // conversation id -> view
-  let socket = null;
-  let retryMs = 1000;
+  let live = null;
   let refSeq = 0;
   const waiting = new Map(); // ref -> {resolve, reject}
 
@@ -29,36 +29,41 @@
     return match ? decodeURIComponent(match[1]) : "";
   }
 
+  function pageResyncSeconds() {
+    const node = document.getElementById("console-config");
+    try {
+      return node ? JSON.parse(node.textContent).resyncSeconds : undefined;
+    } catch (error) {
+      return undefined;
+    }
+  }
+
   function ensureSocket() {
-    if (socket && socket.readyState <= WebSocket.OPEN) return;
-    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${window.location.host}/ws/agent/conversations/`);
-    socket.addEventListener("open", () => {
-      retryMs = 1000;
-      views.forEach((view) => view.reload());
-    });
-    socket.addEventListener("message", (event) => onFrame(JSON.parse(event.data)));
-    socket.addEventListener("close", (event) => {
-      for (const pending of waiting.values()) pending.reject({ message: gettext("Connection lost.") });
-      waiting.clear();
-      if (event.code === 4401 || event.code === 4403 || !views.size) {
-        socket = null;
-        return;
-      }
-      setTimeout(ensureSocket, retryMs);
-      retryMs = Math.min(retryMs * 2, 30000);
+    if (live) return;
+    live = openLiveSocket("/ws/agent/conversations/", {
+      resyncSeconds: pageResyncSeconds(),
+      onMessage: onFrame,
+      onClose: () => {
+        for (const pending of waiting.values()) pending.reject({ message: gettext("Connection lost.") });
+        waiting.clear();
+        if (!views.size) {
+          // Nothing to show: stay closed until a conversation is mounted again.
+          live.close();
+          live = null;
+        }
+      },
+      resync: () => views.forEach((view) => view.reload()),
     });
   }
 
   function request(frame) {
     return new Promise((resolve, reject) => {
-      if (!socket || socket.readyState !== WebSocket.OPEN) {
+      refSeq += 1;
+      if (!live || !live.send({ ...frame, ref: refSeq })) {
         reject({ message: gettext("Not connected; try again in a moment.") });
         return;
       }
-      refSeq += 1;
       waiting.set(refSeq, { resolve, reject });
-      socket.send(JSON.stringify({ ...frame, ref: refSeq }));
     });
   }
 

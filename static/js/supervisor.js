@@ -8,10 +8,12 @@
  */
 
 import { PALETTE, lineChart } from "./charts.js";
+import { openLiveSocket } from "./livesocket.js";
 
 const readJSON = (id) => JSON.parse(document.getElementById(id).textContent);
 const L = readJSON("sv-labels");
 const STATUSES = readJSON("sv-statuses");
+const CONFIG = readJSON("sv-config");
 const CSRF = document.querySelector("input[name=csrfmiddlewaretoken]")?.value || "";
 const fmt = (template, values) =>
   template.replace(/%\((\w+)\)s/g, (_m, key) => String(values[key])).replace(/%%/g, "%");
@@ -374,8 +376,7 @@ async function act(url, body, success) {
 
 // --- Live connection -------------------------------------------------------------------------
 
-let socket = null;
-let backoff = 1000;
+let live = null;
 
 function setLive(text, cls) {
   setText("sv-live-text", text);
@@ -383,23 +384,29 @@ function setLive(text, cls) {
 }
 
 function requestRefresh() {
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "refresh" }));
+  if (live) live.send({ type: "refresh" });
+}
+
+function showConnection(status) {
+  if (status.state === "open") setLive(L.live, "is-live");
+  else if (status.state === "offline") setLive(L.reconnecting, "is-down");
+  else if (status.state === "stopped") {
+    setLive(status.code === 4401 ? L.signed_out : L.forbidden, "is-down");
+  }
 }
 
 function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/ws/supervisor/`);
-  socket.addEventListener("open", () => { backoff = 1000; setLive(L.live, "is-live"); });
-  socket.addEventListener("message", (ev) => {
-    const frame = JSON.parse(ev.data);
-    if (frame.type === "snapshot") applySnapshot(frame.snapshot);
-  });
-  socket.addEventListener("close", (ev) => {
-    if (ev.code === 4401) { setLive(L.signed_out, "is-down"); return; }
-    if (ev.code === 4403) { setLive(L.forbidden, "is-down"); return; }
-    setLive(L.reconnecting, "is-down");
-    setTimeout(connect, backoff);
-    backoff = Math.min(backoff * 2, 15000);
+  live = openLiveSocket("/ws/supervisor/", {
+    resyncSeconds: CONFIG.resyncSeconds,
+    onState: showConnection,
+    onMessage: (frame) => {
+      if (frame.type === "snapshot") applySnapshot(frame.snapshot);
+    },
+    // A snapshot follows every connect by itself; the timer asks for one in case the server's
+    // own refresh went quiet.
+    resync: (reason) => {
+      if (reason === "timer") requestRefresh();
+    },
   });
 }
 

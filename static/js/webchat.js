@@ -283,7 +283,9 @@
         return;
       }
       status.textContent = t.offline;
-      setTimeout(connect, retryMs);
+      // Full jitter, as in livesocket.js (this widget runs on customers' sites, so it carries
+      // its own copy): a restarted server is not met by every widget at the same instant.
+      setTimeout(connect, Math.random() * retryMs);
       retryMs = Math.min(retryMs * 2, 30000);
     });
   }

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -32,7 +32,12 @@ from tests.factories import (
     make_agent,
     make_status,
 )
-from tests.harness import save_screenshot
+from tests.harness import (
+    ServiceProcess,
+    free_port,
+    python_module_command,
+    save_screenshot,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
@@ -377,3 +382,141 @@ def test_heartbeats_keep_the_agent_online_and_a_closed_console_goes_offline_afte
     )
     assert work_of(item_id) == [("alice", "canceled")]
     assert WorkItem.objects.get(pk=item_id).status == "waiting"
+
+
+# --- Reconnecting and resyncing ----------------------------------------------------------------
+
+
+class OwnServer:
+    """A daphne of this test's own (the session's is shared), to stop and start at will.
+
+    Consoles resync every 2 s; consumers re-join their groups only hourly, so a lost group
+    membership is repaired by the page's resync, not by the server's timer."""
+
+    def __init__(self, env: dict[str, str], log_dir) -> None:
+        self.env = {**env, "REALTIME_RESYNC_SECONDS": "2", "REALTIME_GROUP_REJOIN_SECONDS": "3600"}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_dir = log_dir
+        self.process: ServiceProcess | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        self.process = ServiceProcess.start(
+            "daphne (own)",
+            python_module_command(
+                "daphne", "-b", "127.0.0.1", "-p", str(self.port), "omnirouter.asgi:application"
+            ),
+            env=self.env,
+            log_path=self.log_dir / f"daphne-{self.starts}.log",
+        )
+        self.process.wait_until(
+            lambda: _answers(self.url + "/admin/login/"), timeout=60, what="HTTP answer"
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+    except requests.RequestException:
+        return False
+    return True
+
+
+@pytest.fixture
+def own_server(stack, service_env, tmp_path) -> Iterator[OwnServer]:
+    server = OwnServer(service_env, tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def flush_channel_layer() -> None:
+    """What a Redis FLUSHALL (or a restart without persistence) does to the channel layer."""
+    import redis
+
+    client = redis.Redis.from_url(django_settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0])
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def test_a_console_whose_server_restarts_reconnects_and_shows_what_came_meanwhile(
+    stack, own_server, page_factory
+):
+    # given alice's console open and available on a server (intake goes to the session's)
+    page = open_console(page_factory, replace(stack, url=own_server.url), "alice")
+    go_available(page, stack)
+    connection = page.locator("#connection")
+    expect(connection).to_have_text("Connected")
+
+    # when the server goes away
+    own_server.stop()
+
+    # then the console says it is offline, counts down to its next try and offers to try now
+    expect(connection).to_have_text(re.compile(r"^Offline: reconnecting in \d+ s$"))
+    expect(connection).to_have_attribute("data-state", "offline")
+    expect(page.get_by_role("button", name="Reconnect now")).to_be_visible()
+    save_screenshot(page, "console-reconnecting")
+
+    # and while it is away an item is routed to her (she is within the grace period)
+    item_id = stack.enqueue("Came while you were away", customer="Mia Chen")
+    wait_for(lambda: work_of(item_id) == [("alice", "pushed")], what="the offer")
+    page.get_by_role("button", name="Reconnect now").click()  # the server is still down
+    expect(connection).to_have_text(re.compile(r"^Offline: reconnecting in \d+ s$"))
+
+    # when the server is back
+    own_server.start()
+
+    # then the console reconnects by itself and shows the offer it never heard of live
+    expect(connection).to_have_text("Connected", timeout=45_000)
+    card = offer_card(page, "Came while you were away")
+    expect(card).to_be_visible()
+    expect(card.locator(".customer")).to_have_text("Mia Chen")
+    expect(page.locator("#announcer")).to_have_text("New offer: Came while you were away")
+    expect(page.get_by_role("button", name="Reconnect now")).to_be_hidden()
+    expect(page.locator("#capacity-text")).to_have_text("1 / 4 units")
+    save_screenshot(page, "console-reconnected")
+
+    # and the reconnect waits had full jitter within 1 s doubling to 30 s
+    bounds = page.evaluate(
+        """async () => {
+            const { backoffDelay } = await import("/static/js/livesocket.js");
+            const top = () => 0.999999, bottom = () => 0;
+            return [0, 1, 4, 5, 12].map((n) => [
+                Math.round(backoffDelay(n, { random: bottom })),
+                Math.round(backoffDelay(n, { random: top })),
+            ]);
+        }"""
+    )
+    assert bounds == [[0, 1000], [0, 2000], [0, 16000], [0, 30000], [0, 30000]]
+
+
+def test_a_console_repairs_an_offer_whose_event_was_lost(stack, own_server, page_factory):
+    # given alice's console open and available
+    page = open_console(page_factory, replace(stack, url=own_server.url), "alice")
+    go_available(page, stack)
+
+    # when Redis forgets the channel layer's groups, so the next offer's push reaches no one
+    flush_channel_layer()
+    item_id = stack.enqueue("Pushed into the void")
+    wait_for(lambda: work_of(item_id) == [("alice", "pushed")], what="the offer")
+
+    # then the console's resync (every 2 s here) brings the offer in, and announces it
+    card = offer_card(page, "Pushed into the void")
+    expect(card).to_be_visible(timeout=20_000)
+    expect(page.locator("#announcer")).to_have_text("New offer: Pushed into the void")
+    expect(page.locator("#connection")).to_have_text("Connected")
+
+    # and later offers keep coming
+    stack.enqueue("And the next one", queue=stack.patient)
+    expect(offer_card(page, "And the next one")).to_be_visible(timeout=20_000)

@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.test import Client
 from django.utils import timezone
 
+from omnirouter import realtime
 from omnirouter.asgi import application
 from presence.models import Agent
 from routing import services
@@ -706,4 +708,113 @@ def test_an_idle_console_on_the_redis_layer_still_receives_pushes(center, settin
     work, offered = talk(conversation)
 
     # then the same connection receives it
+    assert offered["payload"]["id"] == work.pk
+
+
+# --- Group membership that heals (channels-redis forgets members) -----------------------------
+
+
+async def flush_channel_layer() -> None:
+    """What a Redis FLUSHALL or a restart without persistence does to the channel layer."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(REDIS_CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0])
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+async def until_the_console_hears_its_group(ws: WebsocketCommunicator, agent: Agent) -> None:
+    """Publish a probe to the agent's group until the console forwards one (at most 10 s)."""
+    layer = get_channel_layer()
+    probe = {"type": "realtime.event", "event": "probe", "payload": {}}
+    for _ in range(100):
+        await layer.group_send(realtime.agent_group(agent.pk), probe)
+        # (receive_nothing, not a timed-out receive: a timeout would cancel the consumer)
+        if await ws.receive_nothing(timeout=0.1):
+            continue
+        assert (await ws.receive_json_from())["type"] == "probe"
+        # Probes sent before the one heard may still be on their way.
+        while not await ws.receive_nothing(timeout=0.2):
+            assert (await ws.receive_json_from())["type"] == "probe"
+        return
+    raise AssertionError("the console never heard its group again")
+
+
+def test_a_console_hears_offers_again_after_the_channel_layer_was_flushed(center, settings):
+    # given the production channel layer, consoles re-joining their groups every 0.2 s, and
+    # alice's console open
+    settings.CHANNEL_LAYERS = REDIS_CHANNEL_LAYERS
+    settings.REALTIME_GROUP_REJOIN_SECONDS = 0.2
+    go_online(center, center.alice)
+    ws = console(center.alice.user)
+
+    async def conversation():
+        await open_console(ws)
+        # when Redis forgets every group membership (FLUSHALL on the layer's database)
+        await flush_channel_layer()
+        # then within the re-join interval the console is in its group again
+        await until_the_console_hears_its_group(ws, center.alice)
+        # and the next offer reaches it
+        work = await database_sync_to_async(offer)(center, center.alice, "After the flush")
+        offered = await next_of(ws, "offer")
+        await ws.disconnect()
+        return work, offered
+
+    work, offered = talk(conversation)
+
+    assert (offered["payload"]["id"], offered["payload"]["subject"]) == (work.pk, "After the flush")
+
+
+def test_a_console_stays_in_its_group_longer_than_the_layers_group_expiry(center, settings):
+    # given a layer that forgets members 1 s after they joined, consoles re-joining every 0.2 s
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            **REDIS_CHANNEL_LAYERS["default"],
+            "CONFIG": {**REDIS_CHANNEL_LAYERS["default"]["CONFIG"], "group_expiry": 1},
+        }
+    }
+    settings.REALTIME_GROUP_REJOIN_SECONDS = 0.2
+    go_online(center, center.alice)
+    ws = console(center.alice.user)
+
+    async def conversation():
+        await open_console(ws)
+        # when the console has been connected for longer than the group expiry
+        await asyncio.sleep(1.5)
+        work = await database_sync_to_async(offer)(center, center.alice, "A day later")
+        offered = await next_of(ws, "offer")
+        await ws.disconnect()
+        return work, offered
+
+    work, offered = talk(conversation)
+
+    # then it still receives offers (it would have been dropped from the group at 1 s)
+    assert offered["payload"]["id"] == work.pk
+
+
+def test_a_console_that_resyncs_after_a_flush_hears_the_next_offer_at_once(center, settings):
+    # given the production layer, a re-join timer too slow to help, and alice's console open
+    settings.CHANNEL_LAYERS = REDIS_CHANNEL_LAYERS
+    settings.REALTIME_GROUP_REJOIN_SECONDS = 3600
+    go_online(center, center.alice)
+    ws = console(center.alice.user)
+
+    async def conversation():
+        await open_console(ws)
+        await flush_channel_layer()
+        # when the console resyncs (its page does every REALTIME_RESYNC_SECONDS)
+        await ws.send_json_to({"type": "sync", "ref": "r"})
+        state = await next_of(ws, "state")
+        await next_of(ws, "ack")
+        # then the next offer reaches it
+        work = await database_sync_to_async(offer)(center, center.alice, "Right after a sync")
+        offered = await next_of(ws, "offer")
+        await ws.disconnect()
+        return state, work, offered
+
+    state, work, offered = talk(conversation)
+
+    assert state["work"] == []
     assert offered["payload"]["id"] == work.pk

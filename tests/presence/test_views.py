@@ -99,6 +99,7 @@ def test_the_console_page_carries_its_settings_and_the_script_catalog(center):
     assert response.context["console_config"] == {
         "wsPath": "/ws/agent/",
         "heartbeatSeconds": 10,
+        "resyncSeconds": 60,
         "loginUrl": "/accounts/login/?next=/console/",
     }
     assert '<script src="/jsi18n/"></script>' in body
