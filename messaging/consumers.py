@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import translation
 from django.utils.translation import gettext as _
 
@@ -30,6 +29,7 @@ from messaging import selectors, services
 from messaging.models import AccountKind, ChannelAccount, Conversation, IdentityKind
 from omnirouter import realtime, roles
 from omnirouter.errors import DomainError
+from omnirouter.ws_frames import CheckedJsonConsumer
 from omnirouter.ws_groups import GroupMembership
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def _open_conversation_id(account: ChannelAccount, visitor: str) -> int | None:
     )
 
 
-class WebchatConsumer(AsyncJsonWebsocketConsumer):
+class WebchatConsumer(CheckedJsonConsumer):
     account: ChannelAccount | None = None
     visitor: str = ""
     membership: GroupMembership | None = None
@@ -187,7 +187,7 @@ def _agent_of(user: Any) -> Any:
     return roles.agent_of(user)
 
 
-class AgentConversationConsumer(AsyncJsonWebsocketConsumer):
+class AgentConversationConsumer(CheckedJsonConsumer):
     """The agent's conversation tabs: one socket per console page, however many tabs."""
 
     agent: Any = None

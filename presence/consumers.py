@@ -17,13 +17,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from omnirouter import realtime, roles
 from omnirouter.errors import DomainError
+from omnirouter.ws_frames import CheckedJsonConsumer
 from omnirouter.ws_groups import GroupMembership
 from omnirouter.ws_locale import language_of
 from presence.models import Agent, PresenceStatus
@@ -54,7 +54,7 @@ class BadMessage(Exception):
         self.code = code
 
 
-class AgentConsumer(AsyncJsonWebsocketConsumer):
+class AgentConsumer(CheckedJsonConsumer):
     agent_id: int | None = None
     membership: GroupMembership | None = None
     language: str = settings.LANGUAGE_CODE
@@ -101,21 +101,9 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
 
     # --- Client -> server -------------------------------------------------------------------
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if self.agent_id is None:
             return
-        with translation.override(self.language):
-            if text_data is None:
-                await self._error(None, "bad_json", _("Messages must be JSON text."))
-                return
-            try:
-                content = json.loads(text_data)
-            except ValueError:
-                await self._error(None, "bad_json", _("Messages must be JSON text."))
-                return
-            await self.receive_json(content)
-
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
         ref = _ref_of(content)
         try:
             if not isinstance(content, dict):

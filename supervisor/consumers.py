@@ -24,19 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 import time
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from omnirouter import realtime, roles
+from omnirouter.ws_frames import CheckedJsonConsumer
 from omnirouter.ws_groups import GroupMembership
 from omnirouter.ws_locale import language_of
 from routing.selectors import supervised_queues
@@ -48,7 +47,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_A_SUPERVISOR = 4403
 
 
-class SupervisorConsumer(AsyncJsonWebsocketConsumer):
+class SupervisorConsumer(CheckedJsonConsumer):
     membership: GroupMembership | None = None
 
     async def connect(self) -> None:
@@ -135,27 +134,19 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
 
     # --- Client -> server -------------------------------------------------------------------
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        with translation.override(getattr(self, "language", settings.LANGUAGE_CODE)):
-            try:
-                content = json.loads(text_data) if text_data is not None else None
-            except ValueError:
-                content = None
-            kind = content.get("type") if isinstance(content, dict) else None
-            if kind == "refresh":
-                self._heard_at = time.monotonic()  # asked for now: nothing older will do
-                self._request_snapshot()
-                return
-            await self.send_json(
-                {
-                    "type": "error",
-                    "code": "unknown_type",
-                    "message": _(
-                        'The dashboard socket only accepts {"type": "refresh"}; actions go '
-                        "through the REST API."
-                    ),
-                }
-            )
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "refresh":
+            self._heard_at = time.monotonic()  # asked for now: nothing older will do
+            self._request_snapshot()
+            return
+        await self.send_frame_error(
+            "unknown_type",
+            _(
+                'The dashboard socket only accepts {"type": "refresh"}; actions go '
+                "through the REST API."
+            ),
+        )
 
 
 def _supervised_queue_ids(user: Any) -> list[int] | None:

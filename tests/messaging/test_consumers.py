@@ -183,3 +183,37 @@ def test_agent_socket_replies_and_gets_customer_messages(world, transactional_db
     assert (conversation.status, conversation.ended_by) == ("ended", "agent")
     work.refresh_from_db()
     assert work.state == "closed"
+
+
+def test_widget_answers_bad_frames_with_an_error_and_stays_open(world, transactional_db):
+    frames = [
+        '{"type": "message", "text": "hi\\u0000", "client_id": "n1"}',
+        "[" * 5000 + "]" * 5000,
+        "not json",
+    ]
+
+    async def scenario():
+        widget = _widget(world)
+        assert (await widget.connect())[0]
+        await _until(widget, "hello")
+        errors = []
+        for frame in frames:
+            await widget.send_to(text_data=frame)
+            errors.append(await _until(widget, "error"))
+        await widget.send_json_to({"type": "message", "text": "Hello", "client_id": "ok"})
+        ack = await _until(widget, "ack")
+        await widget.disconnect()
+        return errors, ack
+
+    errors, ack = asyncio.run(scenario())
+
+    assert [e["code"] for e in errors] == ["bad_input", "bad_input", "bad_json"]
+    assert errors[0]["message"] == "text: A text value contains a NUL byte."
+    assert ack["client_id"] == "ok"
+    assert [m.text for m in services_messages()] == ["Hello"]
+
+
+def services_messages():
+    from messaging.models import Message
+
+    return list(Message.objects.filter(author="customer").order_by("id"))

@@ -548,6 +548,22 @@ def test_acting_on_another_agents_work_is_refused_and_changes_nothing(center, ac
         ),
         ('{"type": "status", "ref": "m"}', "bad_request", "Field status is required."),
         ('{"type": "status", "status": 999999, "ref": "m"}', "not_found", "No status 999999."),
+        (
+            '{"type": "close", "work_id": 1, "note": "done\\u0000", "ref": "m"}',
+            "bad_input",
+            "note: A text value contains a NUL byte.",
+        ),
+        (
+            '{"type": "decline", "work_id": 1, "reason": "\\u0000", "ref": "m"}',
+            "bad_input",
+            "reason: A text value contains a NUL byte.",
+        ),
+        ("[" * 5000 + "]" * 5000, "bad_input", "(body): Nested deeper than 32 levels."),
+        (
+            '{"type": "close", "work_id": 1, "note": ' + "[" * 40 + "]" * 40 + "}",
+            "bad_input",
+            "note" + ".0" * 31 + ": Nested deeper than 32 levels.",
+        ),
     ],
 )
 def test_malformed_messages_get_an_error_frame_and_change_nothing(center, frame, code, message):
@@ -569,7 +585,8 @@ def test_malformed_messages_get_an_error_frame_and_change_nothing(center, frame,
     error, ack = talk(conversation)
 
     assert (error["code"], error["message"]) == (code, message)
-    assert error["ref"] == (None if frame.startswith(("[", "not")) else "m")
+    # A frame refused before it is read has no ref; the others answer the frame's own.
+    assert error["ref"] == (None if frame.startswith(("[", "not")) or code == "bad_input" else "m")
     assert ack["ref"] == "still-there"
     assert snapshot() == before
 
