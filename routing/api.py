@@ -17,6 +17,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from omnirouter.ratelimit import RoleRateThrottle, WorkItemCreateThrottle
 from routing import services
 from routing.models import AgentWork, Queue, RoutingConfiguration, ServiceChannel, WorkItem
 from routing.permissions import IsAgent, IsIntake, IsIntakeOrSupervisor
@@ -87,6 +88,7 @@ class WorkItemViewSet(viewsets.GenericViewSet):
     those in their queues; admins all."""
 
     serializer_class = WorkItemSerializer
+    throttle_classes = [RoleRateThrottle, WorkItemCreateThrottle]
 
     def get_permissions(self) -> list[Any]:
         if self.action == "create":

@@ -118,6 +118,15 @@ def _fresh_redis() -> None:
             client.close()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Rate-limit counters and throttle histories live in the cache: every test starts with
+    none, so one test's requests never count against the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 # =============================================================================================
 # 3. Real processes on the test database
 # =============================================================================================
