@@ -13,19 +13,27 @@ pytestmark = pytest.mark.browser
 
 
 def _watch(page):
-    """Console errors and page errors, CSP violations among them."""
+    """Console errors (CSP violations among them), page errors and failed requests."""
     problems: list[str] = []
-    page.on(
-        "console",
-        lambda message: problems.append(message.text) if message.type == "error" else None,
-    )
+
+    def console(message):
+        # failed loads are reported below with their URL
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            problems.append(message.text)
+
+    def response(response):
+        if response.status >= 400 and not response.url.endswith("/favicon.ico"):
+            problems.append(f"{response.status} {response.url}")
+
+    page.on("console", console)
     page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("response", response)
     return problems
 
 
 def test_pages_run_under_the_content_security_policy(live_asgi_server, page_factory):
     make_agent("alice", password="alice-pass-123")
-    page = page_factory(base_url=live_asgi_server)
+    page = page_factory(base_url=live_asgi_server, bypass_csp=False)
     problems = _watch(page)
 
     response = page.goto("/accounts/login/")
@@ -36,9 +44,9 @@ def test_pages_run_under_the_content_security_policy(live_asgi_server, page_fact
 
     # the language menu submits itself (a script file now, not an inline handler)
     page.locator("#lang-select").select_option("ja")
-    page.wait_for_function("document.documentElement.lang === 'ja'")
+    page.locator("html[lang=ja]").wait_for(state="attached")
     page.locator("#lang-select").select_option("en")
-    page.wait_for_function("document.documentElement.lang === 'en'")
+    page.locator("html[lang=en]").wait_for(state="attached")
 
     page.fill("input[name=username]", "alice")
     page.fill("input[name=password]", "alice-pass-123")
@@ -51,7 +59,11 @@ def test_pages_run_under_the_content_security_policy(live_asgi_server, page_fact
     page.goto("/api/docs/redoc/")
     page.locator("h1", has_text="OmniRouter API").wait_for()
 
-    assert problems == []
+    # Redoc's "powered by" badge comes from its CDN: blocked on purpose (nothing loads from
+    # other sites), and the page works without it.
+    blocked_badge = [p for p in problems if "cdn.redoc.ly" in p]
+    assert len(blocked_badge) <= 1
+    assert [p for p in problems if p not in blocked_badge] == []
 
 
 def test_the_widget_replaces_a_token_the_server_did_not_issue(live_asgi_server, page_factory):
@@ -64,7 +76,7 @@ def test_the_widget_replaces_a_token_the_server_did_not_issue(live_asgi_server, 
         bot_flow=[{"key": "name", "ask": "Hi! What's your name?"}],
     )
     storage_key = f"omnirouter.webchat.{account.public_key}.visitor"
-    page = page_factory(base_url=live_asgi_server)
+    page = page_factory(base_url=live_asgi_server, bypass_csp=False)
     problems = _watch(page)
     page.add_init_script(
         f"if (!sessionStorage.getItem('seeded')) {{ sessionStorage.setItem('seeded', '1');"
@@ -74,9 +86,6 @@ def test_the_widget_replaces_a_token_the_server_did_not_issue(live_asgi_server, 
 
     # when the customer opens the chat and writes
     page.get_by_role("button", name="Chat with us").click()
-    page.wait_for_function(
-        f"(localStorage.getItem('{storage_key}') || '').includes('.')", timeout=10_000
-    )
     widget = page.locator("#omni-wc-panel")
     widget.get_by_label("Your message").fill("Hello")
     widget.get_by_role("button", name="Send").click()
@@ -85,5 +94,4 @@ def test_the_widget_replaces_a_token_the_server_did_not_issue(live_asgi_server, 
     widget.locator(".omni-wc-out", has_text="Hi! What's your name?").wait_for()
     token = page.evaluate(f"localStorage.getItem('{storage_key}')")
     assert services.visitor_token_valid(token)
-    # the refused first connection is an expected close, not a page error
-    assert [p for p in problems if "WebSocket" not in p] == []
+    assert problems == []
