@@ -350,7 +350,7 @@ API_THROTTLE_ADMIN_PER_MINUTE = env.int("API_THROTTLE_ADMIN_PER_MINUTE", default
 API_THROTTLE_INTAKE_PER_MINUTE = env.int("API_THROTTLE_INTAKE_PER_MINUTE", default=3000)
 # POST /api/work-items/ on its own (per intake client), within the role's budget.
 API_THROTTLE_WORK_ITEM_CREATE_PER_MINUTE = env.int(
-    "API_THROTTLE_WORK_ITEM_CREATE_PER_MINUTE", default=1200
+    "API_THROTTLE_WORK_ITEM_CREATE_PER_MINUTE", default=120
 )
 # Provider webhooks, per channel account and sending address.
 WEBHOOK_REQUESTS_PER_MINUTE = env.int("WEBHOOK_REQUESTS_PER_MINUTE", default=1200)
