@@ -1,9 +1,14 @@
 """WebSockets of messaging: the customer's web-chat widget, and the agent's conversation tabs.
 
 ``/ws/webchat/<account key>/``: anonymous visitors, recognised by a visitor token the widget
-keeps in localStorage (sent as ``?visitor=``; a new one is issued in the ``hello`` frame). The
-page embedding the widget must be on the account's allowed-origins list (or be this server).
-This route sits outside the staff origin validator on purpose: customers' own sites embed it.
+keeps in localStorage (sent as ``?visitor=``). Tokens are issued by this server only (signed, in
+the ``hello`` frame of a connection without one); a token we did not issue gets an error frame
+``visitor_unknown`` and close code 4401, and the widget forgets it and connects without one.
+Frames are rate-limited per connection (a token bucket): past the limit an error frame
+``rate_limited`` answers, nothing is stored, and the socket stays open.
+The page embedding the widget must be on the account's allowed-origins list (or be this
+server). This route sits outside the staff origin validator on purpose: customers' own sites
+embed it.
 
 ``/ws/agent/conversations/``: a logged-in agent's conversation tabs (``static/js/conversation.js``):
 replies, typing, closing, opening a case; messaging events from the agent's group are forwarded.
@@ -16,12 +21,11 @@ Both are thin: validate, call one service, forward events. Client frames and ans
 from __future__ import annotations
 
 import logging
-import re
-import secrets
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
 
@@ -29,6 +33,8 @@ from messaging import selectors, services
 from messaging.models import AccountKind, ChannelAccount, Conversation, IdentityKind
 from omnirouter import realtime, roles
 from omnirouter.errors import DomainError
+from omnirouter.origins import origin_allowed
+from omnirouter.ratelimit import TokenBucket
 from omnirouter.ws_frames import CheckedJsonConsumer
 from omnirouter.ws_groups import GroupMembership
 
@@ -37,7 +43,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNKNOWN_ACCOUNT = 4404
 CLOSE_ORIGIN_REFUSED = 4403
 CLOSE_UNAUTHENTICATED = 4401
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+CLOSE_VISITOR_UNKNOWN = 4401  # the widget forgets its token and connects without one
 # Events a widget may see; agent-side events (offers, presence) never reach customers anyway.
 _WIDGET_EVENTS = {realtime.MESSAGE_NEW, realtime.TYPING, realtime.CONVERSATION_CHANGED}
 _AGENT_EVENTS = {
@@ -47,24 +53,6 @@ _AGENT_EVENTS = {
     realtime.TYPING,
     realtime.CONVERSATION_CHANGED,
 }
-
-
-def _header(scope: dict[str, Any], name: bytes) -> str:
-    for key, value in scope.get("headers") or []:
-        if key == name:
-            return value.decode("latin-1")
-    return ""
-
-
-def origin_allowed(scope: dict[str, Any], account: ChannelAccount) -> bool:
-    """The page's origin is on the account's list, or is this server itself."""
-    origin = _header(scope, b"origin").rstrip("/")
-    if not origin or origin == "null":
-        return False
-    if origin in account.origin_list():
-        return True
-    host = _header(scope, b"host")
-    return bool(host) and urlsplit(origin).netloc == host
 
 
 def _webchat_account(key: str) -> ChannelAccount | None:
@@ -95,6 +83,7 @@ class WebchatConsumer(CheckedJsonConsumer):
     account: ChannelAccount | None = None
     visitor: str = ""
     membership: GroupMembership | None = None
+    frames: TokenBucket
 
     async def connect(self) -> None:
         key = self.scope["url_route"]["kwargs"]["account_key"]
@@ -103,15 +92,24 @@ class WebchatConsumer(CheckedJsonConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNKNOWN_ACCOUNT)
             return
-        if not origin_allowed(self.scope, account):
+        if not origin_allowed(self.scope, account.origin_list()):
             await self.accept()
             await self.close(code=CLOSE_ORIGIN_REFUSED)
             return
-        self.account = account
         query = parse_qs(self.scope.get("query_string", b"").decode())
         token = (query.get("visitor") or [""])[0]
-        if not _TOKEN.match(token):
-            token = secrets.token_urlsafe(24)
+        if not token:
+            token = services.issue_visitor_token()
+        elif not services.visitor_token_valid(token):
+            await self.accept()
+            await self._error("visitor_unknown", _("This chat session is unknown; starting anew."))
+            await self.close(code=CLOSE_VISITOR_UNKNOWN)
+            return
+        self.account = account
+        self.frames = TokenBucket(
+            capacity=settings.WEBCHAT_BURST_FRAMES,
+            rate_per_second=settings.WEBCHAT_FRAMES_PER_SECOND,
+        )
         self.visitor = services.visitor_key(token)
         self.membership = GroupMembership(self.channel_layer, self.channel_name)
         await self.membership.join(realtime.webchat_group(self.visitor))
@@ -132,6 +130,18 @@ class WebchatConsumer(CheckedJsonConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if self.account is None:
+            return
+        wait = self.frames.take()
+        if wait:
+            # Checked before any database work: a flood costs us no transactions.
+            await self.send_json(
+                {
+                    "type": "error",
+                    "code": "rate_limited",
+                    "message": _("You are sending too fast. Wait a moment and try again."),
+                    "retry_after_seconds": round(min(wait, 3600), 1),
+                }
+            )
             return
         if not isinstance(content, dict):
             await self._error("bad_request", _("Each frame must be a JSON object."))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core import signing
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone, translation
@@ -85,6 +87,27 @@ def normalize_address(kind: str, value: str) -> str:
     if kind == IdentityKind.EMAIL:
         return value.casefold()
     return value
+
+
+def _visitor_signer() -> signing.Signer:
+    return signing.Signer(salt="messaging.webchat.visitor", sep=".")
+
+
+def issue_visitor_token() -> str:
+    """A new web-chat visitor token, signed by this server: the widget keeps it and sends it
+    back, and only tokens we issued are accepted (a visitor cannot pick someone else's)."""
+    return _visitor_signer().sign(secrets.token_urlsafe(18))
+
+
+def visitor_token_valid(token: str) -> bool:
+    """Whether ``token`` is one this server issued (``issue_visitor_token``)."""
+    if not token or len(token) > 128:
+        return False
+    try:
+        _visitor_signer().unsign(token)
+    except signing.BadSignature:
+        return False
+    return True
 
 
 def visitor_key(token: str) -> str:

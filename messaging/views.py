@@ -4,6 +4,7 @@ demo shop that embeds the web-chat widget."""
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -15,7 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from messaging import selectors, services
 from messaging.models import Case, Customer
-from omnirouter import roles
+from omnirouter import ratelimit, roles
 from omnirouter.errors import DomainError
 
 
@@ -74,9 +75,24 @@ class HelpForm(forms.Form):
 
 @require_http_methods(["GET", "POST"])
 def help_page(request: HttpRequest) -> HttpResponse:
-    """Self-service: a customer opens a case; they get a private link to follow it."""
+    """Self-service: a customer opens a case; they get a private link to follow it. One address
+    may open HELP_CASES_PER_HOUR cases; past that the form says so (429, Retry-After)."""
     form = HelpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        wait = ratelimit.hit(
+            f"help:{ratelimit.client_key(request)}",
+            limit=settings.HELP_CASES_PER_HOUR,
+            window_seconds=3600,
+        )
+        if wait:
+            form.add_error(
+                None,
+                _("Too many requests from your address. Please try again in %(minutes)s minutes.")
+                % {"minutes": max(1, round(wait / 60))},
+            )
+            response = render(request, "messaging/help.html", {"form": form}, status=429)
+            response["Retry-After"] = ratelimit.retry_after_header(wait)
+            return response
         try:
             case = services.open_self_service_case(**form.cleaned_data)
         except DomainError as exc:

@@ -6,13 +6,18 @@ once: ``receive_inbound`` keys on the provider message id). A bad signature is a
 nothing is stored. A signed delivery that cannot be used (malformed, an identifier too long to
 store) is a poison message: retrying it can never succeed, so it is acknowledged (200), logged
 and dropped, and the provider stops retrying it. Parsing happens before any write, and all events
-of one delivery are stored in one transaction.
+of one delivery are stored in one transaction. More than WEBHOOK_REQUESTS_PER_MINUTE deliveries
+for one account from one address are answered 429 with Retry-After (before any database work),
+which providers treat as "retry later".
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -27,8 +32,35 @@ from messaging.adapters import InboundMessage, MalformedPayload, StatusUpdate, m
 from messaging.adapters import whatsapp as whatsapp_adapter
 from messaging.adapters.base import valid_hub_signature
 from messaging.models import AccountKind, ChannelAccount
+from omnirouter import ratelimit
 
 logger = logging.getLogger(__name__)
+
+
+def _throttled(json_body: bool) -> Callable[[Callable[..., HttpResponse]], Any]:
+    """Answer 429 past WEBHOOK_REQUESTS_PER_MINUTE per account and sending address, in the body
+    format the provider expects (Twilio: plain text; Meta: JSON)."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, account_id: int) -> HttpResponse:
+            wait = ratelimit.hit(
+                f"webhook:{account_id}:{ratelimit.client_key(request)}",
+                limit=settings.WEBHOOK_REQUESTS_PER_MINUTE,
+                window_seconds=60,
+            )
+            if not wait:
+                return view(request, account_id)
+            logger.warning("webhook for account %s throttled", account_id)
+            if json_body:
+                response: HttpResponse = JsonResponse({"detail": "Too many requests."}, status=429)
+                response["Retry-After"] = ratelimit.retry_after_header(wait)
+                return response
+            return ratelimit.too_many_requests(wait)
+
+        return wrapper
+
+    return decorate
 
 
 def _account(account_id: int, kind: str) -> ChannelAccount:
@@ -80,6 +112,7 @@ def _public_url(request: HttpRequest) -> str:
 
 @csrf_exempt
 @require_http_methods(["POST"])
+@_throttled(json_body=False)
 def sms_webhook(request: HttpRequest, account_id: int) -> HttpResponse:
     """Inbound SMS and status callbacks in Twilio's form-encoded format; answers empty TwiML."""
     account = _account(account_id, AccountKind.SMS)
@@ -101,7 +134,11 @@ def _verify_handshake(request: HttpRequest, account: ChannelAccount) -> HttpResp
     mode = request.GET.get("hub.mode")
     token = request.GET.get("hub.verify_token", "")
     challenge = request.GET.get("hub.challenge", "")
-    if mode == "subscribe" and account.verify_token and token == account.verify_token:
+    if (
+        mode == "subscribe"
+        and account.verify_token
+        and hmac.compare_digest(token.encode(), account.verify_token.encode())
+    ):
         return HttpResponse(challenge, content_type="text/plain")
     return HttpResponse("Verification failed.", status=403, content_type="text/plain")
 
@@ -128,6 +165,7 @@ def _meta_webhook(request: HttpRequest, account: ChannelAccount, parse: Any) -> 
 
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
+@_throttled(json_body=True)
 def whatsapp_webhook(request: HttpRequest, account_id: int) -> HttpResponse:
     """WhatsApp Cloud API: verification handshake and signed notifications."""
     return _meta_webhook(
@@ -137,6 +175,7 @@ def whatsapp_webhook(request: HttpRequest, account_id: int) -> HttpResponse:
 
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
+@_throttled(json_body=True)
 def messenger_webhook(request: HttpRequest, account_id: int) -> HttpResponse:
     """Messenger Platform: verification handshake and signed page events."""
     return _meta_webhook(request, _account(account_id, AccountKind.MESSENGER), messenger.parse)

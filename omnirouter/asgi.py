@@ -9,9 +9,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from omnirouter.origins import StaffOriginValidator  # noqa: E402
 from omnirouter.ws_urls import (  # noqa: E402
     customer_websocket_urlpatterns,
     websocket_urlpatterns,
@@ -25,9 +25,7 @@ application = ProtocolTypeRouter(
                 *customer_websocket_urlpatterns,
                 re_path(
                     r"^",
-                    AllowedHostsOriginValidator(
-                        AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-                    ),
+                    StaffOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
                 ),
             ]
         ),

@@ -5,9 +5,11 @@ routing loop inside the web process. Set DATABASE_URL and REDIS_URL for producti
 channels-redis, Celery workers and beat).
 """
 
+import os
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -28,15 +30,76 @@ if not SECRET_KEY:
     # Embedded runs get a per-checkout key written once to var/; production must set one.
     _key_file = VAR_DIR / "secret_key"
     if _key_file.exists():
+        if _key_file.stat().st_mode & 0o077:
+            _key_file.chmod(0o600)  # written by an older version, readable by others
         SECRET_KEY = _key_file.read_text().strip()
     else:
         from django.core.management.utils import get_random_secret_key
 
         _key_file.parent.mkdir(parents=True, exist_ok=True)
         SECRET_KEY = get_random_secret_key()
-        _key_file.write_text(SECRET_KEY)
+        # Created owner-only (0600) in one step: never readable by others, not even briefly.
+        _fd = os.open(_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(_fd, "w") as _out:
+            _out.write(SECRET_KEY)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- HTTPS, cookies, security headers --------------------------------------------------------
+# Off by default so the embedded run works on http://localhost; production over HTTPS turns them
+# on (`manage.py check --deploy` then reports nothing).
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+# Load balancers probe the health check over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=False)
+# Behind a proxy that terminates TLS: "HTTP_X_FORWARDED_PROTO,https". Only set it when the proxy
+# always sets (or strips) that header, or clients could claim HTTPS themselves.
+_proxy_ssl_header = env.list("DJANGO_SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "DJANGO_SECURE_PROXY_SSL_HEADER is a header and a value, e.g. HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if _proxy_ssl_header else None
+# Proxies in front of the server that append to X-Forwarded-For: the client's address is the
+# entry this many places from the right. 0: REMOTE_ADDR (no proxy, or one that rewrites it).
+TRUSTED_PROXY_COUNT = env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
+X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy (django-csp 4): pages load scripts, styles, images and sockets from
+# this server only; no inline scripts or styles. The web-chat widget on customers' sites is
+# governed by their own policy (it needs script-src, style-src and connect-src for this server).
+_CSP_DIRECTIVES = {
+    "default-src": [SELF],
+    "script-src": [SELF],
+    "style-src": [SELF],
+    "img-src": [SELF, "data:"],
+    "font-src": [SELF],
+    # 'self' covers ws:// and wss:// to this host (CSP level 3).
+    "connect-src": [SELF],
+    "object-src": [NONE],
+    "base-uri": [SELF],
+    "form-action": [SELF],
+    "frame-ancestors": [NONE],
+}
+if env("DJANGO_CSP_REPORT_URI", default=""):
+    _CSP_DIRECTIVES["report-uri"] = [env("DJANGO_CSP_REPORT_URI")]
+if env.bool("DJANGO_CSP_REPORT_ONLY", default=False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = {"DIRECTIVES": _CSP_DIRECTIVES}
+else:
+    CONTENT_SECURITY_POLICY = {"DIRECTIVES": _CSP_DIRECTIVES}
+PERMISSIONS_POLICY = env(
+    "DJANGO_PERMISSIONS_POLICY",
+    default=(
+        "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+        "microphone=(), payment=(), usb=()"
+    ),
+)
 
 INSTALLED_APPS = [
     "daphne",
@@ -51,6 +114,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "csp",
+    "axes",
     "routing",
     "presence",
     "supervisor",
@@ -68,6 +133,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "omnirouter.middleware.PermissionsPolicyMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised during authentication into a response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "omnirouter.urls"
@@ -179,6 +248,19 @@ else:
         }
     }
 
+# Rate limits and throttles count in the cache: shared by every web process through Redis in
+# production, process memory in the embedded run (one process).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env("CACHE_REDIS_URL", default=_redis_db(REDIS_URL, 2)),
+            "KEY_PREFIX": "omnirouter",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # --- Routing --------------------------------------------------------------------------------
 # "celery": events enqueue Celery tasks, beat runs the sweep. "embedded": one thread in the web
 # process does both (the README's run command). Default follows REDIS_URL.
@@ -273,6 +355,40 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Login lockout (django-axes): after LOGIN_MAX_FAILURES wrong passwords for one username from one
+# address, that pair is refused (429) for LOGIN_LOCKOUT_MINUTES, even with the right password.
+# Covers the site login, the admin login and the API's browsable login (all go through
+# django.contrib.auth.authenticate).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_MAX_FAILURES", default=5)
+LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=15)
+AXES_COOLOFF_TIME = LOGIN_LOCKOUT_MINUTES / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "omnirouter.ratelimit.client_ip"
+AXES_LOCKOUT_CALLABLE = "omnirouter.ratelimit.login_locked_out"
+
+# API throttles (requests per minute, per user; anonymous per address), by role.
+API_THROTTLE_ANONYMOUS_PER_MINUTE = env.int("API_THROTTLE_ANONYMOUS_PER_MINUTE", default=60)
+API_THROTTLE_AGENT_PER_MINUTE = env.int("API_THROTTLE_AGENT_PER_MINUTE", default=600)
+API_THROTTLE_SUPERVISOR_PER_MINUTE = env.int("API_THROTTLE_SUPERVISOR_PER_MINUTE", default=600)
+API_THROTTLE_ADMIN_PER_MINUTE = env.int("API_THROTTLE_ADMIN_PER_MINUTE", default=1200)
+API_THROTTLE_INTAKE_PER_MINUTE = env.int("API_THROTTLE_INTAKE_PER_MINUTE", default=3000)
+# POST /api/work-items/ on its own (per intake client), within the role's budget.
+API_THROTTLE_WORK_ITEM_CREATE_PER_MINUTE = env.int(
+    "API_THROTTLE_WORK_ITEM_CREATE_PER_MINUTE", default=120
+)
+# Provider webhooks, per channel account and sending address.
+WEBHOOK_REQUESTS_PER_MINUTE = env.int("WEBHOOK_REQUESTS_PER_MINUTE", default=1200)
+# Self-service help: cases one address may open per hour.
+HELP_CASES_PER_HOUR = env.int("HELP_CASES_PER_HOUR", default=10)
+# Web-chat socket frames (per connection): a burst, then a steady rate.
+WEBCHAT_BURST_FRAMES = env.int("WEBCHAT_BURST_FRAMES", default=20)
+WEBCHAT_FRAMES_PER_SECOND = env.float("WEBCHAT_FRAMES_PER_SECOND", default=2.0)
+
 REST_FRAMEWORK = {
     # Token first: an anonymous request then gets 401 with a WWW-Authenticate challenge
     # (with session first DRF answers 403, which clients cannot tell from a role refusal).
@@ -291,6 +407,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "omnirouter.api_errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["omnirouter.ratelimit.RoleRateThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "OmniRouter API",

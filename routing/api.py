@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from omnirouter.permissions import IsAgent, IsIntake, IsIntakeOrSupervisor
+from omnirouter.ratelimit import RoleRateThrottle, WorkItemCreateThrottle
 from omnirouter.roles import signed_in
 from omnirouter.viewsets import ConfigurationViewSet, split_m2m, validated
 from routing import services
@@ -87,6 +88,7 @@ class WorkItemViewSet(viewsets.GenericViewSet):
     those in their queues; admins all."""
 
     serializer_class = WorkItemSerializer
+    throttle_classes = [RoleRateThrottle, WorkItemCreateThrottle]
 
     def get_permissions(self) -> list[Any]:
         if self.action == "create":

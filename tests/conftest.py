@@ -118,6 +118,15 @@ def _fresh_redis() -> None:
             client.close()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Rate-limit counters and throttle histories live in the cache: every test starts with
+    none, so one test's requests never count against the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 # =============================================================================================
 # 3. Real processes on the test database
 # =============================================================================================
@@ -361,6 +370,9 @@ def page_factory(browser, request: pytest.FixtureRequest) -> Iterator[Callable[.
     pages = []
 
     def make_page(**context_options):
+        # Playwright evaluates wait_for_function's string predicates with eval, which the pages'
+        # Content-Security-Policy forbids; tests that check the policy pass bypass_csp=False.
+        context_options.setdefault("bypass_csp", True)
         context = browser.new_context(**context_options)
         context.set_default_timeout(10_000)
         contexts.append(context)

@@ -55,39 +55,6 @@
   var lang = (document.documentElement.lang || navigator.language || "en").slice(0, 2);
   var t = STRINGS[lang] || STRINGS.en;
 
-  var CSS =
-    ".omni-wc-launcher{position:fixed;right:20px;bottom:20px;z-index:2147483000;border:0;" +
-    "border-radius:24px;padding:12px 18px;background:#1f5fbf;color:#fff;font:600 15px/1.2 system-ui," +
-    "sans-serif;box-shadow:0 4px 14px rgba(0,0,0,.25);cursor:pointer}" +
-    ".omni-wc-launcher:focus-visible,.omni-wc button:focus-visible,.omni-wc input:focus-visible" +
-    "{outline:3px solid #ffbf47;outline-offset:2px}" +
-    ".omni-wc{position:fixed;right:20px;bottom:76px;z-index:2147483000;width:340px;max-width:" +
-    "calc(100vw - 40px);height:460px;max-height:calc(100vh - 100px);display:flex;flex-direction:" +
-    "column;background:#fff;color:#1b1b1b;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.3);" +
-    "font:14px/1.4 system-ui,sans-serif;overflow:hidden}" +
-    ".omni-wc[hidden]{display:none}" +
-    ".omni-wc-head{display:flex;align-items:center;justify-content:space-between;padding:10px 12px;" +
-    "background:#1f5fbf;color:#fff}.omni-wc-head h2{font-size:15px;margin:0}" +
-    ".omni-wc-head button{background:transparent;color:#fff;border:1px solid rgba(255,255,255,.6);" +
-    "border-radius:6px;padding:3px 8px;cursor:pointer;font-size:12px}" +
-    ".omni-wc-log{flex:1;overflow-y:auto;padding:10px;display:flex;flex-direction:column;gap:6px;" +
-    "background:#f5f7fa;margin:0;list-style:none}" +
-    ".omni-wc-msg{max-width:80%;padding:7px 10px;border-radius:10px;white-space:pre-wrap;" +
-    "word-wrap:break-word}.omni-wc-msg small{display:block;font-size:11px;color:#555}" +
-    ".omni-wc-in{align-self:flex-end;background:#1f5fbf;color:#fff}.omni-wc-in small{color:#dde}" +
-    ".omni-wc-out{align-self:flex-start;background:#fff;border:1px solid #d5dbe3}" +
-    ".omni-wc-system{align-self:center;background:transparent;color:#555;font-size:12px}" +
-    ".omni-wc-pending{opacity:.6}" +
-    ".omni-wc-choices{display:flex;flex-wrap:wrap;gap:6px;padding:0 10px 8px;background:#f5f7fa}" +
-    ".omni-wc-choices button{border:1px solid #1f5fbf;background:#fff;color:#1f5fbf;border-radius:14px;" +
-    "padding:4px 10px;cursor:pointer}" +
-    ".omni-wc-status{min-height:18px;padding:0 12px;font-size:12px;color:#555;background:#f5f7fa}" +
-    ".omni-wc-form{display:flex;gap:6px;padding:8px;border-top:1px solid #d5dbe3}" +
-    ".omni-wc-form input{flex:1;padding:8px;border:1px solid #9aa5b1;border-radius:6px;font:inherit}" +
-    ".omni-wc-form button{padding:8px 12px;border:0;border-radius:6px;background:#1f5fbf;color:#fff;" +
-    "cursor:pointer;font:inherit}" +
-    ".omni-wc-sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}";
-
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (name) {
@@ -99,9 +66,11 @@
     return node;
   }
 
-  var style = el("style");
-  style.textContent = CSS;
-  document.head.appendChild(style);
+  // A stylesheet from the server, not an inline <style>: pages with a Content-Security-Policy
+  // then only need to allow this server in style-src.
+  document.head.appendChild(
+    el("link", { rel: "stylesheet", href: new URL("../css/webchat.css", script.src).href })
+  );
 
   var launcher = el("button", {
     type: "button",
@@ -158,6 +127,14 @@
       return window.localStorage.getItem(storageKey) || "";
     } catch (e) {
       return "";
+    }
+  }
+
+  function forgetToken() {
+    try {
+      window.localStorage.removeItem(storageKey);
+    } catch (e) {
+      /* nothing kept */
     }
   }
 
@@ -277,6 +254,12 @@
       onFrame(JSON.parse(event.data));
     });
     socket.addEventListener("close", function (event) {
+      if (event.code === 4401 && visitorToken()) {
+        // the server did not issue the token we kept: start as a new visitor
+        forgetToken();
+        connect();
+        return;
+      }
       if (event.code === 4403 || event.code === 4404) {
         refused = true;
         status.textContent = t.refused;

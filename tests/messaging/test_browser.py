@@ -23,7 +23,6 @@ from tests.factories import (
 from tests.harness import save_screenshot
 from tests.messaging.conftest import sms_params, twilio_signature
 
-VISITOR_TOKEN = "returning-visitor-token-0123456789"
 FLOW = [
     {"key": "name", "ask": "Hi! What's your name?"},
     {
@@ -86,11 +85,18 @@ def shop(transactional_db, client):
     assert response.status_code == 200
     services.end_idle_conversations(now=timezone.now() + timedelta(days=1))
     sms_customer = Conversation.objects.get(account=sms).customer
+    visitor_token = services.issue_visitor_token()  # the widget got it on her earlier visit
     visitor = services.identify_or_create_customer(
-        kind="webchat", value=services.visitor_key(VISITOR_TOKEN)
+        kind="webchat", value=services.visitor_key(visitor_token)
     ).customer
     services.merge_customers(survivor=sms_customer, other=visitor, actor=alice.user)
-    return {"alice": alice, "status": status, "webchat": webchat, "customer": sms_customer}
+    return {
+        "alice": alice,
+        "status": status,
+        "webchat": webchat,
+        "customer": sms_customer,
+        "visitor_token": visitor_token,
+    }
 
 
 @pytest.mark.browser
@@ -112,7 +118,7 @@ def test_web_chat_customer_and_agent_talk_live(shop, live_asgi_server, page_fact
     customer = page_factory(base_url=live_asgi_server, viewport={"width": 1000, "height": 800})
     customer.add_init_script(
         "window.localStorage.setItem("
-        f"'omnirouter.webchat.{shop['webchat'].public_key}.visitor', '{VISITOR_TOKEN}')"
+        f"'omnirouter.webchat.{shop['webchat'].public_key}.visitor', '{shop['visitor_token']}')"
     )
     customer.goto("/demo/shop/")
 

@@ -217,3 +217,83 @@ def services_messages():
     from messaging.models import Message
 
     return list(Message.objects.filter(author="customer").order_by("id"))
+
+
+def test_a_token_the_server_did_not_issue_is_refused(world, transactional_db):
+    # given a visitor who makes up a token (perhaps someone else's identity value)
+    async def scenario():
+        made_up = _widget(world, visitor="my-own-made-up-token-0123456789")
+        assert (await made_up.connect())[0]
+        error = await made_up.receive_json_from()
+        closed = await made_up.receive_output()
+        # when the widget reconnects without it, it gets a server-issued one that works
+        fresh = _widget(world)
+        await fresh.connect()
+        hello = await fresh.receive_json_from()
+        await fresh.disconnect()
+        again = _widget(world, visitor=hello["visitor"])
+        await again.connect()
+        welcome_back = await again.receive_json_from()
+        await again.disconnect()
+        return error, closed, hello, welcome_back
+
+    error, closed, hello, welcome_back = asyncio.run(scenario())
+    assert (error["type"], error["code"]) == ("error", "visitor_unknown")
+    assert closed == {"type": "websocket.close", "code": 4401}
+    assert services.visitor_token_valid(hello["visitor"])
+    assert (welcome_back["type"], welcome_back["visitor"]) == ("hello", hello["visitor"])
+    assert Conversation.objects.count() == 0
+
+
+def test_a_tampered_token_is_refused(world, transactional_db):
+    token = services.issue_visitor_token()
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+
+    async def scenario():
+        widget = _widget(world, visitor=tampered)
+        await widget.connect()
+        error = await widget.receive_json_from()
+        return error, await widget.receive_output()
+
+    error, closed = asyncio.run(scenario())
+    assert error["code"] == "visitor_unknown"
+    assert closed["code"] == 4401
+
+
+def test_frames_past_the_burst_get_an_error_and_the_socket_stays_open(
+    world, transactional_db, settings
+):
+    # given a burst of 3 frames and a refill too slow to matter during the test
+    settings.WEBCHAT_BURST_FRAMES = 3
+    settings.WEBCHAT_FRAMES_PER_SECOND = 0.001
+    world.webchat.bot_flow = []
+    world.webchat.save()
+
+    async def scenario():
+        widget = _widget(world)
+        await widget.connect()
+        await widget.receive_json_from()  # hello
+        answers = []
+        for n in range(5):
+            await widget.send_json_to({"type": "message", "text": f"m{n}", "client_id": f"c{n}"})
+            answers.append(await _until_any(widget, {"ack", "error"}))
+        # the socket is still open: it answers the next frame
+        await widget.send_json_to({"type": "typing"})
+        answers.append(await _until_any(widget, {"ack", "error"}))
+        await widget.disconnect()
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert [a["type"] for a in answers] == ["ack", "ack", "ack", "error", "error", "error"]
+    assert {a["code"] for a in answers[3:]} == {"rate_limited"}
+    assert all(a["retry_after_seconds"] > 0 for a in answers[3:])
+    conversation = Conversation.objects.get()
+    customer_texts = conversation.messages.filter(author="customer").values_list("text", flat=True)
+    assert list(customer_texts) == ["m0", "m1", "m2"]
+
+
+async def _until_any(communicator, wanted_types):
+    while True:
+        frame = await communicator.receive_json_from(timeout=5)
+        if frame["type"] in wanted_types:
+            return frame
