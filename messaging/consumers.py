@@ -28,7 +28,7 @@ from django.utils.translation import gettext as _
 
 from messaging import selectors, services
 from messaging.models import AccountKind, ChannelAccount, Conversation, IdentityKind
-from omnirouter import realtime, roles
+from omnirouter import metrics, realtime, roles
 from omnirouter.errors import DomainError
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ class WebchatConsumer(AsyncJsonWebsocketConsumer):
         self.visitor = services.visitor_key(token)
         await self.channel_layer.group_add(realtime.webchat_group(self.visitor), self.channel_name)
         await self.accept()
+        metrics.socket_opened(self)
         state = await database_sync_to_async(_widget_state)(account, self.visitor)
         await self.send_json(
             {
@@ -124,6 +125,7 @@ class WebchatConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
+        metrics.socket_closed(self)
         if self.visitor:
             await self.channel_layer.group_discard(
                 realtime.webchat_group(self.visitor), self.channel_name
@@ -208,9 +210,11 @@ class AgentConversationConsumer(AsyncJsonWebsocketConsumer):
         )
         await self.channel_layer.group_add(realtime.agent_group(self.agent.pk), self.channel_name)
         await self.accept()
+        metrics.socket_opened(self)
         await self.send_json({"type": "hello", "agent_id": self.agent.pk})
 
     async def disconnect(self, code: int) -> None:
+        metrics.socket_closed(self)
         if self.agent is not None:
             await self.channel_layer.group_discard(
                 realtime.agent_group(self.agent.pk), self.channel_name

@@ -1,14 +1,6 @@
-"""Platform pages: health checks for load balancers and compose."""
+"""Platform pages: liveness, readiness and metrics (see ``omnirouter.health``, ``.metrics``)."""
 
-from __future__ import annotations
+from omnirouter.health import ReadinessView, healthz
+from omnirouter.metrics import metrics_view
 
-from django.http import HttpRequest, HttpResponse
-
-
-def healthz(request: HttpRequest) -> HttpResponse:
-    """Liveness and readiness for load balancers and compose: the database answers."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return HttpResponse("ok", content_type="text/plain")
+__all__ = ["ReadinessView", "healthz", "metrics_view"]

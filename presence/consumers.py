@@ -22,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from omnirouter import realtime, roles
+from omnirouter import metrics, realtime, roles
 from omnirouter.errors import DomainError
 from omnirouter.ws_locale import language_of
 from presence.models import Agent, PresenceStatus
@@ -78,10 +78,12 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         # the state frame (the console merges it) instead of being lost.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        metrics.socket_opened(self)
         await database_sync_to_async(_touch)(agent_id)
         await self._send_state()
 
     async def disconnect(self, code: int) -> None:
+        metrics.socket_closed(self)
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
         # Deliberately no status change: see the module docstring.

@@ -36,7 +36,7 @@ from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from omnirouter import realtime, roles
+from omnirouter import metrics, realtime, roles
 from omnirouter.ws_locale import language_of
 from routing.selectors import supervised_queues
 from supervisor.selectors import build_snapshot, scope_for
@@ -79,10 +79,12 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         await self.accept()
+        metrics.socket_opened(self)
         await self._send_snapshot()
         self._ticker = asyncio.create_task(self._refresh_periodically())
 
     async def disconnect(self, code: int) -> None:
+        metrics.socket_closed(self)
         for task in (self._ticker, self._sender):
             if task is not None:
                 task.cancel()
