@@ -25,6 +25,8 @@ from health_check.exceptions import HealthCheckException, ServiceUnavailable
 from health_check.views import HealthCheckView
 from redis.asyncio import Redis as AsyncRedis
 
+from omnirouter.celery import app as celery_app
+
 
 def healthz(request: HttpRequest) -> HttpResponse:
     """Liveness: the process answers."""
@@ -89,7 +91,7 @@ class ReadinessView(HealthCheckView):
                 if isinstance(host, str):
                     yield _redis("channel layer", host, timeout)
         if settings.ROUTING_MODE == "celery":
-            yield WorkerPing(timeout=datetime.timedelta(seconds=timeout), limit=1)
+            yield WorkerPing(app=celery_app, timeout=datetime.timedelta(seconds=timeout), limit=1)
 
     async def get(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         response = await super().get(request, *args, **kwargs)
