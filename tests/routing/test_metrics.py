@@ -18,6 +18,7 @@ from omnirouter.asgi import application
 from routing import services
 from tests.api_support import client_for, make_user
 from tests.factories import QueueFactory, enqueue, make_agent
+from tests.harness import free_port
 
 TOKEN = "metrics-token-123"
 
@@ -165,3 +166,23 @@ def _console(user):
         cookie = client.cookies[django_settings.SESSION_COOKIE_NAME].value
         headers.append((b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={cookie}".encode()))
     return WebsocketCommunicator(application, "/ws/agent/", headers=headers)
+
+
+def test_a_push_to_a_dead_channel_layer_is_counted_not_raised(
+    db, settings, django_capture_on_commit_callbacks
+):
+    from omnirouter import fanout, realtime
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port()}/1"]},
+        }
+    }
+    before = _value("omnirouter_nudge_failures_total", hook="realtime")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        realtime.publish(realtime.agent_group(1), realtime.OFFER, {"id": 1})
+    assert fanout.flush(10)
+
+    assert _value("omnirouter_nudge_failures_total", hook="realtime") == before + 1
