@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -130,7 +130,12 @@ class WorkItemViewSet(viewsets.GenericViewSet):
                 ),
             )
         ],
-        responses={201: WorkItemSerializer},
+        responses={
+            201: WorkItemSerializer,
+            422: OpenApiResponse(
+                description=_("The Idempotency-Key was already used with a different body.")
+            ),
+        },
     )
     def create(self, request: Request) -> Response:
         data = validated(WorkItemCreateSerializer, request.data)
