@@ -31,7 +31,7 @@ from django.utils.translation import gettext as _
 
 from messaging import selectors, services
 from messaging.models import AccountKind, ChannelAccount, Conversation, IdentityKind
-from omnirouter import realtime, roles
+from omnirouter import metrics, realtime, roles
 from omnirouter.errors import DomainError
 from omnirouter.origins import origin_allowed
 from omnirouter.ratelimit import TokenBucket
@@ -114,6 +114,7 @@ class WebchatConsumer(CheckedJsonConsumer):
         self.membership = GroupMembership(self.channel_layer, self.channel_name)
         await self.membership.join(realtime.webchat_group(self.visitor))
         await self.accept()
+        metrics.socket_opened(self)
         state = await database_sync_to_async(_widget_state)(account, self.visitor)
         await self.send_json(
             {
@@ -125,6 +126,7 @@ class WebchatConsumer(CheckedJsonConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
+        metrics.socket_closed(self)
         if self.membership is not None:
             await self.membership.leave()
 
@@ -221,9 +223,11 @@ class AgentConversationConsumer(CheckedJsonConsumer):
         self.membership = GroupMembership(self.channel_layer, self.channel_name)
         await self.membership.join(realtime.agent_group(self.agent.pk))
         await self.accept()
+        metrics.socket_opened(self)
         await self.send_json({"type": "hello", "agent_id": self.agent.pk})
 
     async def disconnect(self, code: int) -> None:
+        metrics.socket_closed(self)
         if self.membership is not None:
             await self.membership.leave()
 

@@ -4,7 +4,8 @@
 - ``embedded``: a short-lived thread in the web process sends it, sleeping between retries.
 - ``manual``: nothing happens (tests call the task themselves).
 Sends lost between commit and enqueue (a crash, a lost retry) are re-driven by the periodic
-``messaging.maintenance`` task from ``Message.next_attempt_at``.
+``messaging.maintenance`` task from ``Message.next_attempt_at``; so are sends whose enqueue failed
+because the broker was down (logged and counted, never raised: see ``omnirouter.nudges``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections
+
+from omnirouter import nudges
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +28,14 @@ def queue_send(message_id: int) -> None:
     if mode == "celery":
         from messaging.tasks import send_outbound
 
-        transaction.on_commit(lambda: send_outbound.delay(message_id))
+        nudges.on_commit(
+            nudges.OUTBOUND_SEND,
+            lambda: send_outbound.apply_async(
+                (message_id,), retry_policy=nudges.PUBLISH_RETRY_POLICY
+            ),
+        )
     elif mode == "embedded":
-        transaction.on_commit(lambda: _start_thread(message_id))
+        nudges.on_commit(nudges.OUTBOUND_SEND, lambda: _start_thread(message_id))
 
 
 def _start_thread(message_id: int) -> None:

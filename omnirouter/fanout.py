@@ -29,6 +29,8 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from omnirouter import nudges
+
 logger = logging.getLogger(__name__)
 
 # KEYS: group keys; ARGV[1]: members added before this time have expired. Returns each group's
@@ -99,7 +101,7 @@ def send(layer: Any, messages: list[tuple[str, dict[str, Any]]]) -> None:
             # The in-memory layer belongs to the caller's event loop: send from here.
             async_to_sync(group_send_many)(layer, messages)
     except Exception:
-        logger.warning("realtime: could not send %s messages", len(messages), exc_info=True)
+        nudges.failed(nudges.REALTIME)
 
 
 def flush(timeout: float = 5.0) -> bool:
@@ -162,7 +164,7 @@ class _Sender:
             try:
                 await group_send_many(layer, messages)
             except Exception:
-                logger.warning("realtime: could not send %s messages", len(messages), exc_info=True)
+                nudges.failed(nudges.REALTIME)
             finally:
                 queue.task_done()
 

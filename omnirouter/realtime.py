@@ -11,9 +11,8 @@ import logging
 from typing import Any
 
 from channels.layers import get_channel_layer
-from django.db import transaction
 
-from omnirouter import fanout
+from omnirouter import fanout, nudges
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def webchat_group(visitor_key: str) -> str:
 def publish(group: str, event_type: str, payload: dict[str, Any]) -> None:
     """Send ``payload`` to ``group`` once the current transaction commits."""
     message = {"type": "realtime.event", "event": event_type, "payload": payload}
-    transaction.on_commit(lambda: _send(group, message))
+    nudges.on_commit(nudges.REALTIME, lambda: _send(group, message))
 
 
 def publish_many(messages: list[tuple[str, str, dict[str, Any]]]) -> None:
@@ -58,7 +57,7 @@ def publish_many(messages: list[tuple[str, str, dict[str, Any]]]) -> None:
         for group, event, payload in messages
     ]
 
-    transaction.on_commit(lambda: _send_all(prepared))
+    nudges.on_commit(nudges.REALTIME, lambda: _send_all(prepared))
 
 
 def _send(group: str, message: dict[str, Any]) -> None:

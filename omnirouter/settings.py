@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "health_check",
     "channels",
     "csp",
     "axes",
@@ -287,7 +288,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"routing.*": {"queue": "routing"}}
+# Workers and beat wait for a broker that is down at startup, and reconnect without giving up
+# (Celery's default stops after 100 tries) when it goes away later: routing resumes by itself
+# within a sweep interval of Redis coming back.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
 MESSAGING_MAINTENANCE_INTERVAL_SECONDS = env.float(
@@ -306,6 +312,23 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 30},
     },
 }
+
+# Intake: how long an Idempotency-Key is remembered (a retry after that creates a new item).
+ROUTING_IDEMPOTENCY_KEY_RETENTION_HOURS = env.int(
+    "ROUTING_IDEMPOTENCY_KEY_RETENTION_HOURS", default=24
+)
+CELERY_BEAT_SCHEDULE["routing-purge-idempotency-keys"] = {
+    "task": "routing.purge_idempotency_keys",
+    "schedule": 3600.0,
+    "options": {"expires": 3600},
+}
+
+# --- Health and metrics ---------------------------------------------------------------------
+# /readyz: how long each check (database, each Redis database, Celery worker ping) may take.
+READINESS_TIMEOUT_SECONDS = env.float("READINESS_TIMEOUT_SECONDS", default=1.0)
+# /metrics answers admins (session) and requests with "Authorization: Bearer <this>" (scrapers).
+# Empty: admins only.
+METRICS_BEARER_TOKEN = env("METRICS_BEARER_TOKEN", default="")
 
 # --- Messaging ------------------------------------------------------------------------------
 # Conversations idle longer than this end on their own (the customer has left).
@@ -438,11 +461,21 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, process, thread,
+# exception), for log collectors; "plain" (the default) for people.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "omnirouter.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }

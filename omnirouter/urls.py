@@ -40,6 +40,8 @@ urlpatterns = [
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("", include("demo.urls")),
     path("healthz", platform_views.healthz, name="healthz"),
+    path("readyz", platform_views.ReadinessView.as_view(), name="readyz"),
+    path("metrics", platform_views.metrics_view, name="metrics"),
     path("", include("messaging.urls")),
     path("", include("presence.urls")),
     path("", include("supervisor.urls")),

@@ -1,18 +1,15 @@
-"""Platform pages: health checks for load balancers and compose."""
+"""Platform pages: liveness, readiness and metrics (see ``omnirouter.health``, ``.monitoring``), and
+the 404 answer of paths no URL matches."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
+from omnirouter.health import ReadinessView, healthz
+from omnirouter.monitoring import metrics_view
 
-def healthz(request: HttpRequest) -> HttpResponse:
-    """Liveness and readiness for load balancers and compose: the database answers."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return HttpResponse("ok", content_type="text/plain")
+__all__ = ["ReadinessView", "healthz", "metrics_view", "not_found"]
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from omnirouter import realtime, roles
+from omnirouter import metrics, realtime, roles
 from omnirouter.errors import DomainError
 from omnirouter.ws_frames import CheckedJsonConsumer
 from omnirouter.ws_groups import GroupMembership
@@ -79,10 +79,12 @@ class AgentConsumer(CheckedJsonConsumer):
         # the state frame (the console merges it) instead of being lost.
         await self.membership.join(realtime.agent_group(agent_id))
         await self.accept()
+        metrics.socket_opened(self)
         await database_sync_to_async(_touch)(agent_id)
         await self._send_state()
 
     async def disconnect(self, code: int) -> None:
+        metrics.socket_closed(self)
         if self.membership is not None:
             await self.membership.leave()
         # Deliberately no status change: see the module docstring.

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -114,11 +114,45 @@ class WorkItemViewSet(viewsets.GenericViewSet):
             )
         return items
 
-    @extend_schema(request=WorkItemCreateSerializer, responses={201: WorkItemSerializer})
+    @extend_schema(
+        request=WorkItemCreateSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description=_(
+                    "A unique key per new item (a UUID), 1 to 255 visible ASCII characters. "
+                    "Resending the same request with the same key (after a timeout, a lost "
+                    "answer) returns the item the first request created, with the same status "
+                    "and body, and creates nothing. The same key with a different body answers "
+                    "422. Keys are remembered per client for "
+                    "ROUTING_IDEMPOTENCY_KEY_RETENTION_HOURS (24 by default)."
+                ),
+            )
+        ],
+        responses={
+            201: WorkItemSerializer,
+            422: OpenApiResponse(
+                description=_("The Idempotency-Key was already used with a different body.")
+            ),
+        },
+    )
     def create(self, request: Request) -> Response:
         data = validated(WorkItemCreateSerializer, request.data)
-        item = services.enqueue_work(**data, created_by=signed_in(request.user))
-        return Response(WorkItemSerializer(item).data, status=status.HTTP_201_CREATED)
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            item = services.enqueue_work(**data, created_by=signed_in(request.user))
+            return Response(WorkItemSerializer(item).data, status=status.HTTP_201_CREATED)
+        answer = services.enqueue_work_once(
+            client=signed_in(request.user),
+            key=key,
+            request_data=_plain(request.data),
+            respond=lambda item: (status.HTTP_201_CREATED, WorkItemSerializer(item).data),
+            **data,
+        )
+        return Response(answer.body, status=answer.status)
 
     @extend_schema(parameters=[WorkItemFilterSerializer], responses=WorkItemSerializer(many=True))
     def list(self, request: Request) -> Response:
@@ -141,6 +175,13 @@ class WorkItemViewSet(viewsets.GenericViewSet):
         """Cancel a waiting or offered item (a pending offer is withdrawn)."""
         item = services.cancel_work_item(item_id=self.get_object().pk)
         return Response(WorkItemSerializer(item).data)
+
+
+def _plain(data: Any) -> dict[str, Any]:
+    """The request body as plain data (a form's QueryDict as lists) for the key's fingerprint."""
+    if hasattr(data, "lists"):
+        return {k: v if len(v) > 1 else v[0] for k, v in data.lists()}
+    return dict(data)
 
 
 # --- Agents' actions on their work ------------------------------------------------------------

@@ -5,7 +5,9 @@
   anything, so an event that commits while a pass runs always gets a pass of its own.
 - ``embedded``: the in-process routing thread is woken after commit.
 - ``manual``: nothing happens (tests that drive passes themselves).
-The sweep re-drives anything a crash between commit and enqueue left behind.
+The sweep runs a pass every time, so anything a crash between commit and enqueue left behind,
+or a nudge that failed because the broker was down (logged and counted, never raised: see
+``omnirouter.nudges``), is routed within one sweep interval of the broker coming back.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from functools import lru_cache
 
 import redis
 from django.conf import settings
-from django.db import transaction
+
+from omnirouter import nudges
 
 logger = logging.getLogger(__name__)
 
@@ -25,18 +28,22 @@ PENDING_TTL_SECONDS = 5
 
 @lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    # Short timeouts: this runs inside a request, after commit; an unreachable Redis must not
+    # hold the answer for long (the nudge is best effort).
+    return redis.Redis.from_url(
+        settings.CELERY_BROKER_URL, socket_connect_timeout=1, socket_timeout=1
+    )
 
 
 def request_routing() -> None:
     """Ask for a routing pass once the current transaction commits."""
     mode = settings.ROUTING_MODE
     if mode == "celery":
-        transaction.on_commit(_queue_pass)
+        nudges.on_commit(nudges.ROUTING_REQUEST, _queue_pass)
     elif mode == "embedded":
         from routing import runner
 
-        transaction.on_commit(runner.wake)
+        nudges.on_commit(nudges.ROUTING_REQUEST, runner.wake)
 
 
 def _queue_pass() -> None:
@@ -47,7 +54,7 @@ def _queue_pass() -> None:
             return
     except redis.RedisError:
         logger.warning("routing: could not coalesce; queueing a pass anyway", exc_info=True)
-    route.delay()
+    route.apply_async(retry_policy=nudges.PUBLISH_RETRY_POLICY)
 
 
 def clear_pending() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -361,3 +362,32 @@ class ActionLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.verb}"
+
+
+class IntakeRequest(models.Model):
+    """An ``Idempotency-Key`` an intake client sent with ``POST /api/work-items/``, the item it
+    created and the answer it got: a retry with the same key gets the same answer, never a second
+    item. Written in the transaction that creates the item; forgotten after
+    ``ROUTING_IDEMPOTENCY_KEY_RETENTION_HOURS``."""
+
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(_("idempotency key"), max_length=255)
+    # SHA-256 of the request body (canonical JSON): the same key with another body is refused.
+    fingerprint = models.CharField(max_length=64)
+    item = models.ForeignKey(WorkItem, on_delete=models.CASCADE, related_name="+")
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField(encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(_("created"))
+
+    class Meta:
+        verbose_name = _("intake request")
+        verbose_name_plural = _("intake requests")
+        constraints = [
+            # Two concurrent requests with one key: the second insert waits for the first to
+            # commit, then fails; it answers with the first one's item.
+            models.UniqueConstraint(fields=["client", "key"], name="intakerequest_one_per_key"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="intakerequest_created")]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> {self.item_id}"

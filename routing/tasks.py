@@ -16,3 +16,9 @@ def route() -> int:
 def sweep() -> None:
     """Expire offers, drop lost consoles, check capacity against live work, then route."""
     services.sweep()
+
+
+@shared_task(name="routing.purge_idempotency_keys", acks_late=True, ignore_result=True)
+def purge_idempotency_keys() -> int:
+    """Forget intake idempotency keys past their retention."""
+    return services.purge_intake_requests()

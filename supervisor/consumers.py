@@ -34,7 +34,7 @@ from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from omnirouter import realtime, roles
+from omnirouter import metrics, realtime, roles
 from omnirouter.ws_frames import CheckedJsonConsumer
 from omnirouter.ws_groups import GroupMembership
 from omnirouter.ws_locale import language_of
@@ -76,10 +76,12 @@ class SupervisorConsumer(CheckedJsonConsumer):
         self.membership = GroupMembership(self.channel_layer, self.channel_name)
         await self.membership.join(*(realtime.queue_group(queue_id) for queue_id in queue_ids))
         await self.accept()
+        metrics.socket_opened(self)
         await self._send_snapshot()
         self._ticker = asyncio.create_task(self._refresh_periodically())
 
     async def disconnect(self, code: int) -> None:
+        metrics.socket_closed(self)
         for task in (self._ticker, self._sender):
             if task is not None:
                 task.cancel()

@@ -135,3 +135,110 @@ def save_screenshot(page, name: str) -> Path:
     path = ARTIFACTS_DIR / f"{safe}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@dataclass
+class RedisServer:
+    """A ``redis-server`` of the test's own on a free port, without persistence: ``stop()`` is an
+    outage (SIGKILL, data lost, as a crashed Redis without an append-only file); ``start()``
+    brings it back on the same port."""
+
+    port: int
+    workdir: Path
+    popen: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import shutil
+
+        import redis
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (apt-get install redis-server)")
+        self.popen = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", ""]
+            + ["--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        pytest.fail(f"redis-server did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(10)
+
+
+def start_daphne(env: dict[str, str], log_path: Path) -> tuple[ServiceProcess, str]:
+    """``daphne omnirouter.asgi:application`` on a free port with ``env``; returns it and its
+    base URL once it answers HTTP."""
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    server = ServiceProcess.start(
+        "daphne",
+        python_module_command(
+            "daphne", "-b", "127.0.0.1", "-p", str(port), "omnirouter.asgi:application"
+        ),
+        env=env,
+        log_path=log_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2):  # noqa: S310 - ours
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+
+    server.wait_until(answers, timeout=60, what="HTTP answer")
+    return server, url
+
+
+def start_celery_worker(env: dict[str, str], log_path: Path) -> ServiceProcess:
+    """A ``celery -A omnirouter worker -Q routing,default`` (solo pool) with ``env``, once its
+    log says it is ready."""
+    worker = ServiceProcess.start(
+        "celery worker",
+        python_module_command(
+            "celery",
+            "-A",
+            "omnirouter",
+            "worker",
+            "-Q",
+            "routing,default",
+            "--pool",
+            "solo",
+            "-l",
+            "info",
+            "-n",
+            f"outage-{os.getpid()}@{socket.gethostname()}",
+            "--without-gossip",
+            "--without-mingle",
+        ),
+        env=env,
+        log_path=log_path,
+    )
+    worker.wait_until(lambda: " ready." in worker.log_text(), timeout=60, what="'ready' log")
+    return worker

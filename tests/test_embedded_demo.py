@@ -111,6 +111,9 @@ async def _take_an_offer(base: str, session: requests.Session) -> dict:
 
 def test_run_command_serves_demo_and_routes_simulated_traffic(demo_server):
     base, startup_log = demo_server
+    # Ready with what this run has: its SQLite database (no Redis, no Celery worker)
+    ready = requests.get(f"{base}/readyz", headers={"Accept": "text/plain"}, timeout=10)
+    assert (ready.status_code, ready.text) == (200, "Database(alias='default'): OK\n")
     logins = dict(
         re.findall(
             r"^\s+(\w+)\s+(\S+)\s+(?:agent|admin|supervisor|intake)$", startup_log, re.MULTILINE

@@ -4,6 +4,7 @@ One module per concern; this package re-exports their public verbs, so callers w
 ``from routing import services`` and ``services.accept_work(...)``.
 
 - ``intake``: enqueue and cancel items.
+- ``idempotency``: enqueue once per ``Idempotency-Key``.
 - ``routing_pass`` and ``offers``: match waiting items to agents and write the offers.
 - ``work``: an agent's accept, decline, close, transfer.
 - ``presence``: status changes, console liveness, capacity from the presence configuration.
@@ -27,6 +28,12 @@ from routing.services.configuration import (
     update_presence_status,
     update_routing_config,
 )
+from routing.services.idempotency import (
+    IdempotencyKeyReused,
+    IntakeAnswer,
+    enqueue_work_once,
+    purge_intake_requests,
+)
 from routing.services.intake import cancel_work_item, enqueue_work
 from routing.services.presence import apply_presence_config, set_presence, touch_console
 from routing.services.routing_pass import PassResult, route_waiting_work
@@ -35,6 +42,8 @@ from routing.services.sweep import expire_lost_consoles, expire_offers, reconcil
 from routing.services.work import accept_work, close_work, decline_work, transfer_work
 
 __all__ = [
+    "IdempotencyKeyReused",
+    "IntakeAnswer",
     "PassResult",
     "accept_work",
     "apply_presence_config",
@@ -43,9 +52,11 @@ __all__ = [
     "decline_work",
     "delete_configuration",
     "enqueue_work",
+    "enqueue_work_once",
     "expire_lost_consoles",
     "expire_offers",
     "move_item",
+    "purge_intake_requests",
     "push_item_to_agent",
     "reconcile_capacity",
     "release_uncovered_offers",

@@ -5,6 +5,7 @@ transaction per batch (see docs/architecture.md, "The routing pass").
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from django.db.models import (
 )
 from django.utils import timezone
 
+from omnirouter import metrics
 from presence.models import Agent, PresenceStatus
 from routing import engine
 from routing.models import (
@@ -65,6 +67,7 @@ def route_waiting_work(
     """
     batch_size = batch_size or settings.ROUTING_BATCH_SIZE
     max_batches = max_batches or settings.ROUTING_MAX_PAGES_PER_PASS
+    started = time.perf_counter()
     cursor: tuple[int, int, datetime, int] | None = None
     offers = batches = considered = 0
     while batches < max_batches:
@@ -77,6 +80,7 @@ def route_waiting_work(
         if result.last_key is None or result.claimed < batch_size or not result.agents_left:
             break
         cursor = result.last_key
+    metrics.record_pass(time.perf_counter() - started, offers)
     return PassResult(offers=offers, batches=batches, items_considered=considered)
 
 

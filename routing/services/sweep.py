@@ -18,6 +18,7 @@ from django.db.models import (
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from omnirouter import metrics
 from presence.models import Agent
 from routing.dispatch import request_routing
 from routing.models import (
@@ -64,6 +65,8 @@ def expire_offers(*, now: datetime | None = None, limit: int = 500) -> int:
             .order_by("id")
         )
         for work in works:
+            if work.expires_at is not None:  # always set on a pushed offer
+                metrics.record_expiry(work.expires_at, now)
             end_work(work, AgentWorkState.TIMED_OUT, now=now)
             return_item(work.item_id)
             after = work.agent.presence_config.status_after_timeout_id

@@ -6,13 +6,16 @@ import base64
 from urllib.parse import urlencode
 
 import pytest
+import requests
 from celery.exceptions import Retry
 
 from messaging import services
 from messaging.models import Conversation, Customer, Message
 from messaging.tasks import send_outbound
 from routing import services as routing
+from routing import tasks
 from routing.models import WorkItem
+from tests.harness import RedisServer, free_port, start_daphne
 from tests.messaging.conftest import post_twilio, sms_params, twilio_signature
 
 SID = "SM1f0e8ae6ade43cb3c0ce4525424e404f"
@@ -267,3 +270,44 @@ def test_unknown_account_is_404(world, client):
     response = client.post("/webhooks/sms/999999/", data={"MessageSid": SID})
 
     assert response.status_code == 404
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_stored_webhook_answers_200_while_redis_is_down(world, service_env, tmp_path):
+    # Given daphne on a Redis of its own, and that Redis dead
+    redis_server = RedisServer(port=free_port(), workdir=tmp_path)
+    redis_server.start()
+    env = {
+        k: v
+        for k, v in service_env.items()
+        if k not in ("CELERY_BROKER_URL", "CHANNEL_LAYER_REDIS_URL")
+    }
+    env["REDIS_URL"] = redis_server.url
+    web, base = start_daphne(env, tmp_path / "daphne.log")
+    agent = world.agent("alice")
+    try:
+        redis_server.stop()
+        params = sms_params(world.sms, "+15551230001", "Where is my parcel?", SID)
+        url = f"{base}/webhooks/sms/{world.sms.pk}/"
+
+        # When Twilio delivers an SMS
+        response = requests.post(
+            url,
+            data=params,
+            headers={"X-Twilio-Signature": twilio_signature(world.sms.auth_token, url, params)},
+            timeout=30,
+        )
+
+        # Then it is stored and acknowledged (Twilio does not retry it)
+        assert response.status_code == 200
+        item = WorkItem.objects.get()
+        assert item.status == "waiting"
+        assert Message.objects.get().text == "Where is my parcel?"
+        # and once Redis is back, the sweep routes it
+        redis_server.start()
+        tasks.sweep()
+        assert agent.works.get().item == item
+    finally:
+        web.stop()
+        redis_server.stop()
