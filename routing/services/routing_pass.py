@@ -180,7 +180,8 @@ def routable_agents_q(now: datetime, prefix: str = "") -> Q:
 
 # The routable agents with room of ``routable_agents_q``, spelt in SQL for the two statements
 # below that run on every batch (Django took longer to compile their ORM forms than PostgreSQL
-# to run them; tests/routing run both on PostgreSQL through every scenario).
+# to run them). PostgreSQL runs the SQL, SQLite (embedded) the ORM form: ``./dev test`` runs the
+# routing scenarios on each (SQLITE_TESTS in ./dev).
 _AGENTS_WITH_ROOM_SQL = (
     " FROM presence_agent a"
     " JOIN presence_presencestatus s ON s.id = a.status_id"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +31,7 @@ from tests.factories import (
     make_agent,
     make_status,
 )
-from tests.harness import save_screenshot
+from tests.harness import save_screenshot, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
@@ -147,16 +146,6 @@ def go_available(page: Page, stack: Stack) -> None:
 
 def offer_card(page: Page, subject: str):
     return page.locator(".offer-card", has=page.locator(".subject", has_text=subject))
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float = 30, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def work_of(item_id: int) -> list[tuple[str, str]]:
