@@ -1,6 +1,7 @@
 """Shared fixtures. Sections, in order:
 
-1. Session guards: the suite runs on PostgreSQL (SQLite ignores row locks).
+1. Session guards: the suite runs on PostgreSQL; the core routing tests also run on SQLite
+   (the ORM branch of the embedded run), except those marked ``postgres_only``.
 2. Redis isolation: a clean broker and channel layer for every session.
 3. Real processes: Celery worker, Celery beat, ASGI server (daphne), on the test database.
 4. Browser: Playwright driving the system Chromium, screenshots in test-artifacts/.
@@ -20,6 +21,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,18 +45,48 @@ from tests.harness import (
 def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
+    config.addinivalue_line(
+        "markers",
+        "postgres_only: needs PostgreSQL (row locks, several connections); not in the SQLite pass",
+    )
+
     # WhiteNoise looks for STATIC_ROOT when the app loads; servers under test fill it with
     # collectstatic, in-process tests only need it to exist.
     Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
     engine = settings.DATABASES["default"]["ENGINE"]
-    if engine != "django.db.backends.postgresql":
+    if engine not in (POSTGRESQL, SQLITE):
         raise pytest.UsageError(
-            "OmniRouter's tests run on PostgreSQL only (locking code is untestable on SQLite), "
+            "OmniRouter's tests run on PostgreSQL (and the core routing tests also on SQLite), "
             f"but DATABASE_URL={os.environ.get('DATABASE_URL', '<unset>')!r} selects {engine}.\n"
             "Run them with `./dev test [pytest args]`: it starts throw-away PostgreSQL and Redis "
             "servers, or uses yours if DATABASE_URL (postgres://...) and REDIS_URL are set."
         )
+
+
+POSTGRESQL = "django.db.backends.postgresql"
+SQLITE = "django.db.backends.sqlite3"
+
+
+@pytest.hookimpl(trylast=True)  # after -m has deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The SQLite pass of `./dev test` deselects these with -m "not postgres_only"; a test that
+    # still reaches SQLite (a hand-made selection) is skipped saying why (an error under CI),
+    # never run on the wrong database.
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"] == POSTGRESQL:
+        return
+    reason = (
+        "needs PostgreSQL (row locks, advisory locks or several connections): SQLite ignores "
+        "SELECT ... FOR UPDATE; deselect with -m 'not postgres_only'"
+    )
+    needs_postgres = [item for item in items if item.get_closest_marker("postgres_only")]
+    if needs_postgres and os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        names = "\n  ".join(item.nodeid for item in needs_postgres)
+        raise pytest.UsageError(f"selected on SQLite, but {reason}:\n  {names}")
+    for item in needs_postgres:
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 _phase_reports = pytest.StashKey[dict]()
@@ -410,3 +442,25 @@ def _routing_in_test_process_is_manual(settings):
     other tests' committed data behind their backs. Tests run passes themselves; real routing
     runs in the server and worker subprocesses, which have ROUTING_MODE=celery."""
     settings.ROUTING_MODE = "manual"
+
+
+@pytest.fixture
+def published(settings, django_capture_on_commit_callbacks):
+    """``with published() as events: <call a service>``: afterwards ``events`` holds the
+    (group, event type) of everything the call published, in order, as its after-commit
+    callbacks delivered it to a real (in-memory) channel layer. A refused call leaves it empty:
+    its transaction rolled back, and its callbacks with it."""
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "tests.events.RecordingChannelLayer"}}
+    layer = get_channel_layer()
+
+    @contextmanager
+    def capture() -> Iterator[list[tuple[str, str]]]:
+        events: list[tuple[str, str]] = []
+        layer.sent.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            yield events
+        events.extend(layer.sent)
+
+    return capture

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -58,6 +59,19 @@ def _die_with_parent() -> None:
     pr_set_pdeathsig = 1
     with contextlib.suppress(OSError):  # not glibc: no safety net, teardown still stops it
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 30, what: str) -> Any:
+    """Poll ``check`` until it returns something true, and return that; fail after ``timeout``
+    seconds saying ``what`` never happened. For what other processes do (a worker, a browser):
+    code in this process takes ``now`` instead."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

@@ -122,7 +122,7 @@ def test_run_command_serves_demo_and_routes_simulated_traffic(demo_server):
     assert set(logins) >= {"alice", "bob", "carol", "dave", "admin", "supervisor"}
 
     assert requests.get(f"{base}/admin/login/", timeout=10).status_code == 200
-    assert requests.get(f"{base}/api/schema/", timeout=10).status_code in (200, 401, 403)
+    assert requests.get(f"{base}/api/schema/", timeout=10).status_code == 200
 
     alice = _login(base, "alice", logins["alice"])
     result = asyncio.run(_take_an_offer(base, alice))

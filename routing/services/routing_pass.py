@@ -71,9 +71,8 @@ def route_waiting_work(
     cursor: tuple[int, int, datetime, int] | None = None
     offers = batches = considered = 0
     while batches < max_batches:
-        batch_now = now or timezone.now()
         with transaction.atomic():
-            result = _route_batch(now=batch_now, batch_size=batch_size, after=cursor)
+            result = _route_batch(now=now, batch_size=batch_size, after=cursor)
         batches += 1
         offers += result.offers
         considered += result.claimed
@@ -93,9 +92,12 @@ class _BatchResult:
 
 
 def _route_batch(
-    *, now: datetime, batch_size: int, after: tuple[int, int, datetime, int] | None
+    *, now: datetime | None, batch_size: int, after: tuple[int, int, datetime, int] | None
 ) -> _BatchResult:
     take_pass_lock()
+    # The clock is read once the lock is held: offers of batches that waited on each other are
+    # stamped (pushed, due) in the order they were made, not the order their passes started.
+    now = now or timezone.now()
     most_spare: dict[int, int] = {}
     peeked = []
     if after is None:
@@ -182,7 +184,8 @@ def routable_agents_q(now: datetime, prefix: str = "") -> Q:
 
 # The routable agents with room of ``routable_agents_q``, spelt in SQL for the two statements
 # below that run on every batch (Django took longer to compile their ORM forms than PostgreSQL
-# to run them; tests/routing run both on PostgreSQL through every scenario).
+# to run them). PostgreSQL runs the SQL, SQLite (embedded) the ORM form: ``./dev test`` runs the
+# routing scenarios on each (SQLITE_TESTS in ./dev).
 _AGENTS_WITH_ROOM_SQL = (
     " FROM presence_agent a"
     " JOIN presence_presencestatus s ON s.id = a.status_id"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,6 +37,7 @@ from tests.harness import (
     free_port,
     python_module_command,
     save_screenshot,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
@@ -152,16 +153,6 @@ def go_available(page: Page, stack: Stack) -> None:
 
 def offer_card(page: Page, subject: str):
     return page.locator(".offer-card", has=page.locator(".subject", has_text=subject))
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float = 30, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def work_of(item_id: int) -> list[tuple[str, str]]:

@@ -24,6 +24,13 @@ def _manual_routing(settings):
     settings.ROUTING_REOFFER_COOLDOWN_SECONDS = 60
 
 
+@pytest.fixture
+def fast_passwords(settings):
+    """For tests that make agents in this process only: hashing their passwords properly costs
+    most of such a test's time. (Servers in other processes must verify real hashes.)"""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @dataclass
 class World:
     chat: ServiceChannel

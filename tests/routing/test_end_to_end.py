@@ -6,8 +6,6 @@ accepts and closes over HTTP; capacity comes back.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 from django.contrib.auth.models import Group, User
@@ -20,18 +18,9 @@ from tests.factories import (
     make_agent,
     make_status,
 )
+from tests.harness import wait_for
 
-pytestmark = pytest.mark.worker
-
-
-def _wait_for(fetch, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fetch()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+pytestmark = [pytest.mark.worker, pytest.mark.postgres_only]
 
 
 @pytest.fixture
@@ -91,7 +80,7 @@ def test_intake_to_offer_to_accept_to_close_through_the_worker(stack):
         rows = work["results"] if isinstance(work, dict) else work
         return [w for w in rows if w["item_id"] == item_id and w["state"] == "pushed"]
 
-    offer = _wait_for(my_offers, what="the offer to reach the agent")[0]
+    offer = wait_for(my_offers, what="the offer to reach the agent")[0]
     assert offer["subject"] == "Refund please"
     assert offer["why"].startswith("Least active")
 
@@ -150,14 +139,14 @@ def test_unaccepted_offer_times_out_through_beat_and_goes_to_the_next_agent(
         rows = work["results"] if isinstance(work, dict) else work
         return [w for w in rows if w["item_id"] == item_id and w["state"] == "pushed"]
 
-    _wait_for(lambda: offers(stack["agent_auth"]), what="the first offer")
+    wait_for(lambda: offers(stack["agent_auth"]), what="the first offer")
     r = http.put(
         f"{url}/api/me/presence/", json={"status": stack["status"].pk}, headers=bob_auth, timeout=10
     )
     assert r.status_code == 200
 
     # Nobody accepts: the sweep (beat, every second) expires it and routes it to bob.
-    _wait_for(lambda: offers(bob_auth), timeout=30, what="the offer to move to bob")
+    wait_for(lambda: offers(bob_auth), timeout=30, what="the offer to move to bob")
     assert offers(stack["agent_auth"]) == []
     history = http.get(
         f"{url}/api/work-items/{item_id}/", headers=stack["intake_auth"], timeout=10

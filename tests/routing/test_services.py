@@ -1,9 +1,12 @@
-"""Routing rules as scenarios, through the services, on PostgreSQL."""
+"""Routing rules as scenarios, through the services.
+
+Run on PostgreSQL (raw SQL in the routing pass) and again on SQLite (its ORM branch, which the
+embedded run uses): see the SQLite pass of ``./dev test``.
+"""
 
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from omnirouter.errors import Conflict, DomainError, NotFound
 from presence.models import Agent
@@ -16,29 +19,9 @@ from tests.factories import (
     enqueue,
     make_agent,
 )
+from tests.routing.scenario import at, live, load, route
 
-T0 = timezone.now().replace(microsecond=0)
-
-
-def at(seconds: float):
-    return T0 + timedelta(seconds=seconds)
-
-
-def route(seconds: float = 0):
-    return services.route_waiting_work(now=at(seconds))
-
-
-def live(agent: Agent) -> list[str]:
-    return list(
-        AgentWork.objects.filter(agent=agent, state__in=["pushed", "opened"])
-        .order_by("pushed_at", "id")
-        .values_list("item__subject", flat=True)
-    )
-
-
-def load(agent: Agent) -> tuple[int, int]:
-    agent.refresh_from_db()
-    return agent.used_capacity, agent.open_count
+pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def test_higher_routing_priority_queue_is_served_first_even_if_younger(world, api_config):

@@ -23,7 +23,7 @@ from tests.factories import (
     make_status,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
 
 REPO = Path(__file__).resolve().parents[2]
 

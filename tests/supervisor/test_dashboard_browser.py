@@ -8,8 +8,6 @@ The screenshot in docs/screenshots/supervisor-dashboard.png is a copy of this te
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -27,22 +25,12 @@ from routing import services
 from routing.models import ActionLog, AgentWork
 from supervisor.services import record_queue_samples
 from tests.factories import make_agent
-from tests.harness import save_screenshot
+from tests.harness import save_screenshot, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
 PASSWORD = "supervisor-pass-123"
 VIEWPORT = {"width": 1440, "height": 900}
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float = 20, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def seconds_of(text: str) -> int:
