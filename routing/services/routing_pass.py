@@ -339,6 +339,8 @@ _PAGE_FIELDS = (
     "subject",
     "preferred_agent_id",
     "preferred_until",
+    "record_type_id",
+    "record_id",
 )
 
 
