@@ -1024,6 +1024,25 @@ def set_case_status(
 # --- Maintenance -----------------------------------------------------------------------------
 
 
+def deliver_due_outbound(*, now: datetime | None = None, limit: int = 100) -> int:
+    """Send the queued outbound messages whose attempt is due (first tries and retries), oldest
+    first: the embedded run's sender (Celery sends each message as its own task instead).
+    Returns how many were sent or failed for good (retries scheduled later are not counted)."""
+    now = now or timezone.now()
+    ids = list(
+        Message.objects.filter(
+            status=DeliveryStatus.QUEUED, direction=Direction.OUT, next_attempt_at__lte=now
+        )
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    done = 0
+    for message_id in ids:
+        outcome = deliver_outbound(message_id=message_id, now=now)
+        done += outcome.status in ("sent", "failed")
+    return done
+
+
 def redrive_outbound(*, now: datetime | None = None, grace_seconds: int = 60) -> int:
     """Re-queue sends whose retry or first attempt was lost (a worker or broker restart)."""
     now = now or timezone.now()
