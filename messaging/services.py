@@ -767,16 +767,14 @@ def _end_and_release(
     """End the conversation, then take its item out of routing: close the accepted work on the
     agent's behalf, or cancel the item if it still waits. Ended first, routing's hooks then find
     nothing left to do. Routing's locks on the item are held (``_with_item_locked``)."""
-    accepted = live is not None and live.state == AgentWorkState.OPENED
-    if accepted and conversation.assigned_agent_id is None:
-        conversation.assigned_agent_id = live.agent_id
+    accepted = live if live is not None and live.state == AgentWorkState.OPENED else None
+    if accepted is not None and conversation.assigned_agent_id is None:
+        conversation.assigned_agent_id = accepted.agent_id
     _end(conversation, by=by, now=now)
-    if item is None:
-        return
     note = note or _("Conversation ended.")
-    if accepted:
-        routing.close_work(work_id=live.pk, agent=live.agent, note=note, now=now)
-    elif item.status in (WorkItemStatus.WAITING, WorkItemStatus.OFFERED):
+    if accepted is not None:
+        routing.close_work(work_id=accepted.pk, agent=accepted.agent, note=note, now=now)
+    elif item is not None and item.status in (WorkItemStatus.WAITING, WorkItemStatus.OFFERED):
         routing.cancel_work_item(item_id=item.pk, now=now)
 
 
