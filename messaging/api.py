@@ -147,10 +147,6 @@ class ConversationView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request, conversation_id: int) -> Response:
-        _conversation(conversation_id)
-        # Reading is when the console opens a tab: bring the conversation in step with routing
-        # first (an accept made through the generic console makes it active here and now).
-        services.sync_conversation(conversation_id=conversation_id)
         conversation = _conversation(conversation_id)
         detail = selectors.conversation_detail(conversation)
         detail["quick_replies"] = selectors.quick_replies(request.LANGUAGE_CODE or "")

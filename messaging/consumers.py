@@ -47,7 +47,6 @@ CLOSE_VISITOR_UNKNOWN = 4401  # the widget forgets its token and connects withou
 # Events a widget may see; agent-side events (offers, presence) never reach customers anyway.
 _WIDGET_EVENTS = {realtime.MESSAGE_NEW, realtime.TYPING, realtime.CONVERSATION_CHANGED}
 _AGENT_EVENTS = {
-    realtime.WORK_CHANGED,  # conversation.js syncs a conversation its console closed directly
     realtime.MESSAGE_NEW,
     realtime.MESSAGE_STATUS,
     realtime.TYPING,
@@ -267,11 +266,6 @@ class AgentConversationConsumer(CheckedJsonConsumer):
                     conversation_id=conversation_id, by="agent", agent=self.agent
                 )
                 await self.send_json({"type": "ack", "of": "close", "ref": ref})
-            elif kind == "sync":
-                await database_sync_to_async(services.sync_conversation)(
-                    conversation_id=conversation_id
-                )
-                await self.send_json({"type": "ack", "of": "sync", "ref": ref})
             else:
                 await self._error("bad_request", _("Unknown frame type."), ref)
         except DomainError as exc:

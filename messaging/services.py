@@ -1,15 +1,14 @@
 """Messaging services: every write to customers, conversations, messages and cases.
 
-Routing and messaging stay consistent without routing knowing about messaging (dependencies point
-one way): messaging wraps the routing services it needs (``accept_conversation``,
-``close_conversation`` call ``routing.services`` inside their own transaction), and
-``sync_conversation`` / ``reconcile_conversations`` bring a conversation in step with its work item
-when someone acted on the item through routing directly (the generic console buttons, the REST
-API, a supervisor's transfer). The maintenance task runs the reconciliation every few seconds;
-opening a conversation in the console runs it at once.
+A conversation (and a case) follows its work item in routing's own transaction: routing calls
+the hooks this module registers (``register_routing_hooks``, through ``routing.services.records``)
+when the item is accepted, requeued, closed or canceled, whoever acted. Dependencies point one
+way: messaging imports routing; routing knows only that some model registered hooks.
 
-Lock order: customers (by id) -> identity -> conversation -> message, then routing's own order
-(agents -> agent work -> items). Routing never locks messaging rows, so no cycle is possible.
+Lock order: customers (by id) -> identity -> conversation -> message. Against routing: routing's
+rows (agents -> agent work -> items) first, then the conversation, both in routing's hooks and in
+this module's closes (``_with_item_locked``); nothing here waits on routing's rows while holding
+a conversation.
 """
 
 from __future__ import annotations
@@ -19,15 +18,15 @@ import logging
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core import signing
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -64,7 +63,15 @@ from omnirouter import realtime
 from omnirouter.errors import Conflict, DomainError, Forbidden, NotFound
 from presence.models import Agent
 from routing import services as routing
-from routing.models import AgentWork, AgentWorkState, Queue, ServiceChannel, WorkItemStatus
+from routing.models import (
+    AgentWork,
+    AgentWorkState,
+    Queue,
+    ServiceChannel,
+    WorkItem,
+    WorkItemStatus,
+)
+from routing.services import records
 
 logger = logging.getLogger(__name__)
 
@@ -436,11 +443,6 @@ def send_reply(
             raise Conflict(_("This conversation has ended."), "ended")
         if opened_work_for(conversation, agent) is None:
             raise Forbidden(_("This conversation is not assigned to you."), "not_yours")
-        if (
-            conversation.status != ConversationStatus.ACTIVE
-            or conversation.assigned_agent_id != agent.pk
-        ):
-            _activate(conversation, agent, now=now)
         message = _add_outbound(conversation, author=Author.AGENT, agent=agent, text=text, now=now)
         conversation.last_activity_at = now
         conversation.save(update_fields=["last_activity_at"])
@@ -625,71 +627,117 @@ def mark_webchat_delivered(
 
 
 # --- Conversations and routing --------------------------------------------------------------
+#
+# A conversation's state follows its work item in routing's own transaction: routing calls the
+# hooks below (``routing.services.records``) when the item is accepted, requeued, closed or
+# canceled, whoever acted (this app, the generic console, the REST API, a supervisor). When a hook
+# runs, routing's rows are locked; the hook locks the conversation after them. Messaging's own
+# closes take routing's locks first for the same reason (``_with_item_locked``).
 
 
-def accept_conversation(*, work_id: int, agent: Agent, now: datetime | None = None) -> AgentWork:
-    """Accept an offered messaging item: routing's compare-and-set accept, and the conversation
-    becomes active with this agent, in one transaction."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        work = routing.accept_work(work_id=work_id, agent=agent, now=now)
-        conversation = Conversation.objects.filter(work_item_id=work.item_id).first()
-        if conversation is not None:
-            sync_conversation(conversation_id=conversation.pk, now=now)
-    return work
+def register_routing_hooks() -> None:
+    """Tell routing what its work changes mean for conversations and cases (from ``ready``)."""
+    records.register(
+        Conversation,
+        on_accepted=_conversation_accepted,
+        on_requeued=_conversation_requeued,
+        on_closed=_conversation_closed,
+        on_canceled=_conversation_canceled,
+    )
+    records.register(Case, on_accepted=_case_accepted, on_closed=_case_closed)
 
 
-def sync_conversation(*, conversation_id: int, now: datetime | None = None) -> Conversation:
-    """Bring a conversation in step with its work item: accepted -> active with that agent;
-    back in a queue (transfer, offline) -> waiting; item closed -> ended by the agent; item
-    canceled -> ended by the system. Idempotent; safe to call on every read."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        conversation = _lock_conversation(conversation_id)
-        if not conversation.is_open or conversation.work_item is None:
-            return conversation
-        item = conversation.work_item
-        if item.status == WorkItemStatus.CLOSED:
-            _end(conversation, by=EndedBy.AGENT, now=now)
-            return conversation
-        if item.status == WorkItemStatus.CANCELED:
-            _end(conversation, by=EndedBy.SYSTEM, now=now)
-            return conversation
-        opened = (
-            AgentWork.objects.filter(item=item, state=AgentWorkState.OPENED)
-            .select_related("agent__user")
+def _record_conversation(change: records.ItemChange) -> Conversation | None:
+    """The open conversation behind the item, locked (routing's rows are locked already)."""
+    conversation = (
+        Conversation.objects.select_for_update(of=("self",))
+        .select_related("account", "identity", "customer", "work_item")
+        .filter(pk=int(change.record_id), work_item_id=change.item_id)
+        .first()
+    )
+    return conversation if conversation is not None and conversation.is_open else None
+
+
+def _conversation_accepted(change: records.ItemChange) -> None:
+    """Accepted: the conversation is active with that agent (web chat: "X has joined")."""
+    conversation = _record_conversation(change)
+    if conversation is None or change.agent_id is None:
+        return
+    agent = Agent.objects.select_related("user").get(pk=change.agent_id)
+    _activate(conversation, agent, now=change.now)
+
+
+def _conversation_requeued(change: records.ItemChange) -> None:
+    """Transferred: the conversation waits for an agent again."""
+    conversation = _record_conversation(change)
+    if conversation is None or conversation.status == ConversationStatus.WAITING:
+        return
+    conversation.status = ConversationStatus.WAITING
+    conversation.save(update_fields=["status"])
+    _conversation_changed(conversation)
+
+
+def _conversation_closed(change: records.ItemChange) -> None:
+    """The agent closed the item: the conversation ends, by the agent."""
+    conversation = _record_conversation(change)
+    if conversation is None:
+        return
+    conversation.assigned_agent_id = change.agent_id or conversation.assigned_agent_id
+    _end(conversation, by=EndedBy.AGENT, now=change.now)
+
+
+def _conversation_canceled(change: records.ItemChange) -> None:
+    """The item was withdrawn before anyone took it: the conversation ends, by the system."""
+    conversation = _record_conversation(change)
+    if conversation is not None:
+        _end(conversation, by=EndedBy.SYSTEM, now=change.now)
+
+
+def _case_accepted(change: records.ItemChange) -> None:
+    """A new case whose item an agent accepted is open."""
+    Case.objects.filter(pk=int(change.record_id), status=CaseStatus.NEW).update(
+        status=CaseStatus.OPEN, updated_at=change.now
+    )
+
+
+def _case_closed(change: records.ItemChange) -> None:
+    """A case whose item was closed is closed, unless it waits on the customer."""
+    Case.objects.filter(pk=int(change.record_id)).exclude(
+        status__in=[CaseStatus.CLOSED, CaseStatus.WAITING]
+    ).update(status=CaseStatus.CLOSED, closed_at=change.now, updated_at=change.now)
+
+
+class _ItemChanged(Exception):
+    """The conversation got a work item between the unlocked read and the locks."""
+
+
+_T = TypeVar("_T")
+
+
+def _with_item_locked(
+    conversation_id: int,
+    action: Callable[[Conversation, WorkItem | None, AgentWork | None], _T],
+) -> _T:
+    """Run ``action`` in one transaction that holds routing's locks on the conversation's item
+    (agent, agent work, item) and then the conversation's lock: the order routing's hooks take
+    them in, so a close here and an accept through routing never wait on each other in a cycle.
+    ``action`` gets the locked conversation, its item and the item's live work (if any)."""
+    for _attempt in range(3):
+        item_id = (
+            Conversation.objects.filter(pk=conversation_id)
+            .values_list("work_item_id", flat=True)
             .first()
         )
-        if opened is not None:
-            if (
-                conversation.status != ConversationStatus.ACTIVE
-                or conversation.assigned_agent_id != opened.agent_id
-            ):
-                _activate(conversation, opened.agent, now=now)
-        elif conversation.status == ConversationStatus.ACTIVE:
-            conversation.status = ConversationStatus.WAITING
-            conversation.save(update_fields=["status"])
-            _conversation_changed(conversation)
-    return conversation
-
-
-def reconcile_conversations(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Sync the conversations whose state disagrees with their work item's."""
-    now = now or timezone.now()
-    out_of_step = (
-        Conversation.objects.filter(OPEN_CONVERSATION, work_item__isnull=False)
-        .filter(
-            Q(work_item__status__in=[WorkItemStatus.CLOSED, WorkItemStatus.CANCELED])
-            | Q(status=ConversationStatus.WAITING, work_item__status=WorkItemStatus.ASSIGNED)
-            | (Q(status=ConversationStatus.ACTIVE) & ~Q(work_item__status=WorkItemStatus.ASSIGNED))
-        )
-        .values_list("pk", flat=True)[:limit]
-    )
-    ids = list(out_of_step)
-    for conversation_id in ids:
-        sync_conversation(conversation_id=conversation_id, now=now)
-    reconcile_cases()
-    return len(ids)
+        try:
+            with transaction.atomic():
+                item, live = records.lock_item_for_record(item_id) if item_id else (None, None)
+                conversation = _lock_conversation(conversation_id)
+                if conversation.work_item_id != item_id:
+                    raise _ItemChanged
+                return action(conversation, item, live)
+        except (records.LiveWorkMoved, _ItemChanged):
+            continue
+    raise Conflict(_("This conversation kept changing while this ran; try again."), "busy")
 
 
 def close_conversation(
@@ -702,31 +750,55 @@ def close_conversation(
 ) -> Conversation:
     """End a conversation (``by``: agent, customer, timeout, system).
 
-    By the agent: only the agent holding it, and their routing work is closed with it. By anyone
-    else: a waiting item is canceled, an accepted one is closed on the agent's behalf (their
-    console shows it closed and the capacity is freed). Side effect: ``conversation.changed``.
+    By the agent: only the agent holding it; their routing work is closed, which ends the
+    conversation (routing's ``on_closed`` hook). By anyone else: the conversation ends, then a
+    waiting item is canceled, an accepted one closed on the agent's behalf (their console shows
+    it closed and the capacity is freed). Side effect: ``conversation.changed``.
     """
     now = now or timezone.now()
     if by not in EndedBy.values:
         raise DomainError(f"Unknown closer {by!r}.", "by")
-    with transaction.atomic():
-        conversation = _lock_conversation(conversation_id)
+
+    def close(
+        conversation: Conversation, item: WorkItem | None, live: AgentWork | None
+    ) -> Conversation:
         if not conversation.is_open:
             raise Conflict(_("This conversation has already ended."), "ended")
-        if by == EndedBy.AGENT:
-            if agent is None:
-                raise Forbidden(_("Only the agent holding the conversation can close it."), "agent")
-            work = opened_work_for(conversation, agent)
-            if work is None:
-                raise Forbidden(_("This conversation is not assigned to you."), "not_yours")
-            routing.close_work(work_id=work.pk, agent=agent, note=note, now=now)
-            if conversation.assigned_agent_id != agent.pk:
-                conversation.assigned_agent = agent
-                conversation.save(update_fields=["assigned_agent"])
-        else:
-            _release_work(conversation, note=note or _("Conversation ended."), now=now)
-        _end(conversation, by=by, now=now)
-    return conversation
+        if by != EndedBy.AGENT:
+            _end_and_release(conversation, item, live, by=by, note=note, now=now)
+            return conversation
+        if agent is None:
+            raise Forbidden(_("Only the agent holding the conversation can close it."), "agent")
+        if live is None or live.agent_id != agent.pk or live.state != AgentWorkState.OPENED:
+            raise Forbidden(_("This conversation is not assigned to you."), "not_yours")
+        routing.close_work(work_id=live.pk, agent=agent, note=note, now=now)
+        conversation.refresh_from_db()
+        return conversation
+
+    return _with_item_locked(conversation_id, close)
+
+
+def _end_and_release(
+    conversation: Conversation,
+    item: WorkItem | None,
+    live: AgentWork | None,
+    *,
+    by: str,
+    note: str,
+    now: datetime,
+) -> None:
+    """End the conversation, then take its item out of routing: close the accepted work on the
+    agent's behalf, or cancel the item if it still waits. Ended first, routing's hooks then find
+    nothing left to do. Routing's locks on the item are held (``_with_item_locked``)."""
+    accepted = live if live is not None and live.state == AgentWorkState.OPENED else None
+    if accepted is not None and conversation.assigned_agent_id is None:
+        conversation.assigned_agent_id = accepted.agent_id
+    _end(conversation, by=by, now=now)
+    note = note or _("Conversation ended.")
+    if accepted is not None:
+        routing.close_work(work_id=accepted.pk, agent=accepted.agent, note=note, now=now)
+    elif item is not None and item.status in (WorkItemStatus.WAITING, WorkItemStatus.OFFERED):
+        routing.cancel_work_item(item_id=item.pk, now=now)
 
 
 def close_webchat_by_customer(
@@ -756,19 +828,20 @@ def end_idle_conversations(*, now: datetime | None = None, limit: int = 200) -> 
         .order_by("last_activity_at")
         .values_list("pk", flat=True)[:limit]
     )
+
+    def end_if_idle(
+        conversation: Conversation, item: WorkItem | None, live: AgentWork | None
+    ) -> bool:
+        if not conversation.is_open or conversation.last_activity_at >= cutoff:
+            return False  # a message came in meanwhile, or someone else ended it
+        _end_and_release(
+            conversation, item, live, by=EndedBy.TIMEOUT, note=_("Ended after inactivity."), now=now
+        )
+        return True
+
     ended = 0
     for conversation_id in ids:
-        with transaction.atomic():
-            conversation = (
-                Conversation.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(OPEN_CONVERSATION, pk=conversation_id, last_activity_at__lt=cutoff)
-                .first()
-            )
-            if conversation is None:  # a message came in meanwhile, or someone else ends it
-                continue
-            _release_work(conversation, note=_("Ended after inactivity."), now=now)
-            _end(conversation, by=EndedBy.TIMEOUT, now=now)
-            ended += 1
+        ended += _with_item_locked(conversation_id, end_if_idle)
     return ended
 
 
@@ -795,31 +868,6 @@ def signal_typing(*, conversation_id: int, agent: Agent | None = None, visitor: 
             realtime.TYPING,
             {"conversation_id": conversation.pk, "author": Author.CUSTOMER},
         )
-
-
-def _release_work(conversation: Conversation, *, note: str, now: datetime) -> None:
-    """Take the conversation's work item out of routing: cancel it if it still waits, close the
-    accepted work on the agent's behalf otherwise."""
-    if conversation.work_item is None:
-        return
-    for _attempt in range(2):  # the item may be accepted between our read and the cancel
-        item = conversation.work_item
-        item.refresh_from_db()
-        if item.status in (WorkItemStatus.CLOSED, WorkItemStatus.CANCELED):
-            return
-        try:
-            if item.status == WorkItemStatus.ASSIGNED:
-                work = AgentWork.objects.select_related("agent").get(
-                    item=item, state=AgentWorkState.OPENED
-                )
-                routing.close_work(work_id=work.pk, agent=work.agent, note=note, now=now)
-                if conversation.assigned_agent_id is None:
-                    conversation.assigned_agent = work.agent
-            else:
-                routing.cancel_work_item(item_id=item.pk, now=now)
-            return
-        except (Conflict, AgentWork.DoesNotExist):
-            continue
 
 
 def _activate(conversation: Conversation, agent: Agent, *, now: datetime) -> None:
@@ -994,21 +1042,26 @@ def set_case_status(
     return case
 
 
-def reconcile_cases(*, now: datetime | None = None) -> int:
-    """New cases whose item an agent accepted are open; cases whose item closed are closed."""
-    now = now or timezone.now()
-    opened = Case.objects.filter(
-        status=CaseStatus.NEW, work_item__status=WorkItemStatus.ASSIGNED
-    ).update(status=CaseStatus.OPEN, updated_at=now)
-    closed = (
-        Case.objects.filter(work_item__status=WorkItemStatus.CLOSED)
-        .exclude(status__in=[CaseStatus.CLOSED, CaseStatus.WAITING])
-        .update(status=CaseStatus.CLOSED, closed_at=now, updated_at=now)
-    )
-    return opened + closed
-
-
 # --- Maintenance -----------------------------------------------------------------------------
+
+
+def deliver_due_outbound(*, now: datetime | None = None, limit: int = 100) -> int:
+    """Send the queued outbound messages whose attempt is due (first tries and retries), oldest
+    first: the embedded run's sender (Celery sends each message as its own task instead).
+    Returns how many were sent or failed for good (retries scheduled later are not counted)."""
+    now = now or timezone.now()
+    ids = list(
+        Message.objects.filter(
+            status=DeliveryStatus.QUEUED, direction=Direction.OUT, next_attempt_at__lte=now
+        )
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    done = 0
+    for message_id in ids:
+        outcome = deliver_outbound(message_id=message_id, now=now)
+        done += outcome.status in ("sent", "failed")
+    return done
 
 
 def redrive_outbound(*, now: datetime | None = None, grace_seconds: int = 60) -> int:
@@ -1030,7 +1083,6 @@ def run_maintenance(*, now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     return {
         "idle_ended": end_idle_conversations(now=now),
-        "reconciled": reconcile_conversations(now=now),
         "redriven": redrive_outbound(now=now),
     }
 

@@ -263,8 +263,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Routing --------------------------------------------------------------------------------
-# "celery": events enqueue Celery tasks, beat runs the sweep. "embedded": one thread in the web
-# process does both (the README's run command). Default follows REDIS_URL.
+# "celery": events enqueue Celery tasks, beat runs CELERY_BEAT_SCHEDULE. "embedded": one loop in
+# the web process does both, from the same schedule (omnirouter/embedded.py, the README's run
+# command). Default follows REDIS_URL.
 ROUTING_MODE = env("ROUTING_MODE", default="celery" if REDIS_URL else "embedded")
 ROUTING_BATCH_SIZE = env.int("ROUTING_BATCH_SIZE", default=1000)
 ROUTING_MAX_PAGES_PER_PASS = env.int("ROUTING_MAX_PAGES_PER_PASS", default=20)
@@ -299,6 +300,8 @@ CELERY_TIMEZONE = "UTC"
 MESSAGING_MAINTENANCE_INTERVAL_SECONDS = env.float(
     "MESSAGING_MAINTENANCE_INTERVAL_SECONDS", default=10.0
 )
+# What runs periodically and how often, in both runs: Celery beat reads it, and so does the
+# embedded loop (fixed intervals only). Apps add their entries below, next to their settings.
 CELERY_BEAT_SCHEDULE = {
     "routing-sweep": {
         "task": "routing.sweep",

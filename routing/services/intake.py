@@ -22,6 +22,7 @@ from routing.models import (
     WorkItem,
     WorkItemStatus,
 )
+from routing.services import records
 from routing.services.events import queue_changed
 from routing.services.locks import (
     lock_item_and_live_work,
@@ -85,6 +86,7 @@ def cancel_work_item(*, item_id: int, now: datetime | None = None) -> WorkItem:
     """Cancel an item that is waiting or offered (the customer left, the case was withdrawn).
 
     A pending offer is withdrawn and its capacity freed. Assigned items are the agent's to close.
+    The record behind the item is told in the same transaction.
     """
     now = now or timezone.now()
     return retry_if_live_work_moved(lambda: _cancel_work_item(item_id, now), item_id)
@@ -109,6 +111,7 @@ def _cancel_work_item(item_id: int, now: datetime) -> WorkItem:
         item.status = WorkItemStatus.CANCELED
         item.ended_at = now
         item.save(update_fields=["status", "ended_at"])
+        records.item_changed_one(records.CANCELED, item, agent_id=None, now=now)
         queue_changed(item.queue_id)
         if live is not None:
             request_routing()

@@ -36,12 +36,20 @@ def take_pass_lock() -> None:
 
 
 def lock_agents(agent_ids: Iterable[int]) -> list[int]:
-    """Lock agent rows in id order (the one order every writer uses: no deadlocks)."""
+    """Lock agent rows in id order (the one order every writer uses: no deadlocks).
+
+    ``FOR NO KEY UPDATE``: writers of agent rows still wait on each other, but a row that only
+    refers to the agent (a message or a conversation naming its agent, a new agent work) does
+    not wait for the lock holder: its foreign-key check takes a key-share lock, which this lock
+    leaves free. Otherwise a messaging write holding a conversation and naming the agent, and a
+    routing change holding the agent and then updating that conversation (its record's hook),
+    would wait on each other.
+    """
     ids = sorted(set(agent_ids))
     if not ids:
         return []
     return list(
-        Agent.objects.select_for_update()
+        Agent.objects.select_for_update(no_key=True)
         .filter(id__in=ids)
         .order_by("id")
         .values_list("id", flat=True)

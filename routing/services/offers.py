@@ -32,6 +32,7 @@ from routing.models import (
     WorkItemStatus,
 )
 from routing.selectors import PRESENCE_FIELDS, presence_payload
+from routing.services import records
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,16 @@ def write_offers(
             )
         )
     item_payloads = _write_works_and_items(works, configs, now)
+    # Auto-accepted items are held at once: their records change in this batch's transaction.
+    records.item_changed(
+        records.ACCEPTED,
+        (
+            (w.offer.item_id, w.row.record_type_id, w.row.record_id, w.offer.agent_id)
+            for w in works
+            if w.auto
+        ),
+        now=now,
+    )
 
     units: dict[int, int] = defaultdict(int)
     counts: dict[int, int] = defaultdict(int)

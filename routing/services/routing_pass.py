@@ -238,12 +238,13 @@ def _lock_agents_with_room(now: datetime, queue_ids: set[int]) -> LockedAgents:
     """The routable agents with room in these queues, locked (in id order), with what the batch
     needs to know about them."""
     # Locked so that accept/decline/close/presence changes wait for this batch, and the capacity
-    # we read is the capacity we write against.
+    # we read is the capacity we write against. NO KEY UPDATE, as ``locks.lock_agents``: rows
+    # that merely refer to an agent do not wait for the batch.
     if connection.vendor == "postgresql":
         return _lock_agents_with_room_pg(now, queue_ids)
     members = QueueMembership.objects.filter(queue_id__in=queue_ids).values("agent_id")
     rows = list(
-        Agent.objects.select_for_update(of=("self",))
+        Agent.objects.select_for_update(of=("self",), no_key=True)
         .filter(routable_agents_q(now), used_capacity__lt=F("capacity"), id__in=members)
         .order_by("id")
         .values_list(*PRESENCE_FIELDS, "last_assigned_at", "presence_config__auto_accept")
@@ -294,7 +295,7 @@ def _lock_agents_with_room_pg(now: datetime, queue_ids: set[int]) -> LockedAgent
             + _AGENTS_WITH_ROOM_SQL
             + " AND a.id IN (SELECT m.agent_id FROM routing_queuemembership m"
             " WHERE m.queue_id = ANY(%(queues)s))"
-            " ORDER BY a.id FOR UPDATE OF a",
+            " ORDER BY a.id FOR NO KEY UPDATE OF a",
             {
                 "seen_after": now - timedelta(seconds=settings.CONSOLE_GRACE_SECONDS),
                 "queues": sorted(queue_ids),
@@ -346,6 +347,8 @@ _PAGE_FIELDS = (
     "subject",
     "preferred_agent_id",
     "preferred_until",
+    "record_type_id",
+    "record_id",
 )
 
 

@@ -28,6 +28,7 @@ from routing.models import (
     WorkItemStatus,
 )
 from routing.selectors import work_payload
+from routing.services import records
 from routing.services.events import presence_message, queue_changed
 from routing.services.locks import (
     lock_agents,
@@ -116,6 +117,8 @@ def push_item_to_agent(
             open_count=F("open_count") + 1,
             last_assigned_at=now,
         )
+        if is_auto:
+            records.item_changed_one(records.ACCEPTED, item, agent_id=fresh.pk, now=now)
         ActionLog.objects.create(
             at=now,
             actor=actor,

@@ -19,6 +19,7 @@ from routing.models import (
     WorkItem,
     WorkItemStatus,
 )
+from routing.services import records
 from routing.services.events import work_changed
 from routing.services.locks import (
     get_own_work,
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 def accept_work(*, work_id: int, agent: Agent, now: datetime | None = None) -> AgentWork:
     """Accept a pushed offer: a compare-and-set on (still pushed, not expired, this agent).
+
+    The record behind the item (``records.register``) is told in the same transaction.
 
     A duplicate or late accept changes nothing and raises ``Conflict`` saying why.
     """
@@ -51,6 +54,7 @@ def accept_work(*, work_id: int, agent: Agent, now: datetime | None = None) -> A
                 work.state,
             )
         WorkItem.objects.filter(id=work.item_id).update(status=WorkItemStatus.ASSIGNED)
+        records.item_changed_one(records.ACCEPTED, work.item, agent_id=agent.pk, now=now)
         work_changed(work)
     return work
 
@@ -94,7 +98,8 @@ def decline_work(
 def close_work(
     *, work_id: int, agent: Agent, note: str = "", now: datetime | None = None
 ) -> AgentWork:
-    """Close accepted work: the item is done, the agent's capacity is freed."""
+    """Close accepted work: the item is done, the agent's capacity is freed, the record behind
+    the item is told (same transaction)."""
     now = now or timezone.now()
     with transaction.atomic():
         work = lock_own_work_in_state(
@@ -105,6 +110,7 @@ def close_work(
         )
         end_work(work, AgentWorkState.CLOSED, now=now, note=note)
         WorkItem.objects.filter(id=work.item_id).update(status=WorkItemStatus.CLOSED, ended_at=now)
+        records.item_changed_one(records.CLOSED, work.item, agent_id=work.agent_id, now=now)
         request_routing()
     return work
 
@@ -112,7 +118,8 @@ def close_work(
 def transfer_work(
     *, work_id: int, agent: Agent, queue: Queue, note: str = "", now: datetime | None = None
 ) -> AgentWork:
-    """Hand accepted work to another queue: it waits there as a new entry, routed afresh."""
+    """Hand accepted work to another queue: it waits there as a new entry, routed afresh; the
+    record behind the item is told (same transaction)."""
     now = now or timezone.now()
     with transaction.atomic():
         work = lock_own_work_in_state(
@@ -123,5 +130,6 @@ def transfer_work(
         )
         end_work(work, AgentWorkState.TRANSFERRED, now=now, note=note or f"To {queue.name}")
         requeue(work.item_id, queue, now=now)
+        records.item_changed_one(records.REQUEUED, work.item, agent_id=None, now=now)
         request_routing()
     return work

@@ -76,15 +76,6 @@ import { openLiveSocket } from "./livesocket.js";
       return;
     }
     const payload = frame.payload || {};
-    if (frame.type === "work.changed") {
-      // The console closed or transferred the item itself: bring the conversation in step now.
-      views.forEach((view) => {
-        if (view.workItemId === payload.item_id && payload.state !== "opened") {
-          request({ type: "sync", conversation_id: view.id }).then(() => view.reload(), () => {});
-        }
-      });
-      return;
-    }
     const view = views.get(payload.conversation_id || payload.id);
     if (!view) return;
     if (frame.type === "message.new") view.addMessage(payload.message, true);
@@ -120,7 +111,6 @@ import { openLiveSocket } from "./livesocket.js";
       this.active = options.active !== false;
       this.unread = 0;
       this.rows = new Map();
-      this.workItemId = null;
       this.typingTimer = null;
       this.lastTyping = 0;
       this.build();
@@ -208,7 +198,6 @@ import { openLiveSocket } from "./livesocket.js";
 
     setConversation(data) {
       this.status = data.status;
-      this.workItemId = data.work_item_id;
       this.root.dataset.status = data.status;
       this.root.classList.toggle("conv-ended", data.status === "ended");
       this.input.disabled = this.sendButton.disabled = this.endButton.disabled = data.status === "ended";

@@ -18,7 +18,7 @@ def _accepted(world, sender="+15551230001", text="Hi"):
     return Conversation.objects.get(), alice
 
 
-def test_conversation_detail_syncs_and_shows_the_transcript(world, client):
+def test_conversation_detail_shows_the_transcript(world, client):
     conversation, alice = _accepted(world)
     client.force_login(alice.user)
 

@@ -84,7 +84,7 @@ def test_visitor_chats_with_the_bot_then_an_agent(world, transactional_db):
         def agent_takes_it():
             routing.route_waiting_work()
             work = alice.works.get()
-            services.accept_conversation(work_id=work.pk, agent=alice)
+            routing.accept_work(work_id=work.pk, agent=alice)
             conversation = Conversation.objects.get()
             services.send_reply(conversation_id=conversation.pk, agent=alice, text="Hi Ana!")
             return conversation

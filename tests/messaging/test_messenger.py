@@ -19,7 +19,7 @@ def _accepted(world, client):
     post_meta(client, world.messenger, messenger_payload(world.messenger, PSID, "Hello", MID))
     agent = world.agent("alice")
     routing.route_waiting_work()
-    services.accept_conversation(work_id=agent.works.get().pk, agent=agent)
+    routing.accept_work(work_id=agent.works.get().pk, agent=agent)
     return Conversation.objects.get(), agent
 
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
+from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from messaging import services
 from messaging.models import Case, Conversation, Customer
+from omnirouter import fanout, realtime
 from omnirouter.errors import Conflict, DomainError, Forbidden
 from routing import services as routing
 from routing.models import AgentWork, WorkItem
+from routing.services import records
+from tests.factories import PresenceConfigurationFactory, make_agent
 from tests.messaging.conftest import post_meta, post_twilio, sms_params, whatsapp_payload
 
 
@@ -86,7 +91,7 @@ def test_accept_and_close_keep_conversation_and_work_in_step(world, client):
     routing.route_waiting_work()
     work = alice.works.get()
 
-    services.accept_conversation(work_id=work.pk, agent=alice)
+    routing.accept_work(work_id=work.pk, agent=alice)
     conversation = Conversation.objects.get()
     assert (conversation.status, conversation.assigned_agent) == ("active", alice)
 
@@ -100,23 +105,178 @@ def test_accept_and_close_keep_conversation_and_work_in_step(world, client):
     assert alice.used_capacity == 0
 
 
-def test_routing_actions_taken_directly_are_reconciled(world, client):
-    # given a conversation accepted and closed through routing alone (the generic console)
+def _offered(world, client, username="alice"):
+    """A customer's SMS conversation offered to one agent."""
     _sms(client, world, "+15551230001", "Hi", "SM01")
+    agent = world.agent(username)
+    routing.route_waiting_work()
+    return Conversation.objects.get(), agent, agent.works.get()
+
+
+def _received(group: str, callbacks) -> list[tuple[str, dict]]:
+    """Run captured after-commit callbacks and return the (event, payload) pairs that a channel
+    in ``group`` received through the real channel layer, in order."""
+    layer = get_channel_layer()
+
+    async def listen() -> list[tuple[str, dict]]:
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        for callback in callbacks:
+            callback()
+        assert fanout.flush()
+        # Everything published is in the channel now; a last message of our own marks the end.
+        await layer.send(channel, {"type": "end"})
+        received = []
+        while (message := await asyncio.wait_for(layer.receive(channel), 10))["type"] != "end":
+            received.append((message["event"], message["payload"]))
+        return received
+
+    return asyncio.run(listen())
+
+
+def test_accepting_through_routing_makes_the_conversation_active_at_once(
+    world, client, django_capture_on_commit_callbacks
+):
+    # given a conversation offered to alice
+    conversation, alice, work = _offered(world, client)
+    assert conversation.status == "waiting"
+
+    # when she accepts through routing alone (the generic console, the REST API)
+    with django_capture_on_commit_callbacks() as callbacks:
+        routing.accept_work(work_id=work.pk, agent=alice)
+
+        # then the conversation is active with her in the same transaction, no maintenance run
+        conversation.refresh_from_db()
+        assert (conversation.status, conversation.assigned_agent) == ("active", alice)
+    # and her console hears of it after commit
+    changed = [
+        (payload["id"], payload["status"], payload["agent_id"])
+        for event, payload in _received(realtime.agent_group(alice.pk), callbacks)
+        if event == realtime.CONVERSATION_CHANGED
+    ]
+    assert changed == [(conversation.pk, "active", alice.pk)]
+
+
+def test_closing_through_routing_ends_the_conversation(world, client):
+    conversation, alice, work = _offered(world, client)
+    routing.accept_work(work_id=work.pk, agent=alice)
+
+    routing.close_work(work_id=work.pk, agent=alice)
+
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.ended_by, conversation.assigned_agent) == (
+        "ended",
+        "agent",
+        alice,
+    )
+    assert conversation.ended_at is not None
+
+
+def test_decline_and_timeout_leave_the_conversation_waiting(world, client):
+    conversation, alice, work = _offered(world, client)
+
+    routing.decline_work(work_id=work.pk, agent=alice)
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.assigned_agent) == ("waiting", None)
+
+    bob = world.agent("bob")
+    routing.route_waiting_work()
+    offer = bob.works.get()
+    assert routing.expire_offers(now=offer.expires_at + timedelta(seconds=1)) == 1
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.assigned_agent) == ("waiting", None)
+
+
+def test_transfer_puts_the_conversation_back_to_waiting_and_the_next_accept_takes_it(world, client):
+    conversation, alice, work = _offered(world, client)
+    routing.accept_work(work_id=work.pk, agent=alice)
+
+    routing.transfer_work(work_id=work.pk, agent=alice, queue=world.orders)
+    conversation.refresh_from_db()
+    assert conversation.status == "waiting"
+
+    bob = world.agent("bob")
+    routing.set_presence(agent=alice, status=None)
+    routing.route_waiting_work()
+    routing.accept_work(work_id=bob.works.get().pk, agent=bob)
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.assigned_agent) == ("active", bob)
+
+
+def test_canceling_the_item_ends_the_conversation_by_the_system(world, client):
+    conversation, _alice, _work = _offered(world, client)
+
+    routing.cancel_work_item(item_id=conversation.work_item_id)
+
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.ended_by) == ("ended", "system")
+
+
+def test_auto_accepted_offer_makes_the_conversation_active_in_the_pass(world, client):
+    _sms(client, world, "+15551230001", "Hi", "SM01")
+    carol = make_agent(
+        "carol",
+        queues=[world.queue],
+        config=PresenceConfigurationFactory(capacity=10, console_required=False, auto_accept=True),
+        status=world.status,
+    )
+
+    routing.route_waiting_work()
+
+    conversation = Conversation.objects.get()
+    assert (conversation.status, conversation.assigned_agent) == ("active", carol)
+    assert carol.works.get().state == "opened"
+
+
+@pytest.fixture
+def failing_accept_hook():
+    def refuse(change):
+        raise RuntimeError("the conversation cannot be updated")
+
+    records.register(Conversation, on_accepted=refuse)
+    yield
+    services.register_routing_hooks()
+
+
+def test_a_failing_hook_rolls_the_accept_back(
+    world, client, failing_accept_hook, django_capture_on_commit_callbacks
+):
+    conversation, alice, work = _offered(world, client)
+
+    with (
+        django_capture_on_commit_callbacks() as callbacks,
+        pytest.raises(RuntimeError, match="cannot be updated"),
+    ):
+        routing.accept_work(work_id=work.pk, agent=alice)
+
+    # nothing was written, nothing published
+    work.refresh_from_db()
+    conversation.refresh_from_db()
+    assert (work.state, work.opened_at) == ("pushed", None)
+    assert WorkItem.objects.get().status == "offered"
+    assert (conversation.status, conversation.assigned_agent) == ("waiting", None)
+    assert callbacks == []
+
+
+def test_cases_follow_their_work_items(world, client):
+    customer = services.identify_or_create_customer(kind="email", value="a@example.com").customer
+    case = services.open_case(subject="Refund", customer=customer, origin="web")
     alice = world.agent("alice")
     routing.route_waiting_work()
     work = alice.works.get()
-    routing.accept_work(work_id=work.pk, agent=alice)
 
-    assert services.reconcile_conversations() == 1
-    conversation = Conversation.objects.get()
-    assert (conversation.status, conversation.assigned_agent) == ("active", alice)
+    routing.accept_work(work_id=work.pk, agent=alice)
+    case.refresh_from_db()
+    assert case.status == "open"
 
     routing.close_work(work_id=work.pk, agent=alice)
-    assert services.reconcile_conversations() == 1
-    conversation.refresh_from_db()
-    assert (conversation.status, conversation.ended_by) == ("ended", "agent")
-    assert services.reconcile_conversations() == 0
+    case.refresh_from_db()
+    assert case.status == "closed"
+    assert case.closed_at is not None
+
+
+def test_maintenance_no_longer_reconciles(world, client):
+    assert set(services.run_maintenance()) == {"idle_ended", "redriven"}
 
 
 def test_only_the_holding_agent_may_reply_or_close(world, client):
@@ -127,7 +287,7 @@ def test_only_the_holding_agent_may_reply_or_close(world, client):
 
     with pytest.raises(Forbidden):
         services.send_reply(conversation_id=conversation.pk, agent=alice, text="Not accepted yet")
-    services.accept_conversation(work_id=alice.works.get().pk, agent=alice)
+    routing.accept_work(work_id=alice.works.get().pk, agent=alice)
     with pytest.raises(Forbidden):
         services.send_reply(conversation_id=conversation.pk, agent=bob, text="Not mine")
     with pytest.raises(Forbidden):
@@ -142,7 +302,7 @@ def test_reply_after_end_opens_a_new_conversation_for_the_previous_agent(world, 
     _sms(client, world, "+15551230001", "Hi", "SM01")
     alice = world.agent("alice")
     routing.route_waiting_work()
-    services.accept_conversation(work_id=alice.works.get().pk, agent=alice)
+    routing.accept_work(work_id=alice.works.get().pk, agent=alice)
     first = Conversation.objects.get()
     services.close_conversation(conversation_id=first.pk, by="agent", agent=alice)
     bob = world.agent("bob")  # bob is online with more room than alice's zero load: no matter
@@ -167,7 +327,7 @@ def test_sticky_item_falls_back_to_another_agent_after_the_window(world, client)
     _sms(client, world, "+15551230001", "Hi", "SM01")
     alice = world.agent("alice")
     routing.route_waiting_work()
-    services.accept_conversation(work_id=alice.works.get().pk, agent=alice)
+    routing.accept_work(work_id=alice.works.get().pk, agent=alice)
     first = Conversation.objects.get()
     services.close_conversation(conversation_id=first.pk, by="agent", agent=alice)
     # alice is online but has no room (five 2-unit cases fill her 10 units)
@@ -197,7 +357,7 @@ def test_inactivity_ends_conversations_and_frees_the_agent(world, client, settin
     alice = world.agent("alice")
     routing.route_waiting_work()
     accepted = alice.works.order_by("pk").first()
-    services.accept_conversation(work_id=accepted.pk, agent=alice)
+    routing.accept_work(work_id=accepted.pk, agent=alice)
     services.receive_inbound(
         account=world.sms, sender="+15551230003", text="Hi", now=start + timedelta(minutes=20)
     )

@@ -26,7 +26,7 @@ def _accepted_conversation(world, client, sender="+15551230001"):
     agent = world.agent("alice")
     routing.route_waiting_work()
     work = agent.works.get()
-    services.accept_conversation(work_id=work.pk, agent=agent)
+    routing.accept_work(work_id=work.pk, agent=agent)
     return Conversation.objects.get(), agent
 
 

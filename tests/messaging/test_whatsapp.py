@@ -20,7 +20,7 @@ def _accepted(world, client):
     post_meta(client, world.whatsapp, whatsapp_payload(world.whatsapp, "15551230001", "Hi", WAMID))
     agent = world.agent("alice")
     routing.route_waiting_work()
-    services.accept_conversation(work_id=agent.works.get().pk, agent=agent)
+    routing.accept_work(work_id=agent.works.get().pk, agent=agent)
     return Conversation.objects.get(), agent
 
 

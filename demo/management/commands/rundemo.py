@@ -1,4 +1,5 @@
-"""Run OmniRouter embedded: SQLite, in-memory channel layer, routing loop and sweep in-process."""
+"""Run OmniRouter embedded: SQLite, in-memory channel layer, and one loop in-process that runs
+Celery beat's schedule, routing passes and outbound sends (``omnirouter.embedded``)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,7 @@ class Command(BaseCommand):
         from demo import messaging_seed as messaging_demo
         from demo import seed as demo
         from demo import simulator
-        from messaging import runner as messaging_runner
-        from routing import runner
+        from omnirouter import embedded
 
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
@@ -40,8 +40,7 @@ class Command(BaseCommand):
             info = demo.seed_demo()
             messaging_demo.seed_messaging_demo()
             self._print_logins(info, options["addrport"])
-        runner.start()
-        messaging_runner.start(settings.MESSAGING_MAINTENANCE_INTERVAL_SECONDS)
+        embedded.start()
         if options["simulate"]:
             simulator.start(options["interval"])
             self.stdout.write(f"Traffic simulator on: one arrival every ~{options['interval']} s.")
