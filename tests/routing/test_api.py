@@ -426,7 +426,7 @@ def test_waiting_item_says_why_it_waits(center):
 
     detail = client_for(center.intake).get(f"/api/work-items/{item.pk}/")
 
-    assert detail.json()["waiting_because"] == "No member of Support is online for Chat."
+    assert detail.json()["waiting_because"] == "No one can take it now: 2 offline."
 
 
 # --- Configuration ----------------------------------------------------------------------------
