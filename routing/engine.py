@@ -94,8 +94,8 @@ class Reason(StrEnum):
 
     NOT_MEMBER = "not_member"  # not a member of the item's queue
     OFFLINE = "offline"  # presence status offline (or none)
-    CHANNEL = "channel"  # online, but the status does not cover the item's channel
     NO_CONSOLE = "no_console"  # console required and not seen within the grace period
+    CHANNEL = "channel"  # online, but the status does not cover the item's channel
     CAPACITY = "capacity"  # spare capacity below the item's size
     REFUSED = "refused"  # declined it or let it time out; cooling down ``until``
     REFUSED_OTHERS_FIRST = "refused_others_first"  # cooled down, but others who did not refuse can
@@ -125,13 +125,22 @@ def _hard_reason(item: ItemView, agent: AgentView, spare: int) -> Reason | None:
     """The checks of rule 2 that depend on the agent alone (``spare``: their room now)."""
     if item.queue_id not in agent.queue_ids:
         return Reason.NOT_MEMBER
-    if not agent.online:
-        return Reason.OFFLINE
+    if not _can_work(agent):
+        return Reason.OFFLINE if not agent.online else Reason.NO_CONSOLE
+    return _fits(item, agent, spare, size_for(item, agent.capacity))
+
+
+def _can_work(agent: AgentView) -> bool:
+    """Online with a live console: ``match`` leaves everyone else out before it starts."""
+    return agent.online and agent.console_live
+
+
+def _fits(item: ItemView, agent: AgentView, spare: int, units: int) -> Reason | None:
+    """The per-item part of ``_hard_reason`` (``units``: the item's ``size_for`` the agent),
+    which ``match`` checks for each member it scans."""
     if item.channel_id not in agent.channel_ids:
         return Reason.CHANNEL
-    if not agent.console_live:
-        return Reason.NO_CONSOLE
-    if spare < size_for(item, agent.capacity):
+    if spare < units:
         return Reason.CAPACITY
     return None
 
@@ -363,7 +372,7 @@ def match(
     reoffer_cooldown: timedelta,
 ) -> list[Offer]:
     """Return the offers for ``items`` (any order) given ``agents`` with their current load."""
-    states = {a.id: _AgentState(a) for a in agents if a.online and a.console_live}
+    states = {a.id: _AgentState(a) for a in agents if _can_work(a)}
     by_queue: dict[int, list[_AgentState]] = defaultdict(list)
     for state in sorted(states.values(), key=lambda s: s.view.id):
         for queue_id in state.view.queue_ids:
@@ -436,9 +445,18 @@ def _match_one(
     fresh: list[_AgentState] = []
     cooled: list[_AgentState] = []
     refused_waiting = 0
-    # The same checks as ``eligibility``, with the load as the pass has changed it.
+    # The same checks as ``eligibility``, with the load as the pass has changed it (members of
+    # the item's queue who can work: see ``match``). A percentage size is worked out once per
+    # capacity, not once per member.
+    fixed = item.size_units
+    sizes: dict[int, int] = {}
     for state in members:
-        if _hard_reason(item, state.view, state.spare) is not None:
+        units = fixed
+        if units is None:
+            units = sizes.get(state.view.capacity)
+            if units is None:
+                units = sizes[state.view.capacity] = size_for(item, state.view.capacity)
+        if _fits(item, state.view, state.spare, units) is not None:
             continue
         refused_at = item.refused_by.get(state.view.id)
         if refused_at is None:

@@ -48,7 +48,7 @@ def test_explain_wait_counts_the_engines_reasons(world, api_config, settings):
     item.refresh_from_db()
 
     assert explain_wait(item, now=at(3)) == (
-        "No one can take it now: 2 offline, 1 not available for Chat, 1 without a live console,"
+        "No one can take it now: 2 offline, 1 without a live console, 1 not available for Chat,"
         f" 1 at capacity, 1 refused it (offered again after {clock(at(62))})."
     )
     # After the cooldown the only agent who could take it may have it again.
