@@ -234,7 +234,9 @@ def reason_text(why: engine.Ineligible, *, channel: str) -> str:
     return _("held for its preferred agent until %(time)s") % {"time": _clock(why.until)}
 
 
-def _reason_count_text(reason: engine.Reason, count: int, whys: list[engine.Ineligible], channel):
+def _reason_count_text(
+    reason: engine.Reason, count: int, whys: list[engine.Ineligible], channel: str
+) -> str:
     if reason is engine.Reason.REFUSED:
         first = min(w.until for w in whys if w.until)
         return _("%(count)d refused it (offered again after %(time)s)") % {

@@ -168,7 +168,9 @@ def _route_batch(
 
 
 def routable_agents_q(now: datetime, prefix: str = "") -> Q:
-    """Agents who may be offered work (``prefix`` reaches them from a related model)."""
+    """Agents who may be offered work (``prefix`` reaches them from a related model): online,
+    with a live console or none needed. The rule is ``engine.eligibility``'s; this and the SQL
+    below only narrow what a pass reads, held equal to it by tests/routing/test_prefilter.py."""
     grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
     return Q(**{f"{prefix}status__is_online": True}) & (
         Q(**{f"{prefix}presence_config__console_required": False})
