@@ -5,10 +5,12 @@ rules can be tested from tables of cases and the decision for any item can be ex
 
 Rules (see docs/architecture.md):
 1. Items go in order of routing priority, then item priority, then time entered queue, then id.
-2. An agent is a candidate for an item when they are a member of its queue, available for its
-   channel, have spare capacity for its size, and have not refused it (declined or timed out).
-   An agent who refused it becomes a candidate again after the re-offer cooldown, but only when no
-   one who has not refused it can take it.
+2. An agent is a candidate for an item when they are online, a member of its queue, available
+   for its channel, have a live console (or need none), have spare capacity for its size
+   (``size_for``), and have not refused it (declined or timed out). An agent who refused it
+   becomes a candidate again after the re-offer cooldown, but only when no one who has not
+   refused it can take it. ``eligibility`` and ``explain`` give that rule, with the reason for
+   each agent left out; ``match`` decides by the same checks.
 3. The queue's routing model picks among candidates; ties go to the agent idle longest since their
    last assignment (never assigned counts as longest), then to the lowest agent id.
 4. A preferred agent (sticky routing) gets the item while the preference lasts; the item waits for
@@ -22,7 +24,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
 LEAST_ACTIVE = "least_active"
 MOST_AVAILABLE = "most_available"
@@ -50,11 +53,21 @@ class ItemView:
     def order_key(self) -> tuple[int, int, datetime, int]:
         return (self.routing_priority, self.priority, self.enqueued_at, self.id)
 
-    def units_for(self, capacity: int) -> int:
-        if self.size_units is not None:
-            return self.size_units
-        percent = self.size_percent if self.size_percent is not None else 100
-        return max(1, -(-capacity * percent // 100))
+
+class Sized(Protocol):
+    @property
+    def size_units(self) -> int | None: ...
+    @property
+    def size_percent(self) -> int | None: ...
+
+
+def size_for(item: Sized, capacity: int) -> int:
+    """Capacity units ``item`` takes from an agent of ``capacity``: its fixed size, else its
+    percentage of that capacity rounded up to whole units (at least one; no size: all of it)."""
+    if item.size_units is not None:
+        return item.size_units
+    percent = item.size_percent if item.size_percent is not None else 100
+    return max(1, -(-capacity * percent // 100))
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,142 @@ class AgentView:
     last_assigned_at: datetime | None
     channel_ids: frozenset[int]
     queue_ids: frozenset[int]
+    # The routing pass reads only agents who are online with a live console (its SQL
+    # prefilter), hence the defaults; other readers (``routing.selectors.agent_views``) say.
+    online: bool = True
+    console_live: bool = True
+
+    @property
+    def spare(self) -> int:
+        return self.capacity - self.used
+
+
+class Reason(StrEnum):
+    """Why an agent may not take an item, most fundamental first."""
+
+    NOT_MEMBER = "not_member"  # not a member of the item's queue
+    OFFLINE = "offline"  # presence status offline (or none)
+    NO_CONSOLE = "no_console"  # console required and not seen within the grace period
+    CHANNEL = "channel"  # online, but the status does not cover the item's channel
+    CAPACITY = "capacity"  # spare capacity below the item's size
+    REFUSED = "refused"  # declined it or let it time out; cooling down ``until``
+    REFUSED_OTHERS_FIRST = "refused_others_first"  # cooled down, but others who did not refuse can
+    PREFERRED_AGENT = "preferred_agent"  # held for its preferred agent ``until``
+
+
+# What stops an agent whatever the routing state of the item (a supervisor's push obeys these);
+# the others are the router's choices among those who could.
+HARD_REASONS = frozenset(
+    {Reason.NOT_MEMBER, Reason.OFFLINE, Reason.CHANNEL, Reason.NO_CONSOLE, Reason.CAPACITY}
+)
+
+
+@dataclass(frozen=True)
+class Ineligible:
+    reason: Reason
+    until: datetime | None = None  # REFUSED: cooldown ends; PREFERRED_AGENT: preference lapses
+    spare: int | None = None  # CAPACITY: the agent's spare units ...
+    needed: int | None = None  # ... and the item's size for them
+
+    @property
+    def hard(self) -> bool:
+        return self.reason in HARD_REASONS
+
+
+def _hard_reason(item: ItemView, agent: AgentView, spare: int) -> Reason | None:
+    """The checks of rule 2 that depend on the agent alone (``spare``: their room now)."""
+    if item.queue_id not in agent.queue_ids:
+        return Reason.NOT_MEMBER
+    if not _can_work(agent):
+        return Reason.OFFLINE if not agent.online else Reason.NO_CONSOLE
+    return _fits(item, agent, spare, size_for(item, agent.capacity))
+
+
+def _can_work(agent: AgentView) -> bool:
+    """Online with a live console: ``match`` leaves everyone else out before it starts."""
+    return agent.online and agent.console_live
+
+
+def _fits(item: ItemView, agent: AgentView, spare: int, units: int) -> Reason | None:
+    """The per-item part of ``_hard_reason`` (``units``: the item's ``size_for`` the agent),
+    which ``match`` checks for each member it scans."""
+    if item.channel_id not in agent.channel_ids:
+        return Reason.CHANNEL
+    if spare < units:
+        return Reason.CAPACITY
+    return None
+
+
+def _held_for(item: ItemView, now: datetime) -> int | None:
+    """The preferred agent the item waits for, while the preference lasts."""
+    until = item.preferred_until
+    if item.preferred_agent_id is not None and until is not None and now < until:
+        return item.preferred_agent_id
+    return None
+
+
+def _cooling(refused_at: datetime, now: datetime, cooldown: timedelta) -> bool:
+    return now - refused_at < cooldown
+
+
+def has_room(agent: AgentView) -> bool:
+    """Room for more: could take a one-unit item of some channel (the supervisor's view of an
+    agent across their queues; an item's own size is checked by ``eligibility``)."""
+    return agent.online and bool(agent.channel_ids) and agent.console_live and agent.spare > 0
+
+
+def hard_ineligibility(item: ItemView, agent: AgentView) -> Ineligible | None:
+    """What stops ``agent`` taking ``item`` whatever the router's choices (``HARD_REASONS``:
+    what a supervisor's push obeys), or ``None``."""
+    hard = _hard_reason(item, agent, agent.spare)
+    if hard is Reason.CAPACITY:
+        return Ineligible(hard, spare=agent.spare, needed=size_for(item, agent.capacity))
+    return None if hard is None else Ineligible(hard)
+
+
+def eligibility(
+    item: ItemView,
+    agent: AgentView,
+    *,
+    now: datetime,
+    reoffer_cooldown: timedelta,
+    others_can_take: bool = False,
+) -> Ineligible | None:
+    """``None`` if ``agent`` may be offered ``item`` now, else why not.
+
+    ``others_can_take``: whether someone who has not refused the item can take it (only decides
+    for an agent who refused it and has cooled down; ``explain`` works it out for a set).
+    """
+    hard = hard_ineligibility(item, agent)
+    if hard is not None:
+        return hard
+    refused_at = item.refused_by.get(agent.id)
+    if refused_at is not None and _cooling(refused_at, now, reoffer_cooldown):
+        return Ineligible(Reason.REFUSED, until=refused_at + reoffer_cooldown)
+    held_for = _held_for(item, now)
+    if held_for is not None:
+        if held_for == agent.id:
+            return None
+        return Ineligible(Reason.PREFERRED_AGENT, until=item.preferred_until)
+    if refused_at is not None and others_can_take:
+        return Ineligible(Reason.REFUSED_OTHERS_FIRST)
+    return None
+
+
+def explain(
+    item: ItemView, agents: Iterable[AgentView], *, now: datetime, reoffer_cooldown: timedelta
+) -> dict[int, Ineligible | None]:
+    """For each agent, ``None`` (eligible: ``match`` picks among these) or why not."""
+    agents = list(agents)
+    others_can_take = any(
+        a.id not in item.refused_by and _hard_reason(item, a, a.spare) is None for a in agents
+    )
+    return {
+        a.id: eligibility(
+            item, a, now=now, reoffer_cooldown=reoffer_cooldown, others_can_take=others_can_take
+        )
+        for a in agents
+    }
 
 
 @dataclass(frozen=True)
@@ -223,7 +372,7 @@ def match(
     reoffer_cooldown: timedelta,
 ) -> list[Offer]:
     """Return the offers for ``items`` (any order) given ``agents`` with their current load."""
-    states = {a.id: _AgentState(a) for a in agents}
+    states = {a.id: _AgentState(a) for a in agents if _can_work(a)}
     by_queue: dict[int, list[_AgentState]] = defaultdict(list)
     for state in sorted(states.values(), key=lambda s: s.view.id):
         for queue_id in state.view.queue_ids:
@@ -268,12 +417,7 @@ def _match_indexed(
         return _UNINDEXED
     for agent_id in item.refused_by:
         refuser = states.get(agent_id)
-        if (
-            refuser is not None
-            and refuser.spare >= units
-            and item.queue_id in refuser.view.queue_ids
-            and item.channel_id in refuser.view.channel_ids
-        ):
+        if refuser is not None and _hard_reason(item, refuser.view, refuser.spare) is None:
             return _UNINDEXED
     buckets = index.for_item(item)
     candidates = sum(
@@ -301,26 +445,30 @@ def _match_one(
     fresh: list[_AgentState] = []
     cooled: list[_AgentState] = []
     refused_waiting = 0
+    # The same checks as ``eligibility``, with the load as the pass has changed it (members of
+    # the item's queue who can work: see ``match``). A percentage size is worked out once per
+    # capacity, not once per member.
+    fixed = item.size_units
+    sizes: dict[int, int] = {}
     for state in members:
-        if item.channel_id not in state.view.channel_ids:
-            continue
-        if state.spare < item.units_for(state.view.capacity):
+        units = fixed
+        if units is None:
+            units = sizes.get(state.view.capacity)
+            if units is None:
+                units = sizes[state.view.capacity] = size_for(item, state.view.capacity)
+        if _fits(item, state.view, state.spare, units) is not None:
             continue
         refused_at = item.refused_by.get(state.view.id)
         if refused_at is None:
             fresh.append(state)
-        elif now - refused_at >= cooldown:
+        elif not _cooling(refused_at, now, cooldown):
             cooled.append(state)
         else:
             refused_waiting += 1
 
-    sticky = (
-        item.preferred_agent_id is not None
-        and item.preferred_until is not None
-        and now < item.preferred_until
-    )
-    if sticky:
-        preferred = [s for s in fresh + cooled if s.view.id == item.preferred_agent_id]
+    held_for = _held_for(item, now)
+    if held_for is not None:
+        preferred = [s for s in fresh + cooled if s.view.id == held_for]
         if not preferred:
             return None  # hold the item for its preferred agent until the preference lapses
         state = preferred[0]
@@ -360,7 +508,7 @@ def _match_one(
 
 
 def _offer(item: ItemView, state: _AgentState, *, reason: dict[str, Any]) -> Offer:
-    units = item.units_for(state.view.capacity)
+    units = size_for(item, state.view.capacity)
     reason = {
         **reason,
         "open_items_before": state.open_count,

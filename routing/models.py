@@ -256,17 +256,6 @@ class WorkItem(models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.subject}"
 
-    def units_for(self, capacity: int) -> int:
-        """Capacity units this item takes from an agent with the given capacity."""
-        if self.size_units is not None:
-            return self.size_units
-        return size_from_percent(self.size_percent or 100, capacity)
-
-
-def size_from_percent(percent: int, capacity: int) -> int:
-    """Whole units for a percentage of a capacity, rounded up, at least one."""
-    return max(1, -(-capacity * percent // 100))
-
 
 class AgentWorkState(models.TextChoices):
     PUSHED = "pushed", _("Pushed")

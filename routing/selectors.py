@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from omnirouter import roles
-from presence.models import Agent
+from presence.models import Agent, PresenceStatus
+from routing import engine
 from routing.models import (
     LIVE_STATES,
     AgentWork,
     AgentWorkState,
     Queue,
+    QueueMembership,
     WorkItem,
     WorkItemStatus,
 )
@@ -94,39 +99,205 @@ def presence_payload(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.AgentView]:
+    """The engine's view of ``agents`` (any queryset of them), by id: load, status channels,
+    queues, online and whether their console is live at ``now``. Three queries whatever the
+    number of agents."""
+    grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
+    rows = list(
+        agents.order_by().values_list(
+            "id",
+            "status_id",
+            "status__is_online",
+            "capacity",
+            "used_capacity",
+            "open_count",
+            "last_assigned_at",
+            "console_seen_at",
+            "presence_config__console_required",
+        )
+    )
+    if not rows:
+        return {}
+    ids = [r[0] for r in rows]
+    queues: dict[int, set[int]] = defaultdict(set)
+    for agent_id, queue_id in QueueMembership.objects.filter(agent_id__in=ids).values_list(
+        "agent_id", "queue_id"
+    ):
+        queues[agent_id].add(queue_id)
+    channels: dict[int, set[int]] = defaultdict(set)
+    for status_id, channel_id in PresenceStatus.channels.through.objects.filter(
+        presencestatus_id__in={r[1] for r in rows if r[1] is not None}
+    ).values_list("presencestatus_id", "servicechannel_id"):
+        channels[status_id].add(channel_id)
+    views = {}
+    for agent_id, status_id, online, capacity, used, open_count, last, seen, required in rows:
+        views[agent_id] = engine.AgentView(
+            id=agent_id,
+            capacity=capacity,
+            used=used,
+            open_count=open_count,
+            last_assigned_at=last,
+            channel_ids=frozenset(channels.get(status_id, ())),
+            queue_ids=frozenset(queues.get(agent_id, ())),
+            online=bool(online),
+            console_live=not required or (seen is not None and seen >= now - grace),
+        )
+    return views
+
+
+def refusals(item_ids: Sequence[int]) -> dict[int, dict[int, datetime]]:
+    """item id -> agent id -> when that agent last declined it or let its offer time out."""
+    refused: dict[int, dict[int, datetime]] = defaultdict(dict)
+    if not item_ids:
+        return refused
+    rows = (
+        AgentWork.objects.filter(
+            item_id__in=item_ids, state__in=[AgentWorkState.DECLINED, AgentWorkState.TIMED_OUT]
+        )
+        .values("item_id", "agent_id")
+        .annotate(last=Max("ended_at"))
+        .order_by()
+    )
+    for row in rows:
+        refused[row["item_id"]][row["agent_id"]] = row["last"]
+    return refused
+
+
+def online_preferred(agent_ids: Iterable[int]) -> set[tuple[int, int]]:
+    """(agent, channel) pairs of these preferred agents who are online for that channel now:
+    an item waits for its preferred agent only while they are."""
+    wanted = {a for a in agent_ids if a}
+    if not wanted:
+        return set()
+    rows = Agent.objects.filter(id__in=wanted, status__is_online=True).values_list(
+        "id", "status__channels"
+    )
+    return {(agent_id, channel_id) for agent_id, channel_id in rows if channel_id}
+
+
+def item_view(item: WorkItem, *, now: datetime) -> engine.ItemView:
+    """The engine's view of one item, as a routing pass would see it."""
+    held = (item.preferred_agent_id, item.channel_id) in online_preferred(
+        [item.preferred_agent_id] if item.preferred_agent_id else []
+    )
+    return engine.ItemView(
+        id=item.pk,
+        queue_id=item.queue_id,
+        channel_id=item.channel_id,
+        routing_priority=item.routing_priority,
+        priority=item.priority,
+        enqueued_at=item.enqueued_at,
+        routing_model=item.queue.routing_config.routing_model,
+        size_units=item.size_units,
+        size_percent=item.size_percent,
+        refused_by=refusals([item.pk]).get(item.pk, {}),
+        preferred_agent_id=item.preferred_agent_id if held else None,
+        preferred_until=item.preferred_until,
+    )
+
+
+def explain_item(item: WorkItem, *, now: datetime) -> list[tuple[Agent, engine.Ineligible | None]]:
+    """Every member of the item's queue, by name, with ``None`` (the router may offer it to
+    them) or the engine's reason why not."""
+    members = Agent.objects.filter(memberships__queue_id=item.queue_id)
+    views = agent_views(members, now=now)
+    why = engine.explain(
+        item_view(item, now=now),
+        views.values(),
+        now=now,
+        reoffer_cooldown=timedelta(seconds=settings.ROUTING_REOFFER_COOLDOWN_SECONDS),
+    )
+    agents = members.select_related("user").order_by("user__username", "id")
+    return [(agent, why[agent.pk]) for agent in agents if agent.pk in why]
+
+
+def _clock(at: datetime | None) -> str:
+    return timezone.localtime(at).strftime("%H:%M:%S") if at else ""
+
+
+def reason_text(why: engine.Ineligible, *, channel: str) -> str:
+    """One agent's reason, e.g. "at capacity (1 spare unit, needs 2)"."""
+    reason = why.reason
+    if reason is engine.Reason.NOT_MEMBER:
+        return _("not a member of the queue")
+    if reason is engine.Reason.OFFLINE:
+        return _("offline")
+    if reason is engine.Reason.CHANNEL:
+        return _("not available for %(channel)s") % {"channel": channel}
+    if reason is engine.Reason.NO_CONSOLE:
+        return _("no live console")
+    if reason is engine.Reason.CAPACITY:
+        return _("at capacity (%(spare)s spare, needs %(needed)s)") % {
+            "spare": why.spare,
+            "needed": why.needed,
+        }
+    if reason is engine.Reason.REFUSED:
+        return _("refused it (offered again after %(time)s)") % {"time": _clock(why.until)}
+    if reason is engine.Reason.REFUSED_OTHERS_FIRST:
+        return _("refused it (others are offered it first)")
+    return _("held for its preferred agent until %(time)s") % {"time": _clock(why.until)}
+
+
+def _reason_count_text(
+    reason: engine.Reason, count: int, whys: list[engine.Ineligible], channel: str
+) -> str:
+    if reason is engine.Reason.REFUSED:
+        first = min(w.until for w in whys if w.until)
+        return _("%(count)d refused it (offered again after %(time)s)") % {
+            "count": count,
+            "time": _clock(first),
+        }
+    if reason is engine.Reason.CAPACITY:
+        return _("%(count)d at capacity") % {"count": count}
+    texts = {
+        engine.Reason.NOT_MEMBER: _("%(count)d not a member"),
+        engine.Reason.OFFLINE: _("%(count)d offline"),
+        engine.Reason.CHANNEL: _("%(count)d not available for %(channel)s"),
+        engine.Reason.NO_CONSOLE: _("%(count)d without a live console"),
+        engine.Reason.REFUSED_OTHERS_FIRST: _("%(count)d refused it (others first)"),
+        engine.Reason.PREFERRED_AGENT: _("%(count)d not its preferred agent"),
+    }
+    return texts[reason] % {"count": count, "channel": channel}
+
+
 def explain_wait(item: WorkItem, *, now: datetime | None = None) -> str:
-    """Why an item is still waiting, in words a supervisor can act on."""
+    """Why an item is still waiting, in words a supervisor can act on: the engine's reason for
+    every member of its queue, counted, e.g. "No one can take it now: 2 offline, 1 at capacity,
+    1 refused it (offered again after 12:03:04)."
+    """
     now = now or timezone.now()
     if item.status != WorkItemStatus.WAITING:
-        return f"Not waiting: {item.get_status_display()}."
-    members = Agent.objects.filter(memberships__queue_id=item.queue_id)
-    if not members.exists():
-        return "The queue has no members."
-    online = members.filter(status__is_online=True, status__channels=item.channel_id)
-    if not online.exists():
-        return f"No member of {item.queue} is online for {item.channel}."
-    grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
-    connected = online.filter(
-        Q(presence_config__console_required=False) | Q(console_seen_at__gte=now - grace)
-    )
-    if not connected.exists():
-        return "Members online for this channel have no live console."
-    with_room = [a for a in connected if a.spare_capacity >= item.units_for(a.capacity)]
-    if not with_room:
-        return "Every member online for this channel is at capacity."
-    refused = set(
-        AgentWork.objects.filter(
-            item=item, state__in=[AgentWorkState.DECLINED, AgentWorkState.TIMED_OUT]
-        ).values_list("agent_id", flat=True)
-    )
-    if all(a.pk in refused for a in with_room):
-        return (
-            "Every agent with room has declined it or let it time out; it is offered again "
-            f"after {settings.ROUTING_REOFFER_COOLDOWN_SECONDS} s."
+        return _("Not waiting: %(status)s.") % {"status": item.get_status_display()}
+    members = explain_item(item, now=now)
+    if not members:
+        return _("The queue has no members.")
+    eligible = [agent for agent, why in members if why is None]
+    if eligible:
+        return ngettext(
+            "%(count)d eligible agent has room: it will be offered on the next routing pass.",
+            "%(count)d eligible agents have room: it will be offered on the next routing pass.",
+            len(eligible),
+        ) % {"count": len(eligible)}
+    by_reason: dict[engine.Reason, list[engine.Ineligible]] = defaultdict(list)
+    for _agent, why in members:
+        assert why is not None
+        by_reason[why.reason].append(why)
+    channel = str(item.channel)
+    parts = [
+        _reason_count_text(reason, len(whys), whys, channel)
+        for reason, whys in sorted(
+            by_reason.items(), key=lambda kv: list(engine.Reason).index(kv[0])
         )
-    if item.preferred_agent_id and item.preferred_until and item.preferred_until > now:
-        return f"Held for its preferred agent until {item.preferred_until:%H:%M:%S}."
-    return "Eligible agents have room: it will be offered on the next routing pass."
+        if reason is not engine.Reason.PREFERRED_AGENT
+    ]
+    preferred = by_reason.get(engine.Reason.PREFERRED_AGENT)
+    if preferred:
+        lead = _("Held for its preferred agent until %(time)s") % {
+            "time": _clock(preferred[0].until)
+        }
+        return f"{lead}: {', '.join(parts)}." if parts else f"{lead}."
+    return _("No one can take it now: %(reasons)s.") % {"reasons": ", ".join(parts)}
 
 
 def visible_work_items(user: Any) -> QuerySet[WorkItem]:

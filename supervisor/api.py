@@ -20,7 +20,7 @@ from presence.serializers import PresencePayloadSerializer
 from routing.selectors import presence_payloads, work_payload
 from routing.serializers import WorkPayloadSerializer
 from supervisor import services
-from supervisor.selectors import history, parse_since, snapshot
+from supervisor.selectors import history, parse_since, push_choices, snapshot
 
 
 def _seconds(help_text: Any = "") -> serializers.IntegerField:
@@ -296,3 +296,39 @@ class ItemPushActionView(APIView):
             actor=request.user, item_id=item_id, agent_id=data["agent"]
         )
         return Response(work_payload(work))
+
+
+class _PushChoiceSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    used_capacity = serializers.IntegerField()
+    capacity = serializers.IntegerField()
+    can_push = serializers.BooleanField(help_text=_("A push to this agent would be accepted."))
+    routable = serializers.BooleanField(help_text=_("The router itself may offer it to them."))
+    reason = serializers.CharField(
+        allow_null=True,
+        help_text=_(
+            "Why not (or why the router would not): not_member, offline, channel, no_console, "
+            "capacity, refused, refused_others_first, preferred_agent."
+        ),
+    )
+    text = serializers.CharField(help_text=_("The reason in words; empty when none."))
+
+
+class PushChoicesSerializer(serializers.Serializer):
+    item_id = serializers.IntegerField()
+    subject = serializers.CharField()
+    agents = _PushChoiceSerializer(many=True)
+
+
+@extend_schema(tags=["supervisor"])
+class ItemPushChoicesView(APIView):
+    """The members of a waiting item's queue, those a push would reach first, each with the
+    reason when they cannot take it (offline, not available for its channel, no live console,
+    at capacity) or when the router would not offer it to them (refused it, preferred agent)."""
+
+    permission_classes = [IsSupervisor]
+
+    @extend_schema(responses=PushChoicesSerializer)
+    def get(self, request: Request, item_id: int) -> Response:
+        return Response(push_choices(request.user, item_id, timezone.now()))

@@ -50,9 +50,10 @@ from django.db.models.lookups import GreaterThan, LessThanOrEqual
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from omnirouter.errors import DomainError, NotFound
+from omnirouter.errors import Conflict, DomainError, NotFound
 from omnirouter.roles import is_admin
 from presence.models import Agent, PresenceStatus
+from routing import engine
 from routing.models import (
     LIVE_STATES,
     AgentWork,
@@ -62,7 +63,7 @@ from routing.models import (
     WorkItem,
     WorkItemStatus,
 )
-from routing.selectors import supervised_queues
+from routing.selectors import agent_views, explain_item, reason_text, supervised_queues
 from supervisor.models import QueueSample
 
 # --- Scope and time ----------------------------------------------------------------------------
@@ -406,37 +407,21 @@ def agent_metrics(scope: Scope, now: datetime, work: list[dict[str, Any]]) -> li
         return []
     since = day_start(now)
     agents = _scoped_agents(scope)
-    grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
-    # Online is not enough to take work: "Busy" is online for no channel.
-    takes_work = Exists(
-        PresenceStatus.channels.through.objects.filter(presencestatus_id=OuterRef("status_id"))
-    )
     rows = list(
-        agents.annotate(takes_work=takes_work)
-        .order_by("user__username")
-        .values(
-            "takes_work",
+        agents.order_by("user__username").values(
             "id",
             "user__username",
             "user__first_name",
             "user__last_name",
             "status_id",
             "status__name",
-            "status__is_online",
             "status_changed_at",
-            "capacity",
-            "used_capacity",
-            "open_count",
-            "console_seen_at",
-            "presence_config__console_required",
             "last_assigned_at",
         )
     )
-    memberships: dict[int, list[int]] = defaultdict(list)
-    member_rows = QueueMembership.objects.filter(queue_id__in=scope.queue_ids)
-    for agent_id, queue_id in member_rows.order_by("queue_id").values_list("agent_id", "queue_id"):
-        memberships[agent_id].append(queue_id)
-
+    # Online, connected, load and "room for more" as the router sees them.
+    views = agent_views(agents, now=now)
+    in_scope = set(scope.queue_ids)
     day = _agent_day_stats(scope, agents, since, now)
     open_items: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for w in work:
@@ -454,11 +439,7 @@ def agent_metrics(scope: Scope, now: datetime, work: list[dict[str, Any]]) -> li
 
     result = []
     for r in rows:
-        online = bool(r["status__is_online"])
-        connected = not r["presence_config__console_required"] or bool(
-            r["console_seen_at"] and r["console_seen_at"] >= now - grace
-        )
-        spare = r["capacity"] - r["used_capacity"]
+        view = views[r["id"]]
         stats = day.get(r["id"], {})
         changed = r["status_changed_at"]
         result.append(
@@ -468,16 +449,16 @@ def agent_metrics(scope: Scope, now: datetime, work: list[dict[str, Any]]) -> li
                 "name": _person(r["user__first_name"], r["user__last_name"], r["user__username"]),
                 "status_id": r["status_id"],
                 "status": r["status__name"],
-                "online": online,
-                "connected": connected,
+                "online": view.online,
+                "connected": view.console_live,
                 "status_since": _iso(changed),
                 "seconds_in_status": _seconds(now - changed) if changed else None,
-                "capacity": r["capacity"],
-                "used_capacity": r["used_capacity"],
-                "spare_capacity": spare,
-                "open_count": r["open_count"],
-                "has_room": online and r["takes_work"] and connected and spare > 0,
-                "queue_ids": memberships.get(r["id"], []),
+                "capacity": view.capacity,
+                "used_capacity": view.used,
+                "spare_capacity": view.spare,
+                "open_count": view.open_count,
+                "has_room": engine.has_room(view),
+                "queue_ids": sorted(view.queue_ids & in_scope),
                 "open_items": sorted(
                     open_items.get(r["id"], []), key=lambda i: -i["seconds_in_state"]
                 ),
@@ -559,6 +540,45 @@ def next_in_line(scope: Scope, now: datetime, limit: int = 10) -> list[dict[str,
         }
         for r in rows
     ]
+
+
+# --- Push to agent ------------------------------------------------------------------------------
+
+
+def push_choices(user: Any, item_id: int, now: datetime | None = None) -> dict[str, Any]:
+    """The members of a waiting item's queue a supervisor may push it to, and why not the others
+    (the engine's rule: ``routing.engine.eligibility``). A refusal still cooling down or a
+    preferred agent does not stop a push; the note says so. ``NotFound`` outside the user's
+    queues, ``Conflict`` if the item no longer waits."""
+    now = now or timezone.now()
+    item = (
+        WorkItem.objects.select_related("queue__routing_config", "channel")
+        .filter(pk=item_id, queue__in=supervised_queues(user))
+        .first()
+    )
+    if item is None:
+        raise NotFound(
+            _("No work item %(id)s in a queue you supervise.") % {"id": item_id}, "not_found"
+        )
+    if item.status != WorkItemStatus.WAITING:
+        raise Conflict(_("Only waiting items can be pushed to an agent."), item.status)
+    channel = str(item.channel)
+    agents: list[dict[str, Any]] = []
+    for agent, why in explain_item(item, now=now):
+        agents.append(
+            {
+                "id": agent.pk,
+                "name": str(agent),
+                "used_capacity": agent.used_capacity,
+                "capacity": agent.capacity,
+                "can_push": why is None or not why.hard,
+                "routable": why is None,
+                "reason": why.reason.value if why else None,
+                "text": reason_text(why, channel=channel) if why else "",
+            }
+        )
+    agents.sort(key=lambda a: (not a["can_push"], a["name"].lower(), a["id"]))
+    return {"item_id": item.pk, "subject": item.subject, "agents": agents}
 
 
 # --- The snapshot --------------------------------------------------------------------------------

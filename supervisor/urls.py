@@ -23,6 +23,11 @@ api_urlpatterns = [
         name="supervisor-item-move",
     ),
     path(
+        "supervisor/items/<int:item_id>/eligible-agents/",
+        api.ItemPushChoicesView.as_view(),
+        name="supervisor-item-eligible-agents",
+    ),
+    path(
         "supervisor/items/<int:item_id>/push/",
         api.ItemPushActionView.as_view(),
         name="supervisor-item-push",

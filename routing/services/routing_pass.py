@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +34,7 @@ from routing.models import (
     WorkItem,
     WorkItemStatus,
 )
-from routing.selectors import PRESENCE_FIELDS
+from routing.selectors import PRESENCE_FIELDS, online_preferred, refusals
 from routing.services import offers as offer_writes
 from routing.services.locks import (
     take_pass_lock,
@@ -124,8 +124,8 @@ def _route_batch(
     if not page:
         return _BatchResult(0, len(peeked), peeked[-1][1], True)
     configs = _queue_configs({row.queue_id for row in page})
-    refused = _refusals([row.id for row in page if row.refused])
-    online_preferred = _online_preferred(page)
+    refused = refusals([row.id for row in page if row.refused])
+    preferred_online = online_preferred(row.preferred_agent_id for row in page)
 
     no_refusals: dict[int, datetime] = {}
     items = [
@@ -142,7 +142,7 @@ def _route_batch(
             refused_by=refused.get(row.id, no_refusals),
             preferred_agent_id=(
                 row.preferred_agent_id
-                if (row.preferred_agent_id, row.channel_id) in online_preferred
+                if (row.preferred_agent_id, row.channel_id) in preferred_online
                 else None
             ),
             preferred_until=row.preferred_until,
@@ -174,7 +174,9 @@ def _route_batch(
 
 
 def routable_agents_q(now: datetime, prefix: str = "") -> Q:
-    """Agents who may be offered work (``prefix`` reaches them from a related model)."""
+    """Agents who may be offered work (``prefix`` reaches them from a related model): online,
+    with a live console or none needed. The rule is ``engine.eligibility``'s; this and the SQL
+    below only narrow what a pass reads, held equal to it by tests/routing/test_prefilter.py."""
     grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
     return Q(**{f"{prefix}status__is_online": True}) & (
         Q(**{f"{prefix}presence_config__console_required": False})
@@ -195,10 +197,17 @@ _AGENTS_WITH_ROOM_SQL = (
 )
 
 
-def _room_by_queue(now: datetime) -> tuple[dict[int, int], set[int]]:
+def _raw_sql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _room_by_queue(
+    now: datetime, *, raw_sql: bool | None = None
+) -> tuple[dict[int, int], set[int]]:
     """For each queue with a routable member with room, the most spare capacity among them;
-    and the channels those members are available for (aggregates, no locks)."""
-    if connection.vendor == "postgresql":
+    and the channels those members are available for (aggregates, no locks). ``raw_sql``:
+    the PostgreSQL statement (the default there) or the ORM's (elsewhere)."""
+    if _raw_sql() if raw_sql is None else raw_sql:
         seen_after = now - timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
         with connection.cursor() as cur:
             cur.execute(
@@ -234,13 +243,15 @@ def _room_by_queue(now: datetime) -> tuple[dict[int, int], set[int]]:
     return most_spare, channel_ids
 
 
-def _lock_agents_with_room(now: datetime, queue_ids: set[int]) -> LockedAgents:
+def _lock_agents_with_room(
+    now: datetime, queue_ids: set[int], *, raw_sql: bool | None = None
+) -> LockedAgents:
     """The routable agents with room in these queues, locked (in id order), with what the batch
-    needs to know about them."""
+    needs to know about them (``raw_sql`` as for ``_room_by_queue``)."""
     # Locked so that accept/decline/close/presence changes wait for this batch, and the capacity
     # we read is the capacity we write against. NO KEY UPDATE, as ``locks.lock_agents``: rows
     # that merely refer to an agent do not wait for the batch.
-    if connection.vendor == "postgresql":
+    if _raw_sql() if raw_sql is None else raw_sql:
         return _lock_agents_with_room_pg(now, queue_ids)
     members = QueueMembership.objects.filter(queue_id__in=queue_ids).values("agent_id")
     rows = list(
@@ -432,30 +443,3 @@ def _queue_configs(queue_ids: Iterable[int]) -> dict[int, QueueConfig]:
             "id", "name", "routing_config__routing_model", "routing_config__push_timeout_seconds"
         )
     }
-
-
-def _refusals(item_ids: Sequence[int]) -> dict[int, dict[int, datetime]]:
-    refused: dict[int, dict[int, datetime]] = defaultdict(dict)
-    if not item_ids:
-        return refused
-    rows = (
-        AgentWork.objects.filter(
-            item_id__in=item_ids, state__in=[AgentWorkState.DECLINED, AgentWorkState.TIMED_OUT]
-        )
-        .values("item_id", "agent_id")
-        .annotate(last=Max("ended_at"))
-    )
-    for row in rows:
-        refused[row["item_id"]][row["agent_id"]] = row["last"]
-    return refused
-
-
-def _online_preferred(page: list[Any]) -> set[tuple[int, int]]:
-    """(agent, channel) pairs of preferred agents who are online for that channel right now."""
-    wanted = {r.preferred_agent_id for r in page if r.preferred_agent_id}
-    if not wanted:
-        return set()
-    rows = Agent.objects.filter(id__in=wanted, status__is_online=True).values_list(
-        "id", "status__channels"
-    )
-    return {(agent_id, channel_id) for agent_id, channel_id in rows if channel_id}

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from omnirouter import realtime
 from omnirouter.errors import Conflict
 from presence.models import Agent
+from routing import engine
 from routing.dispatch import request_routing
 from routing.models import (
     ActionLog,
@@ -27,7 +28,7 @@ from routing.models import (
     WorkItem,
     WorkItemStatus,
 )
-from routing.selectors import work_payload
+from routing.selectors import agent_views, item_view, reason_text, work_payload
 from routing.services import records
 from routing.services.events import presence_message, queue_changed
 from routing.services.locks import (
@@ -72,7 +73,9 @@ def _move_item(item_id: int, queue: Queue, actor: User, now: datetime) -> WorkIt
 def push_item_to_agent(
     *, item_id: int, agent: Agent, actor: User, now: datetime | None = None
 ) -> AgentWork:
-    """Offer a waiting item to a chosen agent, past the routing model (capacity still holds)."""
+    """Offer a waiting item to a chosen agent, past the routing model: refusals and a preferred
+    agent do not stop it; every other rule of ``engine.eligibility`` does (``Conflict`` with the
+    reason as code: offline, channel, not_member, no_console, capacity)."""
     now = now or timezone.now()
     with transaction.atomic():
         lock_agents([agent.pk])
@@ -80,15 +83,17 @@ def push_item_to_agent(
         if item.status != WorkItemStatus.WAITING:
             raise Conflict(_("Only waiting items can be pushed to an agent."), item.status)
         fresh = Agent.objects.select_related("status", "presence_config").get(pk=agent.pk)
-        if fresh.status is None or not fresh.status.is_online:
-            raise Conflict(_("%(agent)s is not online.") % {"agent": fresh}, "offline")
-        units = item.units_for(fresh.capacity)
-        if fresh.spare_capacity < units:
+        view = agent_views(Agent.objects.filter(pk=fresh.pk), now=now)[fresh.pk]
+        # A supervisor's choice overrides the router's (a refusal's cooldown, a preferred
+        # agent), not what makes an agent unable to take the item.
+        why = engine.hard_ineligibility(item_view(item, now=now), view)
+        if why is not None:
             raise Conflict(
-                _("%(agent)s has %(spare)s spare units; this item needs %(units)s.")
-                % {"agent": fresh, "spare": fresh.spare_capacity, "units": units},
-                "no_capacity",
+                _("%(agent)s cannot take this item: %(reason)s.")
+                % {"agent": fresh, "reason": reason_text(why, channel=str(item.channel))},
+                why.reason.value,
             )
+        units = engine.size_for(item, fresh.capacity)
         config = item.queue.routing_config
         is_auto = fresh.presence_config.auto_accept
         work = AgentWork.objects.create(

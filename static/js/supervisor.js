@@ -252,24 +252,15 @@ function renderNext(snap) {
     const queueSelect = h("select", { "aria-label": fmt(L.move_to, { item: item.id }) },
       h("option", { value: "" }, L.choose_queue),
       ...otherQueues.map((q) => h("option", { value: q.id }, q.name)));
-    const candidates = snap.agents.filter((a) => a.online && a.queue_ids.includes(item.queue_id));
-    const agentSelect = h("select", { "aria-label": fmt(L.push_to, { item: item.id }) },
-      h("option", { value: "" }, L.choose_agent),
-      ...candidates.map((a) => h("option", { value: a.id },
-        `${a.name} (${a.used_capacity}/${a.capacity})`)));
     const move = h("form", { class: "sv-inline-form", onsubmit: (ev) => {
       ev.preventDefault();
       if (!queueSelect.value) return;
       act(`/api/supervisor/items/${item.id}/move/`, { queue: Number(queueSelect.value) },
           fmt(L.done_move, { item: item.id, queue: queueSelect.selectedOptions[0].textContent }));
     } }, queueSelect, h("button", { type: "submit", class: "secondary" }, L.move));
-    const push = h("form", { class: "sv-inline-form", onsubmit: (ev) => {
-      ev.preventDefault();
-      if (!agentSelect.value) return;
-      const name = agentSelect.selectedOptions[0].textContent.replace(/ \(.*\)$/, "");
-      act(`/api/supervisor/items/${item.id}/push/`, { agent: Number(agentSelect.value) },
-          fmt(L.done_push, { item: item.id, agent: name }));
-    } }, agentSelect, h("button", { type: "submit", class: "secondary" }, L.push));
+    const push = h("button", { type: "button", class: "secondary",
+                               "aria-label": fmt(L.push_to, { item: item.id }),
+                               onclick: () => openPushDialog(item) }, L.push_open);
     return h("tr", { dataset: { item: item.id } },
       h("td", {}, `#${item.id} ${item.subject}`),
       h("td", {}, item.queue),
@@ -279,6 +270,47 @@ function renderNext(snap) {
       h("td", {}, otherQueues.length ? move : h("span", { class: "muted" }, "–")),
       h("td", {}, push));
   }));
+}
+
+// --- Push to agent ---------------------------------------------------------------------------
+
+const pushDialog = document.getElementById("sv-push-dialog");
+document.getElementById("sv-push-close").addEventListener("click", () => pushDialog.close());
+
+/** The queue's members as the router sees them (GET eligible-agents): a Push button for those
+ * a push would reach, the reason for the others. */
+async function openPushDialog(item) {
+  const list = document.getElementById("sv-push-agents");
+  setText("sv-push-h", fmt(L.push_title, { item: item.id, subject: item.subject }));
+  list.replaceChildren(h("li", { class: "muted" }, L.push_loading));
+  if (!pushDialog.open) pushDialog.showModal();
+  let choices;
+  try {
+    const response = await fetch(`/api/supervisor/items/${item.id}/eligible-agents/`, {
+      credentials: "same-origin", headers: { Accept: "application/json" },
+    });
+    choices = await response.json();
+    if (!response.ok) throw new Error(choices.detail || response.statusText);
+  } catch (error) {
+    list.replaceChildren(h("li", { class: "muted" }, fmt(L.failed, { reason: error.message })));
+    return;
+  }
+  if (!choices.agents.length) {
+    list.replaceChildren(h("li", { class: "muted" }, L.push_nobody));
+    return;
+  }
+  list.replaceChildren(...choices.agents.map((a) => h("li",
+    { class: a.can_push ? null : "is-blocked", dataset: { agent: a.id } },
+    h("span", { class: "sv-push-name" }, `${a.name} (${a.used_capacity}/${a.capacity})`),
+    a.text ? h("span", { class: "muted sv-push-why" }, a.text) : null,
+    a.can_push
+      ? h("button", { type: "button", "aria-label": fmt(L.push_agent, { agent: a.name }),
+                      onclick: () => {
+                        pushDialog.close();
+                        act(`/api/supervisor/items/${item.id}/push/`, { agent: a.id },
+                            fmt(L.done_push, { item: item.id, agent: a.name }));
+                      } }, L.push)
+      : null)));
 }
 
 /** Keep a table still while someone is choosing in one of its lists; redraw once they leave it.

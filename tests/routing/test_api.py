@@ -410,7 +410,7 @@ def test_transfer_puts_the_item_in_line_in_the_other_queue(center):
     detail = client_for(center.admin).get(f"/api/work-items/{work.item_id}/").json()
     assert (detail["status"], detail["queue"]) == ("waiting", center.world.vip.pk)
     assert detail["routing_priority"] == 1
-    assert detail["waiting_because"] == "No member of VIP is online for Chat."
+    assert detail["waiting_because"] == "No one can take it now: 1 not available for Chat."
     assert [h["state"] for h in detail["history"]] == ["transferred"]
 
 
@@ -461,7 +461,7 @@ def test_waiting_item_says_why_it_waits(center):
 
     detail = client_for(center.intake).get(f"/api/work-items/{item.pk}/")
 
-    assert detail.json()["waiting_because"] == "No member of Support is online for Chat."
+    assert detail.json()["waiting_because"] == "No one can take it now: 2 offline."
 
 
 # --- Configuration ----------------------------------------------------------------------------

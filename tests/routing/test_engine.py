@@ -4,13 +4,26 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from routing.engine import LEAST_ACTIVE, MOST_AVAILABLE, AgentView, ItemView, match
+from routing.engine import (
+    LEAST_ACTIVE,
+    MOST_AVAILABLE,
+    AgentView,
+    Ineligible,
+    ItemView,
+    Reason,
+    eligibility,
+    explain,
+    has_room,
+    match,
+    size_for,
+)
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 COOLDOWN = timedelta(seconds=60)
 
 
 def item(id, queue=1, channel=1, rp=1, prio=5, age=0, model=LEAST_ACTIVE, units=1, **kw):
+    # ``units=None`` with ``size_percent=...`` for a percentage size.
     return ItemView(
         id=id,
         queue_id=queue,
@@ -271,3 +284,168 @@ def test_indexed_matching_decides_exactly_as_scanning_every_member(seed, monkeyp
     indexed = decide()
     monkeypatch.setattr(engine, "_match_indexed", lambda *args, **kwargs: engine._UNINDEXED)
     assert indexed == decide()
+
+
+# --- Eligibility: who may take an item, and why not --------------------------------------------
+
+
+def view(id, cap=10, used=0, channels=(1,), queues=(1,), online=True, console=True):
+    return AgentView(
+        id=id,
+        capacity=cap,
+        used=used,
+        open_count=0,
+        last_assigned_at=None,
+        channel_ids=frozenset(channels),
+        queue_ids=frozenset(queues),
+        online=online,
+        console_live=console,
+    )
+
+
+@pytest.mark.parametrize(
+    ("it", "who", "expected"),
+    [
+        (item(1), view(7), None),
+        (item(1, queue=2), view(7), Ineligible(Reason.NOT_MEMBER)),
+        # Membership comes first: an outsider who is also offline is an outsider.
+        (item(1, queue=2), view(7, online=False), Ineligible(Reason.NOT_MEMBER)),
+        (item(1), view(7, online=False), Ineligible(Reason.OFFLINE)),
+        # "Busy": online for no channel.
+        (item(1), view(7, channels=()), Ineligible(Reason.CHANNEL)),
+        (item(1, channel=2), view(7, channels=(1,)), Ineligible(Reason.CHANNEL)),
+        (item(1), view(7, console=False), Ineligible(Reason.NO_CONSOLE)),
+        (item(1, units=3), view(7, used=8), Ineligible(Reason.CAPACITY, spare=2, needed=3)),
+        (item(1, units=3), view(7, used=7), None),
+        # 25 % of 6 is 1.5: two units, one spare is not enough.
+        (
+            item(1, units=None, size_percent=25),
+            view(7, cap=6, used=5),
+            Ineligible(Reason.CAPACITY, spare=1, needed=2),
+        ),
+        (item(1, units=None, size_percent=25), view(7, cap=6, used=4), None),
+        (
+            item(1, refused_by={7: NOW - timedelta(seconds=20)}),
+            view(7),
+            Ineligible(Reason.REFUSED, until=NOW + timedelta(seconds=40)),
+        ),
+        # Cooled down: eligible again, unless someone who did not refuse it can take it.
+        (item(1, refused_by={7: NOW - timedelta(seconds=60)}), view(7), None),
+        (
+            item(1, preferred_agent_id=8, preferred_until=NOW + timedelta(seconds=30)),
+            view(7),
+            Ineligible(Reason.PREFERRED_AGENT, until=NOW + timedelta(seconds=30)),
+        ),
+        (item(1, preferred_agent_id=7, preferred_until=NOW + timedelta(seconds=30)), view(7), None),
+        # The preference has lapsed.
+        (item(1, preferred_agent_id=8, preferred_until=NOW), view(7), None),
+        # A hard reason wins over the router's choices.
+        (
+            item(1, preferred_agent_id=8, preferred_until=NOW + timedelta(seconds=30)),
+            view(7, online=False),
+            Ineligible(Reason.OFFLINE),
+        ),
+    ],
+)
+def test_eligibility_names_the_reason(it, who, expected):
+    assert eligibility(it, who, now=NOW, reoffer_cooldown=COOLDOWN) == expected
+
+
+def test_an_agent_who_refused_and_cooled_down_waits_while_others_can_take_it():
+    it = item(1, refused_by={7: NOW - timedelta(seconds=90)})
+    assert eligibility(
+        it, view(7), now=NOW, reoffer_cooldown=COOLDOWN, others_can_take=True
+    ) == Ineligible(Reason.REFUSED_OTHERS_FIRST)
+    assert explain(it, [view(7), view(8)], now=NOW, reoffer_cooldown=COOLDOWN) == {
+        7: Ineligible(Reason.REFUSED_OTHERS_FIRST),
+        8: None,
+    }
+    # Agent 8 full: no one else can, so agent 7 may have it again.
+    assert explain(it, [view(7), view(8, used=10)], now=NOW, reoffer_cooldown=COOLDOWN) == {
+        7: None,
+        8: Ineligible(Reason.CAPACITY, spare=0, needed=1),
+    }
+
+
+def test_hard_reasons_are_what_a_supervisor_push_obeys():
+    assert {r for r in Reason if Ineligible(r).hard} == {
+        Reason.NOT_MEMBER,
+        Reason.OFFLINE,
+        Reason.CHANNEL,
+        Reason.NO_CONSOLE,
+        Reason.CAPACITY,
+    }
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [
+        (view(7), True),
+        (view(7, used=9), True),
+        (view(7, used=10), False),
+        (view(7, channels=()), False),
+        (view(7, online=False), False),
+        (view(7, console=False), False),
+    ],
+)
+def test_room_for_more(who, expected):
+    assert has_room(who) is expected
+
+
+def test_match_leaves_out_agents_offline_or_without_a_live_console():
+    agents = [view(7, online=False), view(8, console=False), view(9, cap=1)]
+    assert pairs(match([item(1), item(2)], agents, now=NOW, reoffer_cooldown=COOLDOWN)) == [(1, 9)]
+
+
+def test_size_for_fixed_and_percentage_sizes():
+    assert size_for(item(1, units=3), 20) == 3
+    assert size_for(item(1, units=None, size_percent=25), 20) == 5
+    assert size_for(item(1, units=None, size_percent=25), 6) == 2  # rounded up
+    assert size_for(item(1, units=None, size_percent=1), 6) == 1  # at least one
+    assert size_for(item(1, units=None), 6) == 6  # no size: all of it
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_match_offers_an_item_to_one_of_the_agents_explain_calls_eligible(seed):
+    # One predicate: for a single item, match makes an offer exactly when explain finds someone
+    # eligible, and to one of them; the candidates it counts are explain's eligible agents.
+    import random
+
+    rng = random.Random(seed)
+    agents = [
+        view(
+            a,
+            cap=(cap := rng.randint(1, 8)),
+            used=rng.randint(0, cap),
+            channels=rng.sample([1, 2], rng.randint(0, 2)),
+            queues=rng.sample([1, 2], rng.randint(1, 2)),
+            online=rng.random() < 0.8,
+            console=rng.random() < 0.8,
+        )
+        for a in range(1, rng.randint(1, 8))
+    ]
+    kw = {}
+    if rng.random() < 0.4:
+        kw["refused_by"] = {
+            rng.randint(1, 8): NOW - timedelta(seconds=rng.choice([5, 90]))
+            for _ in range(rng.randint(1, 3))
+        }
+    if rng.random() < 0.2:
+        kw["preferred_agent_id"] = rng.randint(1, 8)
+        kw["preferred_until"] = NOW + timedelta(seconds=rng.choice([-5, 60]))
+    if rng.random() < 0.3:
+        kw["units"], kw["size_percent"] = None, rng.choice([10, 25, 50])
+    else:
+        kw["units"] = rng.randint(1, 4)
+    it = item(1, queue=rng.randint(1, 2), channel=rng.randint(1, 2), **kw)
+
+    eligible = {
+        a for a, why in explain(it, agents, now=NOW, reoffer_cooldown=COOLDOWN).items() if not why
+    }
+    offers = match([it], agents, now=NOW, reoffer_cooldown=COOLDOWN)
+
+    assert bool(offers) == bool(eligible)
+    if offers:
+        assert offers[0].agent_id in eligible
+        if offers[0].reason["rule"] == "routing_model":
+            assert offers[0].reason["candidates"] == len(eligible)

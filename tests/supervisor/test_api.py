@@ -341,3 +341,61 @@ def test_admin_may_act_on_any_queue(center, people, admin_user):
 
     assert response.status_code == 200
     assert ActionLog.objects.get().actor == admin_user
+
+
+# --- Push choices --------------------------------------------------------------------------------
+
+
+def test_eligible_agents_lists_the_queues_members_with_the_engines_reasons(center, people):
+    # given a chat waiting in Chat: Ann full, Ben Busy, and Dan Available with room
+    dan = make_agent(
+        "dan", queues=[center.chat_queue], config=center.api_agents, status=center.available
+    )
+    Agent.objects.filter(pk=people["ann"].pk).update(used_capacity=10)
+    services.set_presence(agent=people["ben"], status=center.busy)
+    item = chat_item(center)
+
+    response = client_for(people["sue"]).get(f"/api/supervisor/items/{item.pk}/eligible-agents/")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["item_id"], body["subject"]) == (item.pk, "Where is my order?")
+    assert [
+        (a["name"], a["can_push"], a["routable"], a["reason"], a["text"]) for a in body["agents"]
+    ] == [
+        ("dan", True, True, None, ""),
+        ("ann", False, False, "capacity", "at capacity (0 spare, needs 1)"),
+        ("ben", False, False, "channel", "not available for Chat"),
+    ]
+    assert body["agents"][0]["id"] == dan.pk
+
+
+def test_eligible_agents_says_a_refusal_cooling_down_does_not_stop_a_push(center, people):
+    services.set_presence(agent=people["ann"], status=None)
+    item = chat_item(center)
+    services.route_waiting_work(now=T0 + timedelta(seconds=1))
+    work = AgentWork.objects.get(item=item)
+    services.decline_work(work_id=work.pk, agent=people["ben"], now=T0 + timedelta(seconds=2))
+
+    with time_machine.travel(T0 + timedelta(seconds=5), tick=False):
+        body = client_for(people["sue"]).get(f"/api/supervisor/items/{item.pk}/eligible-agents/")
+
+    ben = next(a for a in body.json()["agents"] if a["name"] == "ben")
+    assert (ben["can_push"], ben["routable"], ben["reason"]) == (True, False, "refused")
+    assert ben["text"].startswith("refused it (offered again after ")
+
+
+def test_eligible_agents_is_for_supervisors_of_the_items_queue_and_waiting_items(center, people):
+    item = chat_item(center)
+    url = f"/api/supervisor/items/{item.pk}/eligible-agents/"
+
+    assert client_for(people["casey"]).get(url).status_code == 404
+    assert client_for(people["ann"].user).get(url).status_code == 403
+    assert (
+        client_for(people["sue"]).get("/api/supervisor/items/999999/eligible-agents/").status_code
+        == 404
+    )
+    services.route_waiting_work()
+    offered = client_for(people["sue"]).get(url)
+    assert offered.status_code == 409
+    assert offered.json()["detail"] == "Only waiting items can be pushed to an agent."

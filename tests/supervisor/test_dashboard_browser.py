@@ -2,7 +2,8 @@
 HTTP and WebSockets, a real Celery worker routing, Redis, PostgreSQL. Work comes in through the
 intake API and the agent acts through the REST API with a token, as an integration would.
 
-The screenshot in docs/screenshots/supervisor-dashboard.png is a copy of this test's artifact.
+The screenshots in docs/screenshots/supervisor-dashboard.png and supervisor-push-dialog.png are
+copies of this test's artifacts.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def stack(live_asgi_server, center, settings):
         "center": center,
         "ann": ann,
         "ann_token": Token.objects.create(user=ann.user).key,
+        "kai_token": Token.objects.create(user=kai.user).key,
         "intake_token": Token.objects.create(user=intake).key,
     }
 
@@ -231,9 +233,45 @@ def test_supervisor_moves_pushes_and_sets_status_from_the_dashboard(stack, page_
     expect(queue_row(page, "Cases").locator("td").nth(0)).to_have_text("1")
     expect(row).to_contain_text("Cases")
 
-    # when she pushes it to Kai (a member of Cases)
-    row.get_by_label(f"Push item {item['id']} to agent").select_option(label="Kai Ito (0/10)")
-    row.get_by_role("button", name="Push").click()
+    # when she opens the push dialog while Kai is Busy
+    row.get_by_role("button", name=f"Push item {item['id']} to agent").click()
+    dialog = page.locator("#sv-push-dialog")
+    expect(dialog).to_be_visible()
+    kai_line = dialog.locator("li", has_text="Kai Ito")
+    hiro_line = dialog.locator("li", has_text="Hiro Sato")
+
+    # then it lists the members of Cases with why no one can take it, and no Push button
+    expect(kai_line).to_contain_text("not available for Chat")
+    expect(hiro_line).to_contain_text("offline")
+    expect(dialog.get_by_role("button", name=re.compile("^Push to"))).to_have_count(0)
+    dialog.get_by_role("button", name="Close").click()
+
+    # when Kai becomes available the router offers it to him, and he declines
+    kai = agent_row(page, "Kai Ito")
+    kai.get_by_label("New status for Kai Ito").select_option(label="Available")
+    kai.get_by_role("button", name="Set").click()
+    expect(page.locator("#sv-feedback")).to_have_text("Kai Ito is now Available.")
+    offer = wait_for(
+        lambda: [
+            w
+            for w in api(stack, "GET", "/api/me/work/", stack["kai_token"])
+            if w["item_id"] == item["id"]
+        ],
+        what="the offer to Kai",
+    )[0]
+    api(stack, "POST", f"/api/agent-work/{offer['id']}/decline/", stack["kai_token"], {})
+    expect(row).to_be_visible()  # waiting again: the router leaves Kai alone for a while
+
+    # then the dialog says so, and a push may still reach him
+    row.get_by_role("button", name=f"Push item {item['id']} to agent").click()
+    expect(kai_line).to_contain_text("refused it (offered again after")
+    expect(hiro_line).to_contain_text("offline")
+    push_to_kai = dialog.get_by_role("button", name="Push to Kai Ito")
+    expect(push_to_kai).to_be_visible()
+    assert save_screenshot(page, "supervisor-push-dialog").stat().st_size > 10_000
+
+    # when she pushes it to Kai
+    push_to_kai.click()
 
     # then Kai has the offer, pushed by her
     expect(page.locator("#sv-feedback")).to_have_text(f"Item {item['id']} offered to Kai Ito.")
@@ -243,7 +281,6 @@ def test_supervisor_moves_pushes_and_sets_status_from_the_dashboard(stack, page_
     expect(work.locator(".sv-why")).to_have_text("Pushed by supervisor sue.")
 
     # when she sets Kai offline from his row
-    kai = agent_row(page, "Kai Ito")
     kai.get_by_label("New status for Kai Ito").select_option(label="Offline")
     kai.get_by_role("button", name="Set").click()
 
@@ -254,4 +291,9 @@ def test_supervisor_moves_pushes_and_sets_status_from_the_dashboard(stack, page_
 
     # and each action is in the log with who did it
     log = list(ActionLog.objects.order_by("id").values_list("verb", "actor__username"))
-    assert log == [("move_item", "sue"), ("push_item", "sue"), ("set_presence", "sue")]
+    assert log == [
+        ("move_item", "sue"),
+        ("set_presence", "sue"),
+        ("push_item", "sue"),
+        ("set_presence", "sue"),
+    ]

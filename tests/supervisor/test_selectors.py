@@ -31,10 +31,12 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from presence.models import Agent
 from routing import services
 from routing.models import AgentWork, WorkItem
+from routing.selectors import explain_item
 from supervisor.selectors import day_start, snapshot
-from tests.factories import make_agent
+from tests.factories import PresenceConfigurationFactory, make_agent
 from tests.supervisor.conftest import make_supervisor
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -331,7 +333,9 @@ def test_query_count_does_not_grow_with_items_agents_or_history(
         == WorkItem.objects.filter(queue=center.cases_queue, status="waiting").count()
     )
     assert snap["totals"]["handled_today"] > 40
-    assert baseline == 12
+    # Agents are read twice: names for the page, and the router's view of them (load, status
+    # channels, queues) through routing.selectors.agent_views (three queries).
+    assert baseline == 14
 
 
 def test_only_agents_online_for_a_channel_with_spare_capacity_have_room(center, supervisor):
@@ -345,3 +349,30 @@ def test_only_agents_online_for_a_channel_with_spare_capacity_have_room(center, 
     room = {a["username"]: (a["online"], a["has_room"]) for a in snap["agents"]}
     assert room == {"ann": (True, True), "ben": (True, False), "cid": (False, False)}
     assert (snap["totals"]["agents_online"], snap["totals"]["agents_with_room"]) == (2, 1)
+
+
+def test_room_for_more_agrees_with_who_the_router_may_offer_a_one_unit_chat_to(
+    center, supervisor, settings
+):
+    # given agents in every state the router cares about
+    settings.CONSOLE_GRACE_SECONDS = 30
+    console = PresenceConfigurationFactory(name="console", console_required=True)
+    for name, status, config in (
+        ("ann", center.available, center.api_agents),
+        ("ben", center.busy, center.api_agents),
+        ("cid", None, center.api_agents),
+        ("dot", center.available, console),  # no live console
+        ("eve", center.available, center.api_agents),  # full
+    ):
+        agent = make_agent(name, queues=[center.chat_queue], config=config)
+        services.set_presence(agent=agent, status=status, now=at("08:00:00"))
+    Agent.objects.filter(user__username="eve").update(used_capacity=10)
+    item = services.enqueue_work(
+        queue=center.chat_queue, channel=center.chat, subject="one unit", now=at("08:09:00")
+    )
+
+    snap = snapshot(supervisor, NOW)
+
+    room = {a["username"] for a in snap["agents"] if a["has_room"]}
+    may_take = {agent.user.username for agent, why in explain_item(item, now=NOW) if why is None}
+    assert room == may_take == {"ann"}

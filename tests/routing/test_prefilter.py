@@ -1,0 +1,118 @@
+"""The routing pass's prefilter (SQL on PostgreSQL, the ORM elsewhere) against the engine's rule,
+on random small worlds in the database: it must leave out no agent and no item the engine would
+offer. Refusals and preferred agents are the engine's to apply afterwards, so the worlds have
+none."""
+
+import random
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from presence.models import Agent, PresenceConfiguration
+from routing import engine
+from routing.models import QueueMembership, WorkItem
+from routing.selectors import agent_views
+from routing.services.routing_pass import _lock_agents_with_room, _room_by_queue, _WaitingFilter
+from tests.factories import QueueFactory, ServiceChannelFactory, make_status
+
+NOW = timezone.now().replace(microsecond=0)
+GRACE = 30
+COOLDOWN = timedelta(seconds=60)
+
+
+def build_world(rng: random.Random):
+    channels = [ServiceChannelFactory(key=f"c{n}") for n in range(rng.randint(1, 3))]
+    statuses = [None, make_status("Busy", [])]
+    statuses.append(make_status("Away", channels, online=False))  # offline, channels or not
+    for n in range(rng.randint(1, 3)):
+        statuses.append(
+            make_status(
+                f"Available {n}", rng.sample(channels, rng.randint(1, min(2, len(channels))))
+            )
+        )
+    configs = [
+        PresenceConfiguration.objects.create(name="console", console_required=True),
+        PresenceConfiguration.objects.create(name="api", console_required=False),
+    ]
+    queues = [QueueFactory() for _ in range(rng.randint(1, 3))]
+    users = get_user_model().objects
+    for n in range(rng.randint(0, 9)):
+        capacity = rng.randint(1, 6)
+        agent = Agent.objects.create(
+            user=users.create(username=f"agent{n}"),
+            presence_config=rng.choice(configs),
+            status=rng.choice(statuses),
+            configured_capacity=capacity,
+            capacity=capacity,
+            used_capacity=rng.randint(0, capacity),
+            console_seen_at=rng.choice(
+                [None, NOW, NOW - timedelta(seconds=GRACE), NOW - timedelta(seconds=GRACE + 1)]
+            ),
+        )
+        for queue in rng.sample(queues, rng.randint(0, len(queues))):
+            QueueMembership.objects.create(queue=queue, agent=agent)
+    for n in range(rng.randint(0, 8)):
+        percent = rng.random() < 0.3
+        WorkItem.objects.create(
+            queue=rng.choice(queues),
+            channel=rng.choice(channels),
+            routing_priority=1,
+            size_units=None if percent else rng.randint(1, 4),
+            size_percent=rng.choice([10, 50, 100]) if percent else None,
+            subject=f"item {n}",
+            created_at=NOW,
+            enqueued_at=NOW - timedelta(seconds=n),
+        )
+    return queues
+
+
+def as_view(item: WorkItem) -> engine.ItemView:
+    return engine.ItemView(
+        id=item.pk,
+        queue_id=item.queue_id,
+        channel_id=item.channel_id,
+        routing_priority=item.routing_priority,
+        priority=item.priority,
+        enqueued_at=item.enqueued_at,
+        routing_model=engine.LEAST_ACTIVE,
+        size_units=item.size_units,
+        size_percent=item.size_percent,
+    )
+
+
+def eligible(item: engine.ItemView, agents) -> set[int]:
+    why = engine.explain(item, agents, now=NOW, reoffer_cooldown=COOLDOWN)
+    return {agent_id for agent_id, reason in why.items() if reason is None}
+
+
+@pytest.mark.parametrize("raw_sql", [True, False], ids=["sql", "orm"])
+@pytest.mark.parametrize("seed", range(30))
+def test_prefilter_keeps_exactly_the_agents_and_items_the_engine_would_offer(
+    db, settings, seed, raw_sql
+):
+    settings.CONSOLE_GRACE_SECONDS = GRACE
+    queues = build_world(random.Random(seed))
+    every_agent = agent_views(Agent.objects.all(), now=NOW)
+    items = [as_view(i) for i in WorkItem.objects.all()]
+
+    most_spare, channel_ids = _room_by_queue(NOW, raw_sql=raw_sql)
+    page = {pk for _, (*_, pk) in _WaitingFilter(most_spare, channel_ids, None).peek(100)}
+
+    for queue in queues:
+        locked = _lock_agents_with_room(NOW, {queue.pk}, raw_sql=raw_sql).agents
+        members = [a for a in every_agent.values() if queue.pk in a.queue_ids]
+        # The agents it locks: members online, with a live console (or none needed) and room ...
+        assert set(locked) == {a.id for a in members if a.online and a.console_live and a.spare > 0}
+        # ... read as the selector reads them (the pass leaves online and console at True).
+        for agent_id, view in locked.items():
+            assert view == every_agent[agent_id]
+        for item in items:
+            if item.queue_id != queue.pk:
+                continue
+            # The engine decides the same on the locked agents as on everyone ...
+            assert eligible(item, locked.values()) == eligible(item, every_agent.values())
+            # ... and every item someone could take is on the page.
+            if eligible(item, every_agent.values()):
+                assert item.id in page
