@@ -41,6 +41,10 @@ NUDGE_FAILURES = Counter(
     "the write had committed, the sweep re-drives the work.",
     ["hook"],
 )
+LIMIT_CHECKS_SKIPPED = Counter(
+    "omnirouter_rate_limit_checks_skipped",
+    "Rate-limit checks that let a request through because the cache (Redis) was unreachable.",
+)
 WEBSOCKETS_OPEN = Gauge(
     "omnirouter_websocket_connections", "WebSocket connections open now.", ["consumer"]
 )

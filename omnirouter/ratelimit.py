@@ -15,11 +15,13 @@ Every refusal is a 429 with ``Retry-After`` in whole seconds.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
@@ -27,7 +29,9 @@ from django.shortcuts import render
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
-from omnirouter import roles
+from omnirouter import metrics, roles
+
+logger = logging.getLogger(__name__)
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -81,9 +85,29 @@ def _wait_seconds(
     return max(0.0, needed - fraction) * window_seconds
 
 
+# A limit is protection, not a guarantee: with the cache unreachable (Redis down) it lets the
+# request through, logged and counted, rather than fail a request that would have succeeded (a
+# webhook the provider would retry, an intake POST, an agent's close).
+_CACHE_DOWN = (redis.RedisError, OSError)
+
+
+def _cache_unreachable(where: str) -> None:
+    logger.warning("rate limit: cache unreachable in %s; request let through", where, exc_info=True)
+    metrics.LIMIT_CHECKS_SKIPPED.inc()
+
+
 def hit(key: str, *, limit: int, window_seconds: float, now: float | None = None) -> float:
     """Count one request under ``key``; 0 if it is within ``limit`` per ``window_seconds``,
-    otherwise the seconds to wait (the refused request is not counted)."""
+    otherwise the seconds to wait (the refused request is not counted). 0 when the cache is
+    unreachable."""
+    try:
+        return _hit(key, limit=limit, window_seconds=window_seconds, now=now)
+    except _CACHE_DOWN:
+        _cache_unreachable(key.split(":", 1)[0])
+        return 0.0
+
+
+def _hit(key: str, *, limit: int, window_seconds: float, now: float | None) -> float:
     now = time.time() if now is None else now
     window = int(now // window_seconds)
     elapsed = now - window * window_seconds
@@ -165,6 +189,15 @@ class _PerMinuteThrottle(SimpleRateThrottle):
         self.rate = f"{per_minute}/min"
         self.num_requests, self.duration = per_minute, 60
 
+    def counted(self, request: Request, view: Any) -> bool:
+        """``SimpleRateThrottle.allow_request``, letting the request through when the cache is
+        unreachable."""
+        try:
+            return super().allow_request(request, view)
+        except _CACHE_DOWN:
+            _cache_unreachable(self.scope or "api")
+            return True
+
     def get_ident_key(self, request: Request) -> str:
         if request.user and request.user.is_authenticated:
             return f"user-{request.user.pk}"
@@ -177,7 +210,7 @@ class RoleRateThrottle(_PerMinuteThrottle):
     def allow_request(self, request: Request, view: Any) -> bool:
         self.scope, per_minute = _role_rates_per_minute(request.user)
         self._set_rate(per_minute)
-        return super().allow_request(request, view)
+        return self.counted(request, view)
 
     def get_cache_key(self, request: Request, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident_key(request)}
@@ -192,7 +225,7 @@ class WorkItemCreateThrottle(_PerMinuteThrottle):
         if request.method != "POST":
             return True
         self._set_rate(settings.API_THROTTLE_WORK_ITEM_CREATE_PER_MINUTE)
-        return super().allow_request(request, view)
+        return self.counted(request, view)
 
     def get_cache_key(self, request: Request, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident_key(request)}

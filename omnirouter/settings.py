@@ -257,6 +257,9 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": env("CACHE_REDIS_URL", default=_redis_db(REDIS_URL, 2)),
             "KEY_PREFIX": "omnirouter",
+            # Rate limits read it on every request: an unreachable Redis must answer fast (the
+            # limits then let requests through: omnirouter/ratelimit.py).
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
 else:
