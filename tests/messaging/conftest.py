@@ -337,7 +337,10 @@ class Center:
     conversation_b: Any
 
     def user(self, role: str) -> Any:
-        return None if role == "anonymous" else getattr(self, role)
+        if role == "anonymous":
+            return None
+        person = getattr(self, role)
+        return getattr(person, "user", person)  # an agent logs in as their user
 
 
 @pytest.fixture
