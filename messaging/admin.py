@@ -19,6 +19,7 @@ from messaging.models import (
     Conversation,
     Customer,
     CustomerIdentity,
+    MergeRecord,
     Message,
     QuickReply,
 )
@@ -88,6 +89,21 @@ class CustomerAdmin(admin.ModelAdmin):
     inlines = [IdentityInline]
     actions = [merge_selected]
     readonly_fields = ["merged_into", "merged_at", "merged_by"]
+
+
+@admin.register(MergeRecord)
+class MergeRecordAdmin(admin.ModelAdmin):
+    """The merge log: read only here; merges are undone from the customer page or the API."""
+
+    list_display = ["id", "merged", "survivor", "actor", "merged_at", "undone_at", "undone_by"]
+    list_filter = [("undone_at", admin.EmptyFieldListFilter)]
+    readonly_fields = [f.name for f in MergeRecord._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class MessageInline(admin.TabularInline):

@@ -1,8 +1,13 @@
 """Messaging REST API: customers, merging, cases, conversations. Thin: validate, one service call.
 
-- ``GET /api/customers/<id>/``: the customer with every conversation (full transcripts) and case.
+Every read is scoped by who asks (``selectors.visible_*``): out-of-scope ids answer 404.
+
+- ``GET /api/customers/<id>/``: the customer with the conversations (full transcripts) and
+  cases the caller may see, and the merges into them.
 - ``POST /api/customers/<id>/merge/`` ``{"other": id}``: merge ``other`` into this customer.
-- ``POST /api/cases/``: open a case (``customer`` id, or ``email`` and ``name``).
+- ``POST /api/customers/<id>/unmerge/`` ``{"merge": id}`` (optional): undo a merge into it.
+- ``POST /api/cases/``: open a case, the customer named by ``email``, ``phone`` or
+  ``identity`` (``{"kind", "value"}``), or by ``customer`` id (staff only).
 - ``GET /api/conversations/<id>/``: one conversation, its transcript, customer, quick replies.
 - ``POST /api/conversations/<id>/reply/`` ``{"text"}``; ``POST .../close/``; ``POST .../cases/``.
 """
@@ -20,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from messaging import selectors, services
-from messaging.models import CaseOrigin, CasePriority, Conversation, Customer
+from messaging.models import CaseOrigin, CasePriority, Customer, IdentityKind
 from omnirouter import roles
 from omnirouter.errors import Forbidden, NotFound
 
@@ -44,13 +49,6 @@ class CanOpenCases(BasePermission):
         )
 
 
-def _customer(customer_id: int) -> Customer:
-    customer = Customer.objects.filter(pk=customer_id).first()
-    if customer is None:
-        raise NotFound(str(_("No customer %(id)s.") % {"id": customer_id}), "not_found")
-    return selectors.resolve_customer(customer)
-
-
 def _agent(request: Request) -> Any:
     agent = roles.agent_of(request.user)
     if agent is None:
@@ -63,7 +61,8 @@ class CustomerView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request, customer_id: int) -> Response:
-        return Response(selectors.customer_record(_customer(customer_id)))
+        customer = selectors.visible_customer(request.user, customer_id)
+        return Response(selectors.customer_record(customer, request.user))
 
 
 class MergeInput(serializers.Serializer):
@@ -71,24 +70,52 @@ class MergeInput(serializers.Serializer):
 
 
 class CustomerMergeView(APIView):
-    """Agents and admins merge two customers; the one in the URL survives."""
+    """Merge ``other`` into the customer in the URL (supervisors; the agent answering both)."""
 
     permission_classes = [IsAgentOrSupervisor]
 
     @extend_schema(request=MergeInput, responses={200: dict})
     def post(self, request: Request, customer_id: int) -> Response:
-        if roles.agent_of(request.user) is None and not roles.is_admin(request.user):
-            raise Forbidden(str(_("Only agents and administrators may merge customers.")), "role")
         data = MergeInput(data=request.data)
         data.is_valid(raise_exception=True)
-        survivor = _customer(customer_id)
+        survivor = selectors.visible_customer(request.user, customer_id)
         other = Customer.objects.filter(pk=data.validated_data["other"]).first()
         if other is None:
-            raise NotFound(str(_("No customer %(id)s.") % {"id": data.validated_data["other"]}))
-        merged = services.merge_customers(
+            raise NotFound(str(_("No such customer.")), "not_found")
+        record = services.merge_customers(
             survivor=survivor, other=other, actor=roles.signed_in(request.user)
         )
-        return Response(selectors.customer_record(merged))
+        body = selectors.customer_record(record.survivor, request.user)
+        return Response({**body, "merge": selectors.merge_payload(record)})
+
+
+class UnmergeInput(serializers.Serializer):
+    merge = serializers.IntegerField(
+        required=False, help_text="The merge record to undo; the latest one by default."
+    )
+
+
+class CustomerUnmergeView(APIView):
+    """Undo a merge into the customer in the URL; what moved goes back."""
+
+    permission_classes = [IsAgentOrSupervisor]
+
+    @extend_schema(request=UnmergeInput, responses={200: dict})
+    def post(self, request: Request, customer_id: int) -> Response:
+        data = UnmergeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        customer = selectors.visible_customer(request.user, customer_id)
+        record = services.unmerge_customers(
+            customer=customer,
+            actor=roles.signed_in(request.user),
+            merge_id=data.validated_data.get("merge"),
+        )
+        return Response(selectors.merge_payload(record))
+
+
+class IdentityInput(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=IdentityKind.choices)
+    value = serializers.CharField(max_length=200)
 
 
 class CaseInput(serializers.Serializer):
@@ -96,17 +123,31 @@ class CaseInput(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="")
     priority = serializers.ChoiceField(choices=CasePriority.choices, default=CasePriority.NORMAL)
     origin = serializers.ChoiceField(choices=CaseOrigin.choices, default=CaseOrigin.API)
-    customer = serializers.IntegerField(required=False)
+    customer = serializers.IntegerField(
+        required=False, help_text="Staff only: a customer you can see."
+    )
     email = serializers.EmailField(required=False)
+    phone = serializers.CharField(required=False, max_length=40)
+    identity = IdentityInput(required=False, help_text="Any address: phone, e-mail, channel id.")
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if not attrs.get("customer") and not attrs.get("email"):
-            raise serializers.ValidationError(_("Give a customer id, or an e-mail address."))
+        given = [key for key in ("customer", "email", "phone", "identity") if attrs.get(key)]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                _(
+                    "Name the customer once: by an address (email, phone or identity) "
+                    "or, staff only, by customer id."
+                )
+            )
         return attrs
 
 
 class CasesView(APIView):
+    """Open a case. By an address (intake clients, and anyone): the customer is matched or
+    made, and the answer is the same whether the address was known or not (no customer
+    fields). By customer id: staff, for customers they can see."""
+
     permission_classes = [CanOpenCases]
 
     @extend_schema(request=CaseInput, responses={201: dict})
@@ -114,32 +155,31 @@ class CasesView(APIView):
         data = CaseInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
+        fields = {
+            "subject": values["subject"],
+            "description": values["description"],
+            "priority": values["priority"],
+            "origin": values["origin"],
+            "opened_by": request.user,
+        }
         if values.get("customer"):
-            customer = _customer(values["customer"])
+            if not selectors.can_view_customers(request.user):
+                raise serializers.ValidationError(
+                    {"customer": [_("Intake clients name the customer by an address, not by id.")]}
+                )
+            customer = selectors.visible_customer(request.user, values["customer"])
+            case = services.open_case(customer=customer, **fields)
+            return Response(selectors.case_payload(case), status=status.HTTP_201_CREATED)
+        if values.get("email"):
+            kind, value = IdentityKind.EMAIL, values["email"]
+        elif values.get("phone"):
+            kind, value = IdentityKind.PHONE, values["phone"]
         else:
-            customer = services.identify_or_create_customer(
-                kind="email", value=values["email"], name=values["name"]
-            ).customer
-        case = services.open_case(
-            subject=values["subject"],
-            description=values["description"],
-            priority=values["priority"],
-            origin=values["origin"],
-            customer=customer,
-            opened_by=roles.signed_in(request.user),
+            kind, value = values["identity"]["kind"], values["identity"]["value"]
+        case = services.open_case_for_identity(
+            kind=kind, value=value, name=values["name"], **fields
         )
-        return Response(selectors.case_payload(case), status=status.HTTP_201_CREATED)
-
-
-def _conversation(conversation_id: int) -> Conversation:
-    conversation = (
-        Conversation.objects.select_related("account", "identity", "customer", "assigned_agent")
-        .filter(pk=conversation_id)
-        .first()
-    )
-    if conversation is None:
-        raise NotFound(str(_("No conversation %(id)s.") % {"id": conversation_id}), "not_found")
-    return conversation
+        return Response(selectors.intake_case_payload(case), status=status.HTTP_201_CREATED)
 
 
 class ConversationView(APIView):
@@ -147,7 +187,7 @@ class ConversationView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request, conversation_id: int) -> Response:
-        conversation = _conversation(conversation_id)
+        conversation = selectors.visible_conversation(request.user, conversation_id)
         detail = selectors.conversation_detail(conversation)
         detail["quick_replies"] = selectors.quick_replies(request.LANGUAGE_CODE or "")
         detail["customer_url"] = f"/customers/{conversation.customer_id}/"
@@ -165,7 +205,7 @@ class ConversationReplyView(APIView):
     def post(self, request: Request, conversation_id: int) -> Response:
         data = ReplyInput(data=request.data)
         data.is_valid(raise_exception=True)
-        conversation = _conversation(conversation_id)
+        conversation = selectors.visible_conversation(request.user, conversation_id)
         message = services.send_reply(
             conversation_id=conversation.pk, agent=_agent(request), text=data.validated_data["text"]
         )
@@ -184,14 +224,15 @@ class ConversationCloseView(APIView):
     def post(self, request: Request, conversation_id: int) -> Response:
         data = CloseInput(data=request.data)
         data.is_valid(raise_exception=True)
-        _conversation(conversation_id)
-        conversation = services.close_conversation(
+        selectors.visible_conversation(request.user, conversation_id)
+        services.close_conversation(
             conversation_id=conversation_id,
             by="agent",
             agent=_agent(request),
             note=data.validated_data["note"],
         )
-        return Response(selectors.conversation_summary(_conversation(conversation.pk)))
+        conversation = selectors.visible_conversation(request.user, conversation_id)
+        return Response(selectors.conversation_summary(conversation))
 
 
 class ConversationCaseInput(serializers.Serializer):
@@ -207,6 +248,7 @@ class ConversationCaseView(APIView):
     def post(self, request: Request, conversation_id: int) -> Response:
         data = ConversationCaseInput(data=request.data)
         data.is_valid(raise_exception=True)
+        selectors.visible_conversation(request.user, conversation_id)
         case = services.open_case_from_conversation(
             conversation_id=conversation_id, agent=_agent(request), **data.validated_data
         )

@@ -246,6 +246,10 @@ class AgentConversationConsumer(CheckedJsonConsumer):
             await self._error("bad_request", _("conversation_id must be a number."), ref)
             return
         try:
+            # Out of the agent's scope answers like an unknown id: existence is not disclosed.
+            await database_sync_to_async(selectors.visible_conversation)(
+                self.scope["user"], conversation_id
+            )
             if kind == "reply":
                 text = content.get("text")
                 if not isinstance(text, str):

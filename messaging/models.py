@@ -395,6 +395,12 @@ class CaseOrigin(models.TextChoices):
     PHONE = "phone", _("Phone")
 
 
+class CaseVerification(models.TextChoices):
+    NOT_NEEDED = "not_needed", _("Not needed")
+    PENDING = "pending", _("Unverified")
+    VERIFIED = "verified", _("Verified")
+
+
 def _new_case_token() -> str:
     return secrets.token_urlsafe(24)
 
@@ -434,6 +440,15 @@ class Case(models.Model):
     opened_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # A self-service case names its customer by an e-mail anyone can type: until the sender
+    # confirms from that address, agents must not take it as that customer's request.
+    verification = models.CharField(
+        _("requester verification"),
+        max_length=12,
+        choices=CaseVerification.choices,
+        default=CaseVerification.NOT_NEEDED,
+    )
+    verified_at = models.DateTimeField(_("verified"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"))
     updated_at = models.DateTimeField(_("updated"))
     closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
@@ -443,9 +458,73 @@ class Case(models.Model):
         verbose_name = _("case")
         verbose_name_plural = _("cases")
         indexes = [models.Index(fields=["customer", "-created_at"], name="case_customer_created")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(verification=CaseVerification.VERIFIED, verified_at__isnull=False)
+                | (~Q(verification=CaseVerification.VERIFIED) & Q(verified_at__isnull=True)),
+                name="case_verified_has_time",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.subject}"
+
+    @property
+    def is_unverified(self) -> bool:
+        return self.verification == CaseVerification.PENDING
+
+
+class MergeRecord(models.Model):
+    """One merge of a customer into another: who did it, and exactly what moved, so that it can
+    be undone. The id lists are what the merge moved, not what the customers hold later."""
+
+    survivor = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="merges_in", verbose_name=_("survivor")
+    )
+    merged = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="merges_out", verbose_name=_("merged")
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("merged by"),
+    )
+    merged_at = models.DateTimeField(_("merged"))
+    identity_ids = models.JSONField(_("identities moved"), default=list)
+    conversation_ids = models.JSONField(_("conversations moved"), default=list)
+    case_ids = models.JSONField(_("cases moved"), default=list)
+    # Customers merged into ``merged`` earlier, re-pointed to the survivor by this merge.
+    redirected_customer_ids = models.JSONField(_("earlier merges re-pointed"), default=list)
+    took_display_name = models.BooleanField(_("survivor took the name"), default=False)
+    undone_at = models.DateTimeField(_("undone"), null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("undone by"),
+    )
+
+    class Meta:
+        ordering = ["-merged_at", "-id"]
+        verbose_name = _("customer merge")
+        verbose_name_plural = _("customer merges")
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(survivor=models.F("merged")), name="merge_record_two_customers"
+            ),
+            # A customer is merged away at most once at a time.
+            models.UniqueConstraint(
+                fields=["merged"], condition=Q(undone_at__isnull=True), name="merge_record_one_live"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.merged_id} -> #{self.survivor_id}"
 
 
 class QuickReply(models.Model):

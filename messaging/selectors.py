@@ -4,20 +4,134 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models.functions import Cast
 from django.utils.translation import gettext as _
 
 from messaging.models import (
     Author,
     Case,
+    CaseVerification,
     Conversation,
     Customer,
     CustomerIdentity,
+    MergeRecord,
     Message,
     QuickReply,
 )
+from omnirouter import roles
+from omnirouter.errors import NotFound
 from presence.models import Agent
-from routing.models import LIVE_STATES, AgentWork, AgentWorkState
+from routing.models import LIVE_STATES, AgentWork, AgentWorkState, WorkItem
+from routing.selectors import supervised_queues
+
+# --- Who sees what -----------------------------------------------------------------------------
+#
+# One rule for every read of customers, conversations, transcripts and cases (API, the agent's
+# conversation socket, the customer page, the console's history panel):
+# - admins see everything;
+# - an agent sees the records of work items they were ever offered or given (any AgentWork row)
+#   and of items in the queues they are a member of;
+# - a supervisor sees the records of items in the queues they supervise, or that passed through
+#   them (an AgentWork row in that queue, e.g. before a transfer);
+# - a conversation or case is visible when one of its work items is (the item's record); a case
+#   also when the conversation it was opened from is; a customer when one of their conversations
+#   or cases is, or a work item whose record is the customer;
+# - anyone else (intake clients, plain users) sees nothing.
+# Out-of-scope ids answer 404, as if they did not exist.
+
+
+def _items_in_scope(user: Any) -> QuerySet[WorkItem] | None:
+    """Work items whose records the user may read; None means every item (admins)."""
+    if roles.is_admin(user):
+        return None
+    visible = Q(pk__in=[])
+    agent = roles.agent_of(user)
+    if agent is not None:
+        held = AgentWork.objects.filter(item=OuterRef("pk"), agent=agent)
+        visible |= Q(Exists(held)) | Q(queue__in=agent.queues.values("pk"))
+    if roles.in_group(user, roles.SUPERVISOR):
+        queues = supervised_queues(user).values("pk")
+        passed = AgentWork.objects.filter(item=OuterRef("pk"), queue__in=queues)
+        visible |= Q(queue__in=queues) | Q(Exists(passed))
+    return WorkItem.objects.filter(visible)
+
+
+def _record_of(items: QuerySet[WorkItem], model: type[models.Model]) -> Exists:
+    """Some item of ``items`` has the outer row as its record (indexed on record type and id)."""
+    return Exists(
+        items.filter(
+            record_type=ContentType.objects.get_for_model(model),
+            record_id=Cast(OuterRef("pk"), models.CharField()),
+        )
+    )
+
+
+def visible_conversations(user: Any) -> QuerySet[Conversation]:
+    items = _items_in_scope(user)
+    if items is None:
+        return Conversation.objects.all()
+    return Conversation.objects.filter(_record_of(items, Conversation))
+
+
+def visible_cases(user: Any) -> QuerySet[Case]:
+    items = _items_in_scope(user)
+    if items is None:
+        return Case.objects.all()
+    from_conversation = visible_conversations(user).filter(pk=OuterRef("conversation_id"))
+    return Case.objects.filter(Q(_record_of(items, Case)) | Q(Exists(from_conversation)))
+
+
+def visible_conversation(user: Any, conversation_id: int) -> Conversation:
+    """The conversation, if the user may see it; NotFound otherwise (existence not disclosed)."""
+    conversation = (
+        visible_conversations(user)
+        .select_related("account", "identity", "customer", "assigned_agent")
+        .filter(pk=conversation_id)
+        .first()
+    )
+    if conversation is None:
+        raise NotFound(_("No conversation %(id)s.") % {"id": conversation_id}, "not_found")
+    return conversation
+
+
+def visible_customer(user: Any, customer_id: int) -> Customer:
+    """The customer (the survivor, for a merged id), if the user may see them; NotFound
+    otherwise."""
+    customer = Customer.objects.filter(pk=customer_id).first()
+    if customer is not None:
+        customer = resolve_customer(customer)
+        if visible_customers(user).filter(pk=customer.pk).exists():
+            return customer
+    raise NotFound(_("No customer %(id)s.") % {"id": customer_id}, "not_found")
+
+
+def visible_customers(user: Any) -> QuerySet[Customer]:
+    items = _items_in_scope(user)
+    if items is None:
+        return Customer.objects.all()
+    conversations = visible_conversations(user).filter(customer=OuterRef("pk"))
+    cases = visible_cases(user).filter(customer=OuterRef("pk"))
+    return Customer.objects.filter(
+        Q(Exists(conversations)) | Q(Exists(cases)) | Q(_record_of(items, Customer))
+    )
+
+
+def holds_work_on(
+    agent: Agent, *, conversations: QuerySet[Conversation], cases: QuerySet[Case]
+) -> bool:
+    """The agent holds accepted work on one of these conversations or cases right now."""
+    held = WorkItem.objects.filter(
+        Exists(
+            AgentWork.objects.filter(item=OuterRef("pk"), agent=agent, state=AgentWorkState.OPENED)
+        )
+    )
+    return (
+        conversations.filter(_record_of(held, Conversation)).exists()
+        or cases.filter(_record_of(held, Case)).exists()
+    )
 
 
 def resolve_customer(customer: Customer) -> Customer:
@@ -103,6 +217,16 @@ def customer_summary(customer: Customer) -> dict[str, Any]:
 
 def case_payload(case: Case) -> dict[str, Any]:
     return {
+        **intake_case_payload(case),
+        "customer_id": case.customer_id,
+        "conversation_id": case.conversation_id,
+    }
+
+
+def intake_case_payload(case: Case) -> dict[str, Any]:
+    """A case without its customer: what whoever named the customer by an address gets back,
+    identical whether the address was known or not."""
+    return {
         "id": case.pk,
         "subject": case.subject,
         "description": case.description,
@@ -111,8 +235,8 @@ def case_payload(case: Case) -> dict[str, Any]:
         "priority": case.priority,
         "origin": case.origin,
         "origin_label": case.get_origin_display(),
-        "customer_id": case.customer_id,
-        "conversation_id": case.conversation_id,
+        "verification": case.verification,
+        "unverified": case.verification == CaseVerification.PENDING,
         "work_item_id": case.work_item_id,
         "created_at": case.created_at.isoformat(),
         "updated_at": case.updated_at.isoformat(),
@@ -120,10 +244,11 @@ def case_payload(case: Case) -> dict[str, Any]:
     }
 
 
-def customer_conversations(customer: Customer) -> QuerySet[Conversation]:
-    """Every conversation of the customer, newest first, transcripts prefetched."""
+def customer_conversations(customer: Customer, viewer: Any) -> QuerySet[Conversation]:
+    """The customer's conversations the viewer may see, newest first, transcripts prefetched."""
     return (
-        Conversation.objects.filter(customer=customer)
+        visible_conversations(viewer)
+        .filter(customer=customer)
         .select_related("account", "identity", "assigned_agent__user", "customer")
         .prefetch_related(
             Prefetch(
@@ -135,26 +260,59 @@ def customer_conversations(customer: Customer) -> QuerySet[Conversation]:
     )
 
 
-def customer_record(customer: Customer) -> dict[str, Any]:
-    """The customer with every conversation (full transcripts) and case, newest first."""
+def customer_cases(customer: Customer, viewer: Any) -> QuerySet[Case]:
+    return visible_cases(viewer).filter(customer=customer).order_by("-created_at", "-id")
+
+
+def customer_merges(customer: Customer) -> QuerySet[MergeRecord]:
+    """Merges into this customer, newest first (undone ones included, as history)."""
+    return customer.merges_in.select_related("actor", "undone_by").order_by("-merged_at", "-id")
+
+
+def merge_payload(record: MergeRecord) -> dict[str, Any]:
+    return {
+        "id": record.pk,
+        "survivor_id": record.survivor_id,
+        "merged_id": record.merged_id,
+        "actor": record.actor.get_username() if record.actor else None,
+        "merged_at": record.merged_at.isoformat(),
+        "moved": {
+            "identities": list(record.identity_ids),
+            "conversations": list(record.conversation_ids),
+            "cases": list(record.case_ids),
+        },
+        "undone_at": record.undone_at.isoformat() if record.undone_at else None,
+        "undone_by": record.undone_by.get_username() if record.undone_by else None,
+    }
+
+
+def customer_record(customer: Customer, viewer: Any) -> dict[str, Any]:
+    """The customer with the conversations (full transcripts) and cases the viewer may see,
+    newest first, and the merges into them."""
     name = customer.display_name
     conversations = [
         {
             **conversation_summary(c),
             "messages": [message_payload(m, name) for m in c.messages.all()],
         }
-        for c in customer_conversations(customer)
+        for c in customer_conversations(customer, viewer)
     ]
-    cases = [case_payload(c) for c in customer.cases.order_by("-created_at", "-id")]
-    return {**customer_summary(customer), "conversations": conversations, "cases": cases}
+    cases = [case_payload(c) for c in customer_cases(customer, viewer)]
+    merges = [merge_payload(m) for m in customer_merges(customer)]
+    return {
+        **customer_summary(customer),
+        "conversations": conversations,
+        "cases": cases,
+        "merges": merges,
+    }
 
 
-def history_items(customer: Customer) -> list[tuple[str, Any]]:
-    """Conversations and cases in one list, newest first, for the customer page."""
+def history_items(customer: Customer, viewer: Any) -> list[tuple[str, Any]]:
+    """The conversations and cases the viewer may see, in one list, newest first."""
     items: list[tuple[Any, str, Any]] = [
-        (c.started_at, "conversation", c) for c in customer_conversations(customer)
+        (c.started_at, "conversation", c) for c in customer_conversations(customer, viewer)
     ]
-    items += [(c.created_at, "case", c) for c in customer.cases.order_by("-created_at")]
+    items += [(c.created_at, "case", c) for c in customer_cases(customer, viewer)]
     items.sort(key=lambda row: row[0], reverse=True)
     return [(kind, obj) for _, kind, obj in items]
 
@@ -184,8 +342,7 @@ def opened_work_for(conversation: Conversation, agent: Agent) -> AgentWork | Non
 
 
 def can_view_customers(user: Any) -> bool:
-    from omnirouter import roles
-
+    """The user has a role that may read customers at all (which ones: ``visible_customers``)."""
     return roles.agent_of(user) is not None or roles.is_supervisor(user)
 
 
@@ -239,3 +396,15 @@ def widget_message(message: Message) -> dict[str, Any]:
         "status": message.status,
         "created_at": message.created_at.isoformat(),
     }
+
+
+def may_merge(user: Any, sides: list[tuple[QuerySet[Conversation], QuerySet[Case]]]) -> bool:
+    """Joining or splitting customers the user can see: supervisors (admins) may; an agent only
+    while holding accepted work on each side (e.g. both conversations they are answering)."""
+    if roles.is_supervisor(user):
+        return True
+    agent = roles.agent_of(user)
+    return agent is not None and all(
+        holds_work_on(agent, conversations=conversations, cases=cases)
+        for conversations, cases in sides
+    )

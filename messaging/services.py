@@ -21,12 +21,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core import signing
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -41,6 +45,7 @@ from messaging.models import (
     CaseOrigin,
     CasePriority,
     CaseStatus,
+    CaseVerification,
     ChannelAccount,
     Conversation,
     ConversationStatus,
@@ -50,13 +55,16 @@ from messaging.models import (
     Direction,
     EndedBy,
     IdentityKind,
+    MergeRecord,
     Message,
 )
 from messaging.selectors import (
     agents_for_conversation,
     conversation_summary,
+    may_merge,
     message_payload,
     opened_work_for,
+    visible_customers,
     widget_message,
 )
 from omnirouter import realtime
@@ -166,28 +174,50 @@ def _linked_customer(kind: str, value: str) -> Customer | None:
     return other.customer if other else None
 
 
+def _sides(customer: Customer) -> tuple[QuerySet[Conversation], QuerySet[Case]]:
+    return (
+        Conversation.objects.filter(customer=customer),
+        Case.objects.filter(customer=customer),
+    )
+
+
+def _lock_customers(*ids: int) -> dict[int, Customer]:
+    # Rows locked in id order: a merge the other way round waits instead of deadlocking.
+    locked = {
+        c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    }
+    if len(locked) != len(set(ids)):
+        raise NotFound(_("No such customer."), "not_found")
+    return locked
+
+
 def merge_customers(
     *,
     survivor: Customer,
     other: Customer,
-    actor: User | None,
+    actor: User,
     now: datetime | None = None,
-) -> Customer:
+) -> MergeRecord:
     """Merge ``other`` into ``survivor``: identities, conversations and cases move, so both
-    histories show on the survivor; ``other`` points to the survivor from now on."""
+    histories show on the survivor; ``other`` points to the survivor from now on.
+
+    Allowed to supervisors (and admins) for customers they can see, and to an agent holding
+    accepted work on both (answering both conversations). A customer the actor cannot see is
+    NotFound, as if it did not exist. Logged in a ``MergeRecord`` with the actor and exactly
+    what moved; ``unmerge_customers`` undoes it.
+    """
     now = now or timezone.now()
     if survivor.pk == other.pk:
         raise DomainError(_("A customer cannot be merged with itself."), "same_customer")
+    if visible_customers(actor).filter(pk__in=[survivor.pk, other.pk]).count() != 2:
+        raise NotFound(_("No such customer."), "not_found")
+    if not may_merge(actor, [_sides(survivor), _sides(other)]):
+        raise Forbidden(
+            _("Only a supervisor, or the agent answering both customers, may merge them."),
+            "merge_not_allowed",
+        )
     with transaction.atomic():
-        # Both rows locked in id order: a merge the other way round waits instead of deadlocking.
-        locked = {
-            c.pk: c
-            for c in Customer.objects.select_for_update()
-            .filter(pk__in=[survivor.pk, other.pk])
-            .order_by("pk")
-        }
-        if len(locked) != 2:
-            raise NotFound(_("No such customer."), "not_found")
+        locked = _lock_customers(survivor.pk, other.pk)
         keep, gone = locked[survivor.pk], locked[other.pk]
         for customer in (keep, gone):
             if customer.merged_into_id:
@@ -196,18 +226,112 @@ def merge_customers(
                     % {"id": customer.pk, "into": customer.merged_into_id},
                     "already_merged",
                 )
-        CustomerIdentity.objects.filter(customer=gone).update(customer=keep)
-        Conversation.objects.filter(customer=gone).update(customer=keep)
-        Case.objects.filter(customer=gone).update(customer=keep)
-        # Earlier merges into ``gone`` now lead straight to the survivor.
-        Customer.objects.filter(merged_into=gone).update(merged_into=keep)
-        gone.merged_into, gone.merged_at = keep, now
-        gone.merged_by = actor if actor is not None and actor.is_authenticated else None
+        moved = {
+            "identity_ids": _ids(CustomerIdentity.objects.filter(customer=gone)),
+            "conversation_ids": _ids(Conversation.objects.filter(customer=gone)),
+            "case_ids": _ids(Case.objects.filter(customer=gone)),
+            # Earlier merges into ``gone`` now lead straight to the survivor.
+            "redirected_customer_ids": _ids(Customer.objects.filter(merged_into=gone)),
+        }
+        CustomerIdentity.objects.filter(pk__in=moved["identity_ids"]).update(customer=keep)
+        Conversation.objects.filter(pk__in=moved["conversation_ids"]).update(customer=keep)
+        Case.objects.filter(pk__in=moved["case_ids"]).update(customer=keep)
+        Customer.objects.filter(pk__in=moved["redirected_customer_ids"]).update(merged_into=keep)
+        gone.merged_into, gone.merged_at, gone.merged_by = keep, now, actor
         gone.save(update_fields=["merged_into", "merged_at", "merged_by"])
-        if not keep.display_name and gone.display_name:
+        took_name = not keep.display_name and bool(gone.display_name)
+        if took_name:
             keep.display_name = gone.display_name
             keep.save(update_fields=["display_name"])
-    return keep
+        return MergeRecord.objects.create(
+            survivor=keep,
+            merged=gone,
+            actor=actor,
+            merged_at=now,
+            took_display_name=took_name,
+            **moved,
+        )
+
+
+def unmerge_customers(
+    *,
+    customer: Customer,
+    actor: User,
+    merge_id: int | None = None,
+    now: datetime | None = None,
+) -> MergeRecord:
+    """Undo a merge into ``customer`` (``merge_id``, or the latest not undone): what moved goes
+    back to the merged customer (identities, conversations, cases, earlier merges re-pointed),
+    and so do the conversations opened since through a moved identity (they follow their
+    identity) and the cases opened from those. The merged customer stands on its own again.
+
+    Same permission as merging: a supervisor who can see the customer, or an agent holding
+    accepted work on both sides. Refused while the survivor is itself merged into another
+    customer (undo that first).
+    """
+    now = now or timezone.now()
+    if not visible_customers(actor).filter(pk=customer.pk).exists():
+        raise NotFound(_("No such customer."), "not_found")
+    records = MergeRecord.objects.filter(survivor_id=customer.pk, undone_at__isnull=True)
+    if merge_id is not None:
+        records = records.filter(pk=merge_id)
+    record = records.order_by("-merged_at", "-id").first()
+    if record is None:
+        raise NotFound(_("No merge into this customer to undo."), "no_merge")
+    moved = (
+        Conversation.objects.filter(pk__in=record.conversation_ids),
+        Case.objects.filter(pk__in=record.case_ids),
+    )
+    stayed = (
+        Conversation.objects.filter(customer_id=customer.pk).exclude(
+            pk__in=record.conversation_ids
+        ),
+        Case.objects.filter(customer_id=customer.pk).exclude(pk__in=record.case_ids),
+    )
+    if not may_merge(actor, [moved, stayed]):
+        raise Forbidden(
+            _("Only a supervisor, or the agent answering both customers, may undo a merge."),
+            "merge_not_allowed",
+        )
+    with transaction.atomic():
+        locked = _lock_customers(record.survivor_id, record.merged_id)
+        keep, gone = locked[record.survivor_id], locked[record.merged_id]
+        record = MergeRecord.objects.select_for_update().get(pk=record.pk)
+        if record.undone_at is not None:
+            raise Conflict(_("This merge was already undone."), "already_undone")
+        if keep.merged_into_id is not None:
+            raise Conflict(
+                _("Customer #%(id)s was merged into #%(into)s since: undo that merge first.")
+                % {"id": keep.pk, "into": keep.merged_into_id},
+                "merged_since",
+            )
+        CustomerIdentity.objects.filter(pk__in=record.identity_ids, customer=keep).update(
+            customer=gone
+        )
+        conversations = _ids(
+            Conversation.objects.filter(customer=keep).filter(
+                Q(pk__in=record.conversation_ids) | Q(identity_id__in=record.identity_ids)
+            )
+        )
+        Conversation.objects.filter(pk__in=conversations).update(customer=gone)
+        Case.objects.filter(customer=keep).filter(
+            Q(pk__in=record.case_ids) | Q(conversation_id__in=conversations)
+        ).update(customer=gone)
+        Customer.objects.filter(pk__in=record.redirected_customer_ids, merged_into=keep).update(
+            merged_into=gone
+        )
+        gone.merged_into, gone.merged_at, gone.merged_by = None, None, None
+        gone.save(update_fields=["merged_into", "merged_at", "merged_by"])
+        if record.took_display_name and keep.display_name == gone.display_name:
+            keep.display_name = ""
+            keep.save(update_fields=["display_name"])
+        record.undone_at, record.undone_by = now, actor
+        record.save(update_fields=["undone_at", "undone_by"])
+    return record
+
+
+def _ids(queryset: QuerySet[Any]) -> list[int]:
+    return sorted(queryset.values_list("pk", flat=True))
 
 
 # --- Inbound ---------------------------------------------------------------------------------
@@ -918,10 +1042,12 @@ def open_case(
     conversation: Conversation | None = None,
     opened_by: User | None = None,
     queue: Queue | None = None,
+    verification: str = CaseVerification.NOT_NEEDED,
     now: datetime | None = None,
 ) -> Case:
     """Open a case and route it: a work item on the case channel (MESSAGING_CASE_CHANNEL) in
-    ``queue`` or MESSAGING_CASE_QUEUE, its priority from the case's."""
+    ``queue`` or MESSAGING_CASE_QUEUE, its priority from the case's. A case whose requester is
+    not verified says so in its item's payload (``unverified``), which the console shows."""
     now = now or timezone.now()
     subject = (subject or "").strip()
     if not subject:
@@ -957,6 +1083,7 @@ def open_case(
             origin=origin,
             conversation=conversation,
             opened_by=opened_by if opened_by is not None and opened_by.is_authenticated else None,
+            verification=verification,
             created_at=now,
             updated_at=now,
         )
@@ -971,14 +1098,44 @@ def open_case(
                 "origin": origin,
                 "description": case.description[:500],
                 "conversation_id": conversation.pk if conversation else None,
+                "unverified": verification == CaseVerification.PENDING,
             },
             record=case,
-            created_by=opened_by,
+            # Not ``created_by=opened_by``: intake clients may read the items they create
+            # (routing.selectors.visible_work_items) and this payload names the customer. The
+            # case keeps who opened it.
             now=now,
         )
         case.work_item = item
         case.save(update_fields=["work_item"])
     return case
+
+
+def open_case_for_identity(
+    *,
+    kind: str,
+    value: str,
+    name: str = "",
+    subject: str,
+    description: str = "",
+    priority: str = CasePriority.NORMAL,
+    origin: str = CaseOrigin.API,
+    opened_by: User | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """Open a case for whoever has this address (phone, e-mail, channel id): matched, or a new
+    customer made for it. How intake clients attach work to customers: never by customer id."""
+    with transaction.atomic():  # a refused case leaves no new customer behind
+        identity = identify_or_create_customer(kind=kind, value=value, name=name, now=now)
+        return open_case(
+            subject=subject,
+            description=description,
+            priority=priority,
+            origin=origin,
+            customer=identity.customer,
+            opened_by=opened_by,
+            now=now,
+        )
 
 
 def open_case_from_conversation(
@@ -1013,17 +1170,98 @@ def open_case_from_conversation(
 
 
 def open_self_service_case(
-    *, name: str, email: str, subject: str, description: str, now: datetime | None = None
+    *,
+    name: str,
+    email: str,
+    subject: str,
+    description: str,
+    link_base: str,
+    now: datetime | None = None,
 ) -> Case:
-    """A customer opens a case on the help page; their e-mail finds or makes their record."""
+    """A customer opens a case on the help page; their e-mail finds or makes their record.
+
+    Anyone can type any address, so the case is unverified until the sender follows the link
+    mailed to that address (``confirm_case_requester``); agents see it flagged until then. A new
+    address is treated the same: its record was made by this very request, but the page, the
+    e-mail and the flag then never differ between known and unknown addresses, and whoever
+    types another person's address first does not get a trusted case on their record. Side
+    effect, after commit: the confirmation e-mail (a failure is logged, the case stays).
+    """
+    now = now or timezone.now()
     identity = identify_or_create_customer(kind=IdentityKind.EMAIL, value=email, name=name, now=now)
-    return open_case(
-        subject=subject,
-        description=description,
-        customer=identity.customer,
-        origin=CaseOrigin.WEB,
-        now=now,
-    )
+    with transaction.atomic():
+        case = open_case(
+            subject=subject,
+            description=description,
+            customer=identity.customer,
+            origin=CaseOrigin.WEB,
+            verification=CaseVerification.PENDING,
+            now=now,
+        )
+        # Signed, not stored: the link proves the mailbox; its age is checked against ``now``.
+        token = signing.dumps(
+            {"case": case.pk, "email": identity.value, "at": int(now.timestamp())},
+            salt=CONFIRM_SALT,
+        )
+        link = f"{link_base.rstrip('/')}{reverse('help-confirm', args=[token])}"
+        transaction.on_commit(
+            partial(_send_confirmation, case_id=case.pk, address=identity.value, link=link)
+        )
+    return case
+
+
+CONFIRM_SALT = "messaging.case-requester"
+
+
+def _send_confirmation(*, case_id: int, address: str, link: str) -> None:
+    hours = settings.MESSAGING_CASE_CONFIRM_MAX_AGE_SECONDS // 3600
+    body = _(
+        "We received a request #%(id)s sent with this e-mail address.\n\n"
+        "If it was you, confirm it here (the link works for %(hours)s hours):\n%(link)s\n\n"
+        "If it was not you, ignore this message: the request stays marked as unconfirmed."
+    ) % {"id": case_id, "hours": hours, "link": link}
+    try:
+        send_mail(
+            _("Confirm your request #%(id)s") % {"id": case_id},
+            body,
+            settings.DEFAULT_FROM_EMAIL,
+            [address],
+        )
+    except Exception:  # after commit: the case is stored, the sender can ask again
+        logger.exception("messaging: confirmation e-mail for case %s failed", case_id)
+
+
+def confirm_case_requester(*, token: str, now: datetime | None = None) -> Case:
+    """The sender followed the link mailed to the case's address: the case is verified (its
+    item's payload too, so consoles stop flagging it). Idempotent; a bad or expired link, or one
+    for an address the customer no longer has (an undone merge), is refused."""
+    now = now or timezone.now()
+    try:
+        data = signing.loads(token, salt=CONFIRM_SALT)
+    except signing.BadSignature as exc:
+        raise DomainError(_("This link is invalid or has expired."), "bad_link") from exc
+    age = now.timestamp() - float(data.get("at", 0))
+    if age > settings.MESSAGING_CASE_CONFIRM_MAX_AGE_SECONDS:
+        raise DomainError(_("This link is invalid or has expired."), "bad_link")
+    with transaction.atomic():
+        case = Case.objects.select_for_update().filter(pk=data.get("case")).first()
+        if (
+            case is None
+            or not CustomerIdentity.objects.filter(
+                customer_id=case.customer_id, kind=IdentityKind.EMAIL, value=data.get("email")
+            ).exists()
+        ):
+            raise DomainError(_("This link is invalid or has expired."), "bad_link")
+        if case.verification == CaseVerification.VERIFIED:
+            return case
+        case.verification, case.verified_at, case.updated_at = CaseVerification.VERIFIED, now, now
+        case.save(update_fields=["verification", "verified_at", "updated_at"])
+        if case.work_item_id:
+            # Lock order: the case, then its item (messaging before routing rows).
+            item = WorkItem.objects.select_for_update().get(pk=case.work_item_id)
+            item.payload = {**item.payload, "unverified": False}
+            item.save(update_fields=["payload"])
+    return case
 
 
 def set_case_status(

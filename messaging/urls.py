@@ -14,13 +14,20 @@ urlpatterns = [
     ),
     path("customers/<int:customer_id>/", views.customer_page, name="customer"),
     path("customers/<int:customer_id>/merge/", views.customer_merge, name="customer-merge"),
+    path("customers/<int:customer_id>/unmerge/", views.customer_unmerge, name="customer-unmerge"),
     path("help/", views.help_page, name="help"),
+    path("help/confirm/<str:token>/", views.help_confirm, name="help-confirm"),
     path("help/cases/<str:token>/", views.help_case, name="help-case"),
     path("api/customers/<int:customer_id>/", api.CustomerView.as_view(), name="api-customer"),
     path(
         "api/customers/<int:customer_id>/merge/",
         api.CustomerMergeView.as_view(),
         name="api-customer-merge",
+    ),
+    path(
+        "api/customers/<int:customer_id>/unmerge/",
+        api.CustomerUnmergeView.as_view(),
+        name="api-customer-unmerge",
     ),
     path("api/cases/", api.CasesView.as_view(), name="api-cases"),
     path(

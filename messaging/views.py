@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
@@ -17,25 +17,29 @@ from django.views.decorators.http import require_http_methods, require_POST
 from messaging import selectors, services
 from messaging.models import Case, Customer
 from omnirouter import ratelimit, roles
-from omnirouter.errors import DomainError
+from omnirouter.errors import DomainError, NotFound
 
 
 @login_required
 def customer_page(request: HttpRequest, customer_id: int) -> HttpResponse:
-    """Every conversation and case of one customer across channels, newest first."""
+    """The conversations and cases of one customer the viewer may see, newest first."""
     if not selectors.can_view_customers(request.user):
         raise PermissionDenied
-    customer = get_object_or_404(Customer, pk=customer_id)
-    survivor = selectors.resolve_customer(customer)
-    if survivor.pk != customer.pk:
-        return redirect("customer", customer_id=survivor.pk)
+    try:
+        customer = selectors.visible_customer(request.user, customer_id)
+    except NotFound as exc:
+        raise Http404 from exc
+    if customer.pk != customer_id:
+        return redirect("customer", customer_id=customer.pk)
     return render(
         request,
         "messaging/customer.html",
         {
             "customer": customer,
-            "history": selectors.history_items(customer),
-            "can_merge": roles.agent_of(request.user) is not None or roles.is_admin(request.user),
+            "history": selectors.history_items(customer, request.user),
+            "merges": selectors.customer_merges(customer),
+            "can_merge": roles.agent_of(request.user) is not None
+            or roles.is_supervisor(request.user),
         },
     )
 
@@ -43,25 +47,55 @@ def customer_page(request: HttpRequest, customer_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def customer_merge(request: HttpRequest, customer_id: int) -> HttpResponse:
-    if roles.agent_of(request.user) is None and not roles.is_admin(request.user):
+    if not selectors.can_view_customers(request.user):
         raise PermissionDenied
-    survivor = get_object_or_404(Customer, pk=customer_id)
+    try:
+        survivor = selectors.visible_customer(request.user, customer_id)
+    except NotFound as exc:
+        raise Http404 from exc
     other_id = request.POST.get("other", "").strip()
     other = Customer.objects.filter(pk=other_id).first() if other_id.isdigit() else None
-    if other is None:
-        messages.error(request, _("No customer with number %(id)s.") % {"id": other_id or "-"})
-        return redirect("customer", customer_id=survivor.pk)
     try:
+        if other is None:
+            raise NotFound(_("No such customer."), "not_found")
         services.merge_customers(
             survivor=survivor, other=other, actor=roles.signed_in(request.user)
+        )
+    except NotFound:
+        messages.error(request, _("No customer with number %(id)s.") % {"id": other_id or "-"})
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, _("Customer #%(other)s was merged into this record.") % {"other": other_id}
+        )
+    return redirect("customer", customer_id=survivor.pk)
+
+
+@login_required
+@require_POST
+def customer_unmerge(request: HttpRequest, customer_id: int) -> HttpResponse:
+    if not selectors.can_view_customers(request.user):
+        raise PermissionDenied
+    try:
+        customer = selectors.visible_customer(request.user, customer_id)
+    except NotFound as exc:
+        raise Http404 from exc
+    merge_id = request.POST.get("merge", "").strip()
+    try:
+        record = services.unmerge_customers(
+            customer=customer,
+            actor=roles.signed_in(request.user),
+            merge_id=int(merge_id) if merge_id.isdigit() else None,
         )
     except DomainError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(
-            request, _("Customer #%(other)s was merged into this record.") % {"other": other.pk}
+            request,
+            _("The merge of customer #%(other)s was undone.") % {"other": record.merged_id},
         )
-    return redirect("customer", customer_id=survivor.pk)
+    return redirect("customer", customer_id=customer.pk)
 
 
 class HelpForm(forms.Form):
@@ -75,8 +109,9 @@ class HelpForm(forms.Form):
 
 @require_http_methods(["GET", "POST"])
 def help_page(request: HttpRequest) -> HttpResponse:
-    """Self-service: a customer opens a case; they get a private link to follow it. One address
-    may open HELP_CASES_PER_HOUR cases; past that the form says so (429, Retry-After)."""
+    """Self-service: a customer opens a case; they get a private link to follow it, and a
+    confirmation link by e-mail. The answer is the same whether the address was known. One
+    address may open HELP_CASES_PER_HOUR cases; past that the form says so (429, Retry-After)."""
     form = HelpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         wait = ratelimit.hit(
@@ -94,7 +129,10 @@ def help_page(request: HttpRequest) -> HttpResponse:
             response["Retry-After"] = ratelimit.retry_after_header(wait)
             return response
         try:
-            case = services.open_self_service_case(**form.cleaned_data)
+            case = services.open_self_service_case(
+                **form.cleaned_data,
+                link_base=settings.MESSAGING_PUBLIC_BASE_URL or request.build_absolute_uri("/"),
+            )
         except DomainError as exc:
             form.add_error(None, exc.message)
         else:
@@ -108,3 +146,12 @@ def help_case(request: HttpRequest, token: str) -> HttpResponse:
     if case is None:
         raise Http404
     return render(request, "messaging/help_case.html", {"case": case})
+
+
+def help_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The link mailed to a self-service case's address: the sender confirms it was them."""
+    try:
+        case = services.confirm_case_requester(token=token)
+    except DomainError as exc:
+        return render(request, "messaging/help_confirm.html", {"error": exc.message}, status=400)
+    return render(request, "messaging/help_confirm.html", {"case": case})

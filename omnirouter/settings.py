@@ -354,6 +354,17 @@ MESSAGING_PUBLIC_BASE_URL = env("MESSAGING_PUBLIC_BASE_URL", default="")
 # Where new cases are routed (queue name, service channel key).
 MESSAGING_CASE_QUEUE = env("MESSAGING_CASE_QUEUE", default="Support cases")
 MESSAGING_CASE_CHANNEL = env("MESSAGING_CASE_CHANNEL", default="case")
+# A self-service case under an e-mail address is unverified until the sender follows the
+# confirmation link mailed to that address; the link works for this long.
+MESSAGING_CASE_CONFIRM_MAX_AGE_SECONDS = env.int(
+    "MESSAGING_CASE_CONFIRM_MAX_AGE_SECONDS", default=3 * 24 * 3600
+)
+
+# --- E-mail ---------------------------------------------------------------------------------
+# EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587; the embedded run prints
+# e-mails on the console.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="support@localhost")
 
 # --- Supervisor dashboard -------------------------------------------------------------------
 # A dashboard gets at most one snapshot per this many seconds however many routing events

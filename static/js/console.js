@@ -411,8 +411,14 @@ import { openLiveSocket } from "./livesocket.js";
 
   function customerOf(work) {
     const customer = work.payload && work.payload.customer;
-    if (customer && typeof customer === "object") return customer.name || customer.email || "";
-    return typeof customer === "string" ? customer : "";
+    let name = "";
+    if (customer && typeof customer === "object") name = customer.name || customer.email || "";
+    else if (typeof customer === "string") name = customer;
+    // A self-service case the sender has not confirmed from the customer's address yet.
+    if (work.payload && work.payload.unverified === true) {
+      name = `${name || gettext("Customer")} (${gettext("UNVERIFIED: not confirmed by the customer")})`;
+    }
+    return name;
   }
 
   function renderAll() {

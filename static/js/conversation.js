@@ -342,7 +342,9 @@ import { openLiveSocket } from "./livesocket.js";
           history.append(details);
         }
         for (const item of record.cases) {
-          history.append(el("p", { class: "past-case" }, `${gettext("Case")} #${item.id} · ${item.subject} · ${item.status_label}`));
+          const row = el("p", { class: "past-case" }, `${gettext("Case")} #${item.id} · ${item.subject} · ${item.status_label}`);
+          if (item.unverified) row.append(" ", el("span", { class: "unverified-label" }, gettext("Unverified")));
+          history.append(row);
         }
       } catch (error) {
         /* the side panel is a help, not the work: the transcript stays usable */

@@ -313,3 +313,72 @@ def world(db, settings, fake_provider: FakeProvider) -> World:
         messaging, chat, case, queue, orders, chat_queue, cases, status,
         sms, whatsapp, messenger, webchat,
     )  # fmt: skip
+
+
+# --- Who sees what ---------------------------------------------------------------------------
+
+
+@dataclass
+class Center:
+    """Two SMS customers, A and B, whose conversations the holder answers in ``world.queue``;
+    and one user per role around them."""
+
+    world: World
+    holder: Any  # the agent answering both conversations
+    colleague: Any  # a member of the same queue who never had them
+    other: Any  # an agent of another queue
+    admin: Any
+    supervisor: Any  # supervises world.queue
+    other_supervisor: Any  # supervises world.orders only
+    intake: Any
+    customer_a: Any
+    customer_b: Any
+    conversation_a: Any
+    conversation_b: Any
+
+    def user(self, role: str) -> Any:
+        if role == "anonymous":
+            return None
+        person = getattr(self, role)
+        return getattr(person, "user", person)  # an agent logs in as their user
+
+
+@pytest.fixture
+def center(world: World) -> Center:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from messaging import services
+    from messaging.models import Conversation
+    from routing import services as routing
+
+    users = get_user_model().objects
+    config = PresenceConfigurationFactory(capacity=10, console_required=False)
+    holder = make_agent("holder", queues=[world.queue], config=config, status=world.status)
+    services.receive_inbound(
+        account=world.sms, sender="+15550000001", text="A here", sender_name="Ana"
+    )
+    services.receive_inbound(
+        account=world.sms, sender="+15550000002", text="B here", sender_name="Ben"
+    )
+    routing.route_waiting_work()
+    for work in holder.works.filter(state="pushed"):
+        services.accept_conversation(work_id=work.pk, agent=holder)
+    conversation_a = Conversation.objects.get(identity__value="+15550000001")
+    conversation_b = Conversation.objects.get(identity__value="+15550000002")
+    colleague = make_agent("colleague", queues=[world.queue], config=config)
+    other = make_agent("other", queues=[world.orders], config=config)
+    supervisors, _ = Group.objects.get_or_create(name="supervisor")
+    supervisor = users.create_user("sup", password="x")
+    supervisor.groups.add(supervisors)
+    world.queue.supervisors.add(supervisor)
+    other_supervisor = users.create_user("sup-orders", password="x")
+    other_supervisor.groups.add(supervisors)
+    world.orders.supervisors.add(other_supervisor)
+    intake = users.create_user("crm", password="x")
+    intake.groups.add(Group.objects.get_or_create(name="intake")[0])
+    return Center(
+        world, holder, colleague, other, users.create_superuser("root", password="x"),
+        supervisor, other_supervisor, intake,
+        conversation_a.customer, conversation_b.customer, conversation_a, conversation_b,
+    )  # fmt: skip

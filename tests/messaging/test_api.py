@@ -85,9 +85,12 @@ def test_someone_elses_conversation_is_refused(world, client):
 
 
 def test_customer_record_and_merge(world, client):
+    # given Alice answering a conversation and holding a case of another customer
     conversation, alice = _accepted(world)
     other = services.identify_or_create_customer(kind="email", value="yuki@example.com").customer
     services.open_case(subject="Invoice", customer=other, origin="api")
+    routing.route_waiting_work()
+    routing.accept_work(work_id=alice.works.get(state="pushed").pk, agent=alice)
     client.force_login(alice.user)
 
     merged = client.post(

@@ -8,6 +8,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from messaging import services
@@ -89,7 +90,8 @@ def shop(transactional_db, client):
     visitor = services.identify_or_create_customer(
         kind="webchat", value=services.visitor_key(visitor_token)
     ).customer
-    services.merge_customers(survivor=sms_customer, other=visitor, actor=alice.user)
+    admin = get_user_model().objects.create_superuser("admin", password="admin-pass-123")
+    services.merge_customers(survivor=sms_customer, other=visitor, actor=admin)
     return {
         "alice": alice,
         "status": status,
