@@ -6,7 +6,8 @@ the platform are the same everywhere, so they are added here rather than on each
 - 400: a body or query that does not validate (field errors, or ``detail``/``field`` for input
   refused at the door by ``omnirouter.inputs``);
 - 401 / 403: not authenticated / not allowed (roles, ``omnirouter.permissions``);
-- 404: a path id that does not exist or is outside the caller's scope;
+- 404: a path id, or a record a write's body names, that does not exist or is outside the
+  caller's scope (existence is not disclosed);
 - 409: a state that moved on (``omnirouter.errors.Conflict``), for writes;
 - 429: a rate limit, with ``Retry-After``.
 """
@@ -75,7 +76,7 @@ def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
             codes = ["400", "429"]
             if operation.get("security") != [{}] and {} not in (operation.get("security") or []):
                 codes += ["401", "403"]
-            if "{" in path:
+            if "{" in path or method in _WRITES:
                 codes.append("404")
             if method in _WRITES:
                 codes.append("409")

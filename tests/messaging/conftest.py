@@ -363,7 +363,7 @@ def center(world: World) -> Center:
     )
     routing.route_waiting_work()
     for work in holder.works.filter(state="pushed"):
-        services.accept_conversation(work_id=work.pk, agent=holder)
+        routing.accept_work(work_id=work.pk, agent=holder)
     conversation_a = Conversation.objects.get(identity__value="+15550000001")
     conversation_b = Conversation.objects.get(identity__value="+15550000002")
     colleague = make_agent("colleague", queues=[world.queue], config=config)
