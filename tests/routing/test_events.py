@@ -310,7 +310,7 @@ def test_push_refused(world, ann, supervisor, published):
         lambda: services.push_item_to_agent(
             item_id=item.pk, agent=ann, actor=supervisor, now=at(1)
         ),
-        "not online",
+        "ann cannot take this item: offline",
     )
 
 
