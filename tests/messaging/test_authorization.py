@@ -111,9 +111,9 @@ SOCKET = {
     "other_supervisor": 4403,
     "intake": 4403,
     "anonymous": 4401,
-    "holder": {"sync": "ack", "reply": "ack", "close": "ack"},
-    "colleague": {"sync": "ack", "reply": "not_yours", "close": "not_yours"},
-    "other": {"sync": "not_found", "reply": "not_found", "close": "not_found"},
+    "holder": {"reply": "ack", "close": "ack"},
+    "colleague": {"reply": "not_yours", "close": "not_yours"},
+    "other": {"reply": "not_found", "close": "not_found"},
 }
 
 
@@ -134,7 +134,7 @@ def test_agent_conversation_socket_authorization(center, transactional_db, clien
         if first["type"] == "websocket.close":
             return first["code"]
         answers = {}
-        for ref, frame in enumerate(["sync", "reply", "close"]):
+        for ref, frame in enumerate(["reply", "close"]):
             await socket.send_json_to(
                 {"type": frame, "conversation_id": conversation_id, "text": "Hi", "ref": ref}
             )
