@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python bench/faults.py            # every drill, about 5 minutes on 2 cores
-    .venv/bin/python bench/faults.py --quick    # fewer agents, 2 worker kills, shorter waits
+    .venv/bin/python bench/faults.py --quick    # 30 agents, 2 kills, 1 Redis restart, 5 s waits
 
 Always on throw-away PostgreSQL and Redis (DATABASE_URL / REDIS_URL are ignored: the drills
 restart and flush the servers). One Celery worker (``-Q routing,default --concurrency 2``, as in
@@ -12,7 +12,7 @@ driver thread in this process makes load through the services: items arrive, age
 their offers and close their work a moment later. Faults, in order:
 
 (a) SIGKILL the worker (main process and pool children), then start a new one; several times.
-(b) restart Redis (it comes back empty: no persistence).
+(b) restart Redis (it comes back empty: no persistence); several times.
 (c) FLUSHALL on Redis.
 (d) ``pg_ctl restart -m fast``; then ``pg_terminate_backend`` on every other connection (the
     worker's and beat's).
@@ -53,11 +53,12 @@ def main() -> int:
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--rate", type=float, default=20.0, help="items arriving per second")
     parser.add_argument("--kills", type=int, default=5, help="worker SIGKILLs in drill (a)")
+    parser.add_argument("--redis-restarts", type=int, default=3, help="Redis restarts in (b)")
     parser.add_argument("--settle", type=float, default=8.0, help="seconds of load after a fault")
     parser.add_argument("--quick", action="store_true", help="30 agents, 2 kills, 5 s settle")
     args = parser.parse_args()
     if args.quick:
-        args.agents, args.kills, args.settle = 30, 2, 5.0
+        args.agents, args.kills, args.redis_restarts, args.settle = 30, 2, 1, 5.0
     # The drills restart and flush their servers: never someone else's.
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
@@ -270,7 +271,8 @@ class Drills:
     def run(self) -> None:
         for n in range(self.args.kills):
             self.drill(f"(a) SIGKILL worker #{n + 1}", self.kill_worker)
-        self.drill("(b) Redis restart", self.servers.restart_redis)
+        for n in range(self.args.redis_restarts):
+            self.drill(f"(b) Redis restart #{n + 1}", self.servers.restart_redis)
         self.drill("(c) Redis FLUSHALL", self.flush_redis)
         self.drill("(d) PostgreSQL restart -m fast", self.servers.restart_postgres)
         self.drill("(d) pg_terminate_backend (others)", self.terminate_backends)
@@ -295,15 +297,20 @@ class Drills:
             # Routing is wedged: say whether the worker still looks alive to a health check,
             # then replace it, so that the drills after this one measure their own fault.
             pinged = any(_pings(getattr(self.worker, "nodename", "")) for _ in range(3))
-            alive = self.worker.popen.poll() is None
+            code = self.worker.popen.poll()
             notes.append(
-                f"routing stopped; worker process {'alive' if alive else 'gone'}, "
+                "routing stopped; worker process "
+                + ("alive" if code is None else f"exited ({code})")
+                + ", "
                 f"{'answers' if pinged else 'does not answer'} a control ping"
             )
             say(f"  {notes[-1]}; replacing the worker")
             self.kill_worker()
             again = self.wait_for_offer(
-                since=at, created_after=_db_now(), started=fault_started, timeout=RESUME_TIMEOUT_S
+                since=at,
+                created_after=_db_now(),
+                started=time.monotonic(),
+                timeout=RESUME_TIMEOUT_S,
             )
             notes.append(
                 "after a new worker: first offer "
@@ -329,7 +336,8 @@ class Drills:
     def kill_worker(self) -> None:
         assert self.worker is not None
         with_children = self.worker.pids()
-        os.killpg(self.worker.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have died by itself
+            os.killpg(self.worker.popen.pid, signal.SIGKILL)
         for pid in with_children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
