@@ -65,6 +65,7 @@ class ThrowAwayServers:
     _pg_data: str = ""
     _pg_user: str = ""
     _redis: subprocess.Popen | None = None
+    _redis_args: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def start(self) -> None:
@@ -189,31 +190,54 @@ class ThrowAwayServers:
         if binary is None:
             sys.exit("bench: redis-server is not installed (apt-get install -y redis-server)")
         port = free_port()
-        log = open(os.path.join(self._tmp, "redis.log"), "wb")  # noqa: SIM115 - lives with it
+        self._redis_args = [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory-policy",
+            "noeviction",
+            "--dir",
+            self._tmp,
+        ]
+        self._spawn_redis(port)
+        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        self.notes.append("throw-away Redis")
+
+    def _spawn_redis(self, port: int) -> None:
+        log = open(os.path.join(self._tmp, "redis.log"), "ab")  # noqa: SIM115 - lives with it
         self._redis = subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--maxmemory-policy",
-                "noeviction",
-                "--dir",
-                self._tmp,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            self._redis_args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
         )
         if not _wait_tcp(port, 20):
             sys.exit("bench: Redis did not start")
-        self.redis_url = f"redis://127.0.0.1:{port}/0"
-        self.notes.append("throw-away Redis")
+
+    # --- Faults (bench/faults.py): only on the servers started here -------------------------
+
+    def restart_postgres(self) -> None:
+        """``pg_ctl restart -m fast``: every connection is cut, the server comes back on the
+        same port with the same options."""
+        if not self._pg_data:
+            raise RuntimeError("PostgreSQL was not started here: will not restart it")
+        # The log file again: without it the server would write to our pipe and keep it open.
+        log = os.path.join(os.path.dirname(self._pg_data), "server.log")
+        self._as_db_user(
+            [f"{self._pg_bin}/pg_ctl", "-D", self._pg_data, "-l", log, "-m", "fast", "-w"]
+            + ["-t", "60", "restart"]
+        )
+
+    def restart_redis(self) -> None:
+        """Stop Redis (SIGTERM) and start it again on the same port, empty (no persistence)."""
+        if self._redis is None:
+            raise RuntimeError("Redis was not started here: will not restart it")
+        self._redis.terminate()
+        self._redis.wait(10)
+        self._spawn_redis(int(self._redis_args[self._redis_args.index("--port") + 1]))
 
 
 @dataclass

@@ -41,7 +41,9 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     expired = expire_offers(now=now)
     offline = expire_lost_consoles(now=now)
     drift = reconcile_capacity()
-    routed = route_waiting_work().offers
+    # The pass runs at the sweep's clock: offers it makes are stamped and timed from the same
+    # moment the sweep expired the old ones at, and cooldowns are measured against it.
+    routed = route_waiting_work(now=now).offers
     return {"expired": expired, "offline": offline, "drift": drift, "offers": routed}
 
 
