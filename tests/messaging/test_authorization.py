@@ -132,6 +132,9 @@ def test_agent_conversation_socket_authorization(center, transactional_db, clien
         assert connected
         first = await socket.receive_output(timeout=5)
         if first["type"] == "websocket.close":
+            # Let the application finish before the loop closes (a refused socket's consumer
+            # still waits for the disconnect).
+            await socket.disconnect()
             return first["code"]
         answers = {}
         for ref, frame in enumerate(["reply", "close"]):
