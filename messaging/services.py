@@ -9,6 +9,11 @@ Lock order: customers (by id) -> identity -> conversation -> message. Against ro
 rows (agents -> agent work -> items) first, then the conversation, both in routing's hooks and in
 this module's closes (``_with_item_locked``); nothing here waits on routing's rows while holding
 a conversation.
+
+Longer than the ~600 lines a module should hold: customers and merges, conversations and their
+routing hooks, outbound sends and cases share the lock order above and several private helpers
+(``_with_item_locked``, ``_end``, the identity lookups). It is to become a package by concern
+(customers, conversations, sends, cases), as ``routing.services`` did, in a change of its own.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ agent work timestamps). A snapshot is a fixed number of queries, whatever the nu
 agents or days of history: grouped aggregates over indexes, never a Python loop over history.
 Python only shapes the aggregated rows (one per queue, one per agent, one per live work).
 
+Longer than ~600 lines on purpose: every figure of the snapshot, its query and its definition
+below sit in one module, so what a supervisor sees and how it is computed are read together.
+
 Definitions (all "today" figures use the day in ``settings.TIME_ZONE`` that contains ``now``):
 
 - waiting / offered / assigned: items in the queue in that status now.
