@@ -23,12 +23,7 @@ from omnirouter.errors import DomainError, NotFound
 @login_required
 def customer_page(request: HttpRequest, customer_id: int) -> HttpResponse:
     """The conversations and cases of one customer the viewer may see, newest first."""
-    if not selectors.can_view_customers(request.user):
-        raise PermissionDenied
-    try:
-        customer = selectors.visible_customer(request.user, customer_id)
-    except NotFound as exc:
-        raise Http404 from exc
+    customer = _customer_page_record(request, customer_id)
     if customer.pk != customer_id:
         return redirect("customer", customer_id=customer.pk)
     return render(
@@ -44,15 +39,21 @@ def customer_page(request: HttpRequest, customer_id: int) -> HttpResponse:
     )
 
 
-@login_required
-@require_POST
-def customer_merge(request: HttpRequest, customer_id: int) -> HttpResponse:
+def _customer_page_record(request: HttpRequest, customer_id: int) -> Customer:
+    """The customer a page action is about: 403 for a role that sees no customers, 404 for one
+    outside the viewer's scope (as the page itself answers)."""
     if not selectors.can_view_customers(request.user):
         raise PermissionDenied
     try:
-        survivor = selectors.visible_customer(request.user, customer_id)
+        return selectors.visible_customer(request.user, customer_id)
     except NotFound as exc:
         raise Http404 from exc
+
+
+@login_required
+@require_POST
+def customer_merge(request: HttpRequest, customer_id: int) -> HttpResponse:
+    survivor = _customer_page_record(request, customer_id)
     other_id = request.POST.get("other", "").strip()
     other = Customer.objects.filter(pk=other_id).first() if other_id.isdigit() else None
     try:
@@ -75,12 +76,7 @@ def customer_merge(request: HttpRequest, customer_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def customer_unmerge(request: HttpRequest, customer_id: int) -> HttpResponse:
-    if not selectors.can_view_customers(request.user):
-        raise PermissionDenied
-    try:
-        customer = selectors.visible_customer(request.user, customer_id)
-    except NotFound as exc:
-        raise Http404 from exc
+    customer = _customer_page_record(request, customer_id)
     merge_id = request.POST.get("merge", "").strip()
     try:
         record = services.unmerge_customers(
