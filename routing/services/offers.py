@@ -169,12 +169,14 @@ def _write_works_and_items(
     # agent work copies from them, and their payloads) and the agent work rows inserted from
     # that. Building a thousand model instances and VALUES tuples, and adapting a thousand
     # timestamps, cost more than the database's own work (measured in bench/). The partial
-    # unique index still refuses a second live offer for an item.
+    # unique index still refuses a second live offer for an item. Rows are inserted in offer
+    # order (``ORDER BY v.ord``), so ids within a batch follow the engine's order: a join
+    # alone may produce them in any order.
     with connection.cursor() as cur:
         cur.execute(
             "WITH v AS (SELECT * FROM unnest(%(items)s::bigint[], %(agents)s::bigint[],"
             " %(units)s::int[], %(timeouts)s::int[], %(auto)s::bool[], %(reasons)s::text[])"
-            " AS v(item_id, agent_id, units, timeout, auto, reason)),"
+            " WITH ORDINALITY AS v(item_id, agent_id, units, timeout, auto, reason, ord)),"
             " taken AS (UPDATE routing_workitem w"
             " SET status = CASE WHEN v.auto THEN %(assigned)s ELSE %(offered)s END"
             " FROM v WHERE w.id = v.item_id"
@@ -186,7 +188,7 @@ def _write_works_and_items(
             " CASE WHEN v.auto THEN %(opened)s ELSE %(pushed)s END, v.units, %(now)s,"
             " CASE WHEN v.auto THEN NULL ELSE %(now)s + v.timeout * interval '1 second' END,"
             " CASE WHEN v.auto THEN %(now)s END, t.enqueued_at, v.reason::jsonb, v.auto, '', ''"
-            " FROM v JOIN taken t ON t.id = v.item_id RETURNING item_id, id)"
+            " FROM v JOIN taken t ON t.id = v.item_id ORDER BY v.ord RETURNING item_id, id)"
             " SELECT made.item_id, made.id, taken.payload"
             " FROM made JOIN taken ON taken.id = made.item_id",
             {
