@@ -75,6 +75,12 @@ class PresenceConfiguration(models.Model):
             "through the API."
         ),
     )
+    max_offers = models.PositiveSmallIntegerField(
+        _("offers at once"),
+        null=True,
+        blank=True,
+        help_text=_("Most offers an agent holds unanswered at one time; empty: no limit."),
+    )
     allow_decline = models.BooleanField(_("allow decline"), default=True)
     require_decline_reason = models.BooleanField(_("require a decline reason"), default=False)
     decline_reasons = models.ManyToManyField(

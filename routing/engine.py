@@ -4,7 +4,8 @@ No Django, no I/O, ``now`` is an argument and every tie breaks deterministically
 rules can be tested from tables of cases and the decision for any item can be explained.
 
 Rules (see docs/architecture.md):
-1. Items go in order of routing priority, then item priority, then time entered queue, then id.
+1. Items go in order of routing priority, then item priority, then secondary priority, then
+   time entered queue, then id.
 2. An agent is a candidate for an item when they are online, a member of its queue, available
    for its channel, have a live console (or need none), have spare capacity for its size
    (``size_for``), and have not refused it (declined or timed out). An agent who refused it
@@ -42,6 +43,7 @@ class ItemView:
     priority: int
     enqueued_at: datetime
     routing_model: str
+    secondary_priority: int = 5
     size_units: int | None = None
     size_percent: int | None = None
     # agent id -> when that agent last declined the item or let its offer time out
@@ -50,8 +52,14 @@ class ItemView:
     preferred_until: datetime | None = None
 
     @property
-    def order_key(self) -> tuple[int, int, datetime, int]:
-        return (self.routing_priority, self.priority, self.enqueued_at, self.id)
+    def order_key(self) -> tuple[int, int, int, datetime, int]:
+        return (
+            self.routing_priority,
+            self.priority,
+            self.secondary_priority,
+            self.enqueued_at,
+            self.id,
+        )
 
 
 class Sized(Protocol):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
@@ -199,6 +201,12 @@ class WorkItem(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(10)],
         help_text=_("1 is most urgent; orders items within the same routing priority."),
     )
+    secondary_priority = models.PositiveSmallIntegerField(
+        _("secondary priority"),
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text=_("1 is most urgent; orders items of equal priority before their age."),
+    )
     size_units = models.PositiveSmallIntegerField(_("size (units)"), null=True, blank=True)
     size_percent = models.PositiveSmallIntegerField(
         _("size (percent of capacity)"), null=True, blank=True
@@ -230,13 +238,13 @@ class WorkItem(models.Model):
     )
 
     class Meta:
-        ordering = ["routing_priority", "priority", "enqueued_at", "id"]
+        ordering = ["routing_priority", "priority", "secondary_priority", "enqueued_at", "id"]
         verbose_name = _("work item")
         verbose_name_plural = _("work items")
         indexes = [
             # The claim path: waiting items in routing order, and nothing else.
             models.Index(
-                fields=["routing_priority", "priority", "enqueued_at", "id"],
+                fields=["routing_priority", "priority", "secondary_priority", "enqueued_at", "id"],
                 condition=Q(status="waiting"),
                 name="workitem_waiting_order",
             ),
@@ -251,10 +259,120 @@ class WorkItem(models.Model):
             models.CheckConstraint(
                 condition=Q(priority__gte=1) & Q(priority__lte=10), name="workitem_priority_range"
             ),
+            models.CheckConstraint(
+                condition=Q(secondary_priority__gte=1) & Q(secondary_priority__lte=10),
+                name="workitem_secondary_priority_range",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.subject}"
+
+
+SKILL_LEVEL_VALIDATORS = [MinValueValidator(0), MaxValueValidator(Decimal("99.99"))]
+
+
+class Skill(models.Model):
+    """Something work can need and agents can have, at a level from 0 to 99.99.
+
+    ``attribute``/``value``: the skill is also required, automatically, by any item whose payload
+    carries that attribute with that value (``language`` = ``ja`` requires "Japanese").
+    """
+
+    name = models.CharField(_("name"), max_length=80, unique=True)
+    description = models.TextField(_("description"), blank=True, default="")
+    attribute = models.CharField(
+        _("matched attribute"),
+        max_length=60,
+        blank=True,
+        default="",
+        help_text=_("A payload field (for example language) that makes an item require it."),
+    )
+    value = models.CharField(_("matched value"), max_length=120, blank=True, default="")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("skill")
+        verbose_name_plural = _("skills")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(attribute="", value="") | (~Q(attribute="") & ~Q(value="")),
+                name="skill_attribute_and_value_together",
+            )
+        ]
+        indexes = [models.Index(fields=["attribute", "value"], name="skill_attribute")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentSkill(models.Model):
+    """An agent's level in a skill."""
+
+    agent = models.ForeignKey("presence.Agent", on_delete=models.CASCADE, related_name="skills")
+    skill = models.ForeignKey(Skill, on_delete=models.PROTECT, related_name="agent_skills")
+    level = models.DecimalField(
+        _("level"), max_digits=4, decimal_places=2, validators=SKILL_LEVEL_VALIDATORS
+    )
+
+    class Meta:
+        ordering = ["skill__name"]
+        verbose_name = _("agent skill")
+        verbose_name_plural = _("agent skills")
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "skill"], name="agentskill_unique"),
+            models.CheckConstraint(
+                condition=Q(level__gte=0) & Q(level__lte=Decimal("99.99")),
+                name="agentskill_level_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.skill} {self.level}"
+
+
+class ItemSkill(models.Model):
+    """A skill an item needs, at a minimum level.
+
+    A required one stays until the item is taken; an additional one is dropped once the item has
+    waited ``drop_after_seconds`` in its queue (relaxation), so the item widens to more agents.
+    """
+
+    item = models.ForeignKey(WorkItem, on_delete=models.CASCADE, related_name="skills")
+    skill = models.ForeignKey(Skill, on_delete=models.PROTECT, related_name="+")
+    min_level = models.DecimalField(
+        _("minimum level"),
+        max_digits=4,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=SKILL_LEVEL_VALIDATORS,
+    )
+    additional = models.BooleanField(
+        _("additional"), default=False, help_text=_("Dropped after its wait; else required.")
+    )
+    drop_after_seconds = models.PositiveIntegerField(
+        _("drop after (seconds)"), null=True, blank=True
+    )
+
+    class Meta:
+        ordering = ["item", "id"]
+        verbose_name = _("required skill")
+        verbose_name_plural = _("required skills")
+        constraints = [
+            models.UniqueConstraint(fields=["item", "skill"], name="itemskill_unique"),
+            models.CheckConstraint(
+                condition=Q(min_level__gte=0) & Q(min_level__lte=Decimal("99.99")),
+                name="itemskill_level_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(additional=False, drop_after_seconds__isnull=True)
+                | Q(additional=True, drop_after_seconds__isnull=False),
+                name="itemskill_additional_has_drop_after",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.skill} >= {self.min_level}"
 
 
 class AgentWorkState(models.TextChoices):

@@ -187,6 +187,7 @@ def item_view(item: WorkItem, *, now: datetime) -> engine.ItemView:
         channel_id=item.channel_id,
         routing_priority=item.routing_priority,
         priority=item.priority,
+        secondary_priority=item.secondary_priority,
         enqueued_at=item.enqueued_at,
         routing_model=item.queue.routing_config.routing_model,
         size_units=item.size_units,

@@ -101,6 +101,12 @@ class WorkItemCreateSerializer(serializers.Serializer):
         default=5,
         help_text=_("1 is most urgent; orders items within the same routing priority."),
     )
+    secondary_priority = serializers.IntegerField(
+        min_value=1,
+        max_value=10,
+        default=5,
+        help_text=_("1 is most urgent; orders items of equal priority before their age."),
+    )
     payload = serializers.DictField(
         required=False,
         default=dict,
@@ -138,6 +144,7 @@ class WorkItemSerializer(serializers.ModelSerializer):
             "channel_key",
             "subject",
             "priority",
+            "secondary_priority",
             "routing_priority",
             "payload",
             "size",

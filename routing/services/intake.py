@@ -39,6 +39,7 @@ def enqueue_work(
     channel: ServiceChannel,
     subject: str,
     priority: int = 5,
+    secondary_priority: int = 5,
     payload: dict[str, Any] | None = None,
     record: models.Model | None = None,
     created_by: User | None = None,
@@ -55,6 +56,10 @@ def enqueue_work(
     now = now or timezone.now()
     if not 1 <= priority <= 10:
         raise DomainError(_("Priority must be between 1 (most urgent) and 10."), "priority")
+    if not 1 <= secondary_priority <= 10:
+        raise DomainError(
+            _("Secondary priority must be between 1 (most urgent) and 10."), "secondary_priority"
+        )
     config = queue.routing_config
     size_units, size_percent = size_from(config, channel)
     item = WorkItem(
@@ -62,6 +67,7 @@ def enqueue_work(
         channel=channel,
         subject=subject,
         priority=priority,
+        secondary_priority=secondary_priority,
         payload=payload or {},
         routing_priority=config.routing_priority,
         size_units=size_units,

@@ -135,6 +135,7 @@ def _route_batch(
             channel_id=row.channel_id,
             routing_priority=row.routing_priority,
             priority=row.priority,
+            secondary_priority=row.secondary_priority,
             enqueued_at=row.enqueued_at,
             routing_model=configs[row.queue_id].routing_model,
             size_units=row.size_units,
@@ -352,6 +353,7 @@ _PAGE_FIELDS = (
     "channel_id",
     "routing_priority",
     "priority",
+    "secondary_priority",
     "enqueued_at",
     "size_units",
     "size_percent",
@@ -363,8 +365,8 @@ _PAGE_FIELDS = (
 )
 
 
-_OrderKey = tuple[int, int, datetime, int]
-_ORDER = ("routing_priority", "priority", "enqueued_at", "id")
+_OrderKey = tuple[int, int, int, datetime, int]
+_ORDER = ("routing_priority", "priority", "secondary_priority", "enqueued_at", "id")
 
 
 class _WaitingFilter:
@@ -403,15 +405,18 @@ class _WaitingFilter:
         # index: the next page starts where the last one ended instead of scanning from the
         # front of the line (spelt out as ORs, every page re-read all the pages before it).
         return qs.extra(  # noqa: S610 - fixed SQL, values are parameters
-            where=[f"(routing_priority, priority, enqueued_at, id) {op} (%s, %s, %s, %s)"],
+            where=[
+                "(routing_priority, priority, secondary_priority, enqueued_at, id)"
+                f" {op} (%s, %s, %s, %s, %s)"
+            ],
             params=list(key),
         )
 
     def peek(self, limit: int) -> list[tuple[int, _OrderKey]]:
         """(queue id, order key) of the next page, without locking it."""
         return [
-            (queue_id, (rp, p, eq, pk))
-            for queue_id, rp, p, eq, pk in self.qs.values_list("queue_id", *_ORDER)[:limit]
+            (queue_id, (rp, p, sp, eq, pk))
+            for queue_id, rp, p, sp, eq, pk in self.qs.values_list("queue_id", *_ORDER)[:limit]
         ]
 
     def claim(self, queue_ids: set[int], *, up_to: _OrderKey) -> list[Any]:

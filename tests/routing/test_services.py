@@ -52,6 +52,20 @@ def test_oldest_first_then_item_priority(world, api_config):
     assert live(agent) == ["urgent but youngest", "old"]
 
 
+def test_secondary_priority_orders_items_of_equal_priority_before_their_age(world, api_config):
+    api_config.capacity = 2
+    api_config.save()
+    agent = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    enqueue(world.support, world.chat, "old", now=at(0))
+    enqueue(world.support, world.chat, "gold customer", secondary_priority=1, now=at(30))
+    enqueue(world.support, world.chat, "urgent", priority=1, secondary_priority=9, now=at(40))
+
+    route(60)
+
+    assert live(agent) == ["urgent", "gold customer"]
+    assert WorkItem.objects.get(subject="old").status == "waiting"
+
+
 def test_least_active_spreads_work_and_breaks_ties_on_longest_idle(world, api_config):
     ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
     bob = make_agent("bob", queues=[world.support], config=api_config, status=world.available)
