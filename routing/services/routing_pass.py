@@ -68,7 +68,7 @@ def route_waiting_work(
     batch_size = batch_size or settings.ROUTING_BATCH_SIZE
     max_batches = max_batches or settings.ROUTING_MAX_PAGES_PER_PASS
     started = time.perf_counter()
-    cursor: tuple[int, int, datetime, int] | None = None
+    cursor: tuple[int, int, int, datetime, int] | None = None
     offers = batches = considered = 0
     while batches < max_batches:
         with transaction.atomic():
@@ -87,12 +87,12 @@ def route_waiting_work(
 class _BatchResult:
     offers: int
     claimed: int
-    last_key: tuple[int, int, datetime, int] | None
+    last_key: tuple[int, int, int, datetime, int] | None
     agents_left: bool
 
 
 def _route_batch(
-    *, now: datetime | None, batch_size: int, after: tuple[int, int, datetime, int] | None
+    *, now: datetime | None, batch_size: int, after: tuple[int, int, int, datetime, int] | None
 ) -> _BatchResult:
     take_pass_lock()
     # The clock is read once the lock is held: offers of batches that waited on each other are

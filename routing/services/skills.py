@@ -35,10 +35,12 @@ class SkillNeed:
 def parse_needs(raw: Sequence[dict[str, Any]]) -> list[SkillNeed]:
     """Turn ``[{"skill": <id or name>, "min_level": 5, "additional": true,
     "drop_after_seconds": 60}]`` into needs, refusing unknown skills and bad levels by name."""
-    names = {str(r.get("skill")) for r in raw if not isinstance(r.get("skill"), int)}
+    names = {str(r.get("skill")).casefold() for r in raw if not isinstance(r.get("skill"), int)}
     ids = {r["skill"] for r in raw if isinstance(r.get("skill"), int)}
     known = {
-        s.name.casefold(): s.pk for s in Skill.objects.filter(name__in=names).only("pk", "name")
+        name.casefold(): pk
+        for pk, name in Skill.objects.values_list("pk", "name")
+        if name.casefold() in names
     }
     known_ids = set(Skill.objects.filter(pk__in=ids).values_list("pk", flat=True))
     needs = []
@@ -49,9 +51,10 @@ def parse_needs(raw: Sequence[dict[str, Any]]) -> list[SkillNeed]:
                 raise DomainError(_("No skill with id %(id)s.") % {"id": ref}, "skills")
             skill_id = ref
         else:
-            skill_id = known.get(str(ref).casefold())
-            if skill_id is None:
+            named = known.get(str(ref).casefold())
+            if named is None:
                 raise DomainError(_("No skill named “%(name)s”.") % {"name": ref}, "skills")
+            skill_id = named
         needs.append(
             need(
                 skill_id,
