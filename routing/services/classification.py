@@ -306,12 +306,12 @@ def classify_at_intake(item: WorkItem, *, now: datetime) -> evaluator.Outcome | 
         rules = active_rules()
         if not rules:
             return None
-        with transaction.atomic():
-            outcome = evaluator.classify(
-                rules, item_view(item, channel_key=item.channel.key, facts=_facts(item, rules))
-            )
-            _record_failures(outcome)
-            if outcome.matched:
+        view = item_view(item, channel_key=item.channel.key, facts=_facts(item, rules))
+        outcome = evaluator.classify(rules, view)
+        _record_failures(outcome)
+        if outcome.matched:
+            # A savepoint: a failure while applying leaves the item as intake made it.
+            with transaction.atomic():
                 _apply(item, outcome, actor=None, now=now, fresh=True)
         return outcome
     except Exception:
@@ -424,7 +424,9 @@ def _needs(specs: Iterable[Mapping[str, Any]]) -> list[skills.SkillNeed]:
     if not specs:
         return []
     known = set(
-        Skill.objects.filter(pk__in=[int(s["skill"]) for s in specs]).values_list("pk", flat=True)
+        Skill.objects.filter(pk__in=[int(s["skill"]) for s in specs])
+        .order_by()
+        .values_list("pk", flat=True)
     )
     needs = []
     for spec in specs:

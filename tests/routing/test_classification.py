@@ -484,3 +484,39 @@ def test_admin_refuses_a_bad_rule_with_a_form_error(world, admin_user, client):
 def test_only_staff_may_use_rules(world):
     intake = make_user("shop", group=roles.INTAKE)
     assert client_for(intake).get("/api/classification-rules/").status_code == 403
+
+
+# --- Cost -------------------------------------------------------------------------------------
+
+
+def _intake_queries(world, django_assert_num_queries, expected, payload):
+    with django_assert_num_queries(expected):
+        enqueue(world.support, world.chat, "x", payload=payload)
+
+
+@pytest.mark.parametrize(
+    ("rules", "payload", "postgresql", "sqlite"),
+    [
+        # intake alone: savepoint, insert, the rules query, release
+        ("none", {}, 4, 4),
+        # a rule that does not match costs nothing more than reading the rules
+        ("one", {"tier": "bronze"}, 4, 4),
+        # a match that moves, raises and adds a skill: the queue, one update of the item, the
+        # skill check, the skills upsert (in its own savepoint), the history entry, all in a
+        # savepoint of their own (in production: 6 statements and 4 savepoint commands)
+        ("one", {"tier": "gold"}, 13, 13),
+    ],
+)
+def test_the_cost_rules_add_to_intake(
+    world, billing, japanese, django_assert_num_queries, rules, payload, postgresql, sqlite
+):
+    from django.db import connection
+
+    if rules == "one":
+        rule(
+            "VIP",
+            [{"field": "payload.tier", "op": "eq", "value": "gold"}],
+            {"queue": "Billing", "priority": 1, "skills": [{"skill": "Japanese"}]},
+        )
+    expected = {"postgresql": postgresql, "sqlite": sqlite}[connection.vendor]
+    _intake_queries(world, django_assert_num_queries, expected, payload)
