@@ -7,147 +7,480 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-class Migration(migrations.Migration):
+CONFIG_FIELDS = (
+    "id",
+    "name",
+    "routing_priority",
+    "routing_model",
+    "size_units",
+    "size_percent",
+    "push_timeout_seconds",
+    "service_level_target_seconds",
+    "service_level_goal_percent",
+)
+FIRST_VERSION = "Version on record when history began"
 
+
+def first_versions(apps, schema_editor):
+    """Each existing routing configuration gets its current values as a first version, so the
+    first edit after this migration can be rolled back."""
+    from django.utils import timezone
+
+    config = apps.get_model("routing", "RoutingConfiguration")
+    history = apps.get_model("routing", "HistoricalRoutingConfiguration")
+    now = timezone.now()
+    history.objects.bulk_create(
+        [
+            history(
+                **{f: getattr(row, f) for f in CONFIG_FIELDS},
+                history_date=now,
+                history_type="+",
+                history_change_reason=FIRST_VERSION,
+            )
+            for row in config.objects.all()
+        ]
+    )
+
+
+def forget_first_versions(apps, schema_editor):
+    history = apps.get_model("routing", "HistoricalRoutingConfiguration")
+    history.objects.filter(history_change_reason=FIRST_VERSION).delete()
+
+
+class Migration(migrations.Migration):
     dependencies = [
-        ('routing', '0004_skills_and_secondary_priority'),
+        ("routing", "0004_skills_and_secondary_priority"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ClassificationRule',
+            name="ClassificationRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120, unique=True, verbose_name='name')),
-                ('position', models.PositiveIntegerField(default=100, help_text='Rules run from the lowest position up.', verbose_name='position')),
-                ('active', models.BooleanField(default=True, verbose_name='active')),
-                ('conditions', models.JSONField(blank=True, default=list, help_text='All must hold, e.g. [{"field": "payload.tier", "op": "eq", "value": "gold"}]. An empty list always holds.', verbose_name='conditions')),
-                ('actions', models.JSONField(default=dict, help_text='e.g. {"queue": "Billing", "priority": 2, "skills": [{"skill": "Japanese", "min_level": 3}], "stop": true}', verbose_name='actions')),
-                ('queue', models.ForeignKey(blank=True, help_text='Leave empty to apply to items of every queue.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='classification_rules', to='routing.queue', verbose_name='only for queue')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120, unique=True, verbose_name="name")),
+                (
+                    "position",
+                    models.PositiveIntegerField(
+                        default=100,
+                        help_text="Rules run from the lowest position up.",
+                        verbose_name="position",
+                    ),
+                ),
+                ("active", models.BooleanField(default=True, verbose_name="active")),
+                (
+                    "conditions",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='All must hold, e.g. [{"field": "payload.tier", "op": "eq", "value": "gold"}]. An empty list always holds.',
+                        verbose_name="conditions",
+                    ),
+                ),
+                (
+                    "actions",
+                    models.JSONField(
+                        default=dict,
+                        help_text='e.g. {"queue": "Billing", "priority": 2, "skills": [{"skill": "Japanese", "min_level": 3}], "stop": true}',
+                        verbose_name="actions",
+                    ),
+                ),
+                (
+                    "queue",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Leave empty to apply to items of every queue.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="classification_rules",
+                        to="routing.queue",
+                        verbose_name="only for queue",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'classification rule',
-                'verbose_name_plural': 'classification rules',
-                'ordering': ['position', 'id'],
+                "verbose_name": "classification rule",
+                "verbose_name_plural": "classification rules",
+                "ordering": ["position", "id"],
             },
         ),
         migrations.CreateModel(
-            name='ExceptionRule',
+            name="ExceptionRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120, unique=True, verbose_name='name')),
-                ('position', models.PositiveIntegerField(default=100, verbose_name='position')),
-                ('active', models.BooleanField(default=True, verbose_name='active')),
-                ('trigger', models.CharField(choices=[('waited', 'Waited longer than N seconds in its queue'), ('queue_length', 'Queue holds more than N waiting items'), ('no_agent', 'No agent online for its channel for N seconds')], max_length=20, verbose_name='trigger')),
-                ('threshold', models.PositiveIntegerField(help_text='Seconds, or items for a queue-length trigger.', verbose_name='N')),
-                ('actions', models.JSONField(default=dict, help_text='e.g. {"priority_by": 2} or {"priority_to": 1}, {"queue": "Escalations"}, {"add_skills": [{"skill": "Senior"}]}, {"drop_skills": ["French"]}, {"notify": true}', verbose_name='actions')),
-                ('queue', models.ForeignKey(blank=True, help_text='Leave empty to watch every queue.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='exception_rules', to='routing.queue', verbose_name='queue')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120, unique=True, verbose_name="name")),
+                ("position", models.PositiveIntegerField(default=100, verbose_name="position")),
+                ("active", models.BooleanField(default=True, verbose_name="active")),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("waited", "Waited longer than N seconds in its queue"),
+                            ("queue_length", "Queue holds more than N waiting items"),
+                            ("no_agent", "No agent online for its channel for N seconds"),
+                        ],
+                        max_length=20,
+                        verbose_name="trigger",
+                    ),
+                ),
+                (
+                    "threshold",
+                    models.PositiveIntegerField(
+                        help_text="Seconds, or items for a queue-length trigger.", verbose_name="N"
+                    ),
+                ),
+                (
+                    "actions",
+                    models.JSONField(
+                        default=dict,
+                        help_text='e.g. {"priority_by": 2} or {"priority_to": 1}, {"queue": "Escalations"}, {"add_skills": [{"skill": "Senior"}]}, {"drop_skills": ["French"]}, {"notify": true}',
+                        verbose_name="actions",
+                    ),
+                ),
+                (
+                    "queue",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Leave empty to watch every queue.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="exception_rules",
+                        to="routing.queue",
+                        verbose_name="queue",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'exception rule',
-                'verbose_name_plural': 'exception rules',
-                'ordering': ['position', 'id'],
+                "verbose_name": "exception rule",
+                "verbose_name_plural": "exception rules",
+                "ordering": ["position", "id"],
             },
         ),
         migrations.CreateModel(
-            name='ExceptionFiring',
+            name="ExceptionFiring",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(verbose_name='at')),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='routing.workitem')),
-                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='firings', to='routing.exceptionrule')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("at", models.DateTimeField(verbose_name="at")),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="routing.workitem",
+                    ),
+                ),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="firings",
+                        to="routing.exceptionrule",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'exception rule firing',
-                'verbose_name_plural': 'exception rule firings',
+                "verbose_name": "exception rule firing",
+                "verbose_name_plural": "exception rule firings",
             },
         ),
         migrations.CreateModel(
-            name='HistoricalClassificationRule',
+            name="HistoricalClassificationRule",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('name', models.CharField(db_index=True, max_length=120, verbose_name='name')),
-                ('position', models.PositiveIntegerField(default=100, help_text='Rules run from the lowest position up.', verbose_name='position')),
-                ('active', models.BooleanField(default=True, verbose_name='active')),
-                ('conditions', models.JSONField(blank=True, default=list, help_text='All must hold, e.g. [{"field": "payload.tier", "op": "eq", "value": "gold"}]. An empty list always holds.', verbose_name='conditions')),
-                ('actions', models.JSONField(default=dict, help_text='e.g. {"queue": "Billing", "priority": 2, "skills": [{"skill": "Japanese", "min_level": 3}], "stop": true}', verbose_name='actions')),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('queue', models.ForeignKey(blank=True, db_constraint=False, help_text='Leave empty to apply to items of every queue.', null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='routing.queue', verbose_name='only for queue')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(db_index=True, max_length=120, verbose_name="name")),
+                (
+                    "position",
+                    models.PositiveIntegerField(
+                        default=100,
+                        help_text="Rules run from the lowest position up.",
+                        verbose_name="position",
+                    ),
+                ),
+                ("active", models.BooleanField(default=True, verbose_name="active")),
+                (
+                    "conditions",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='All must hold, e.g. [{"field": "payload.tier", "op": "eq", "value": "gold"}]. An empty list always holds.',
+                        verbose_name="conditions",
+                    ),
+                ),
+                (
+                    "actions",
+                    models.JSONField(
+                        default=dict,
+                        help_text='e.g. {"queue": "Billing", "priority": 2, "skills": [{"skill": "Japanese", "min_level": 3}], "stop": true}',
+                        verbose_name="actions",
+                    ),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "queue",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        help_text="Leave empty to apply to items of every queue.",
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="routing.queue",
+                        verbose_name="only for queue",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical classification rule',
-                'verbose_name_plural': 'historical classification rules',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical classification rule",
+                "verbose_name_plural": "historical classification rules",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalExceptionRule',
+            name="HistoricalExceptionRule",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('name', models.CharField(db_index=True, max_length=120, verbose_name='name')),
-                ('position', models.PositiveIntegerField(default=100, verbose_name='position')),
-                ('active', models.BooleanField(default=True, verbose_name='active')),
-                ('trigger', models.CharField(choices=[('waited', 'Waited longer than N seconds in its queue'), ('queue_length', 'Queue holds more than N waiting items'), ('no_agent', 'No agent online for its channel for N seconds')], max_length=20, verbose_name='trigger')),
-                ('threshold', models.PositiveIntegerField(help_text='Seconds, or items for a queue-length trigger.', verbose_name='N')),
-                ('actions', models.JSONField(default=dict, help_text='e.g. {"priority_by": 2} or {"priority_to": 1}, {"queue": "Escalations"}, {"add_skills": [{"skill": "Senior"}]}, {"drop_skills": ["French"]}, {"notify": true}', verbose_name='actions')),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('queue', models.ForeignKey(blank=True, db_constraint=False, help_text='Leave empty to watch every queue.', null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='routing.queue', verbose_name='queue')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(db_index=True, max_length=120, verbose_name="name")),
+                ("position", models.PositiveIntegerField(default=100, verbose_name="position")),
+                ("active", models.BooleanField(default=True, verbose_name="active")),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("waited", "Waited longer than N seconds in its queue"),
+                            ("queue_length", "Queue holds more than N waiting items"),
+                            ("no_agent", "No agent online for its channel for N seconds"),
+                        ],
+                        max_length=20,
+                        verbose_name="trigger",
+                    ),
+                ),
+                (
+                    "threshold",
+                    models.PositiveIntegerField(
+                        help_text="Seconds, or items for a queue-length trigger.", verbose_name="N"
+                    ),
+                ),
+                (
+                    "actions",
+                    models.JSONField(
+                        default=dict,
+                        help_text='e.g. {"priority_by": 2} or {"priority_to": 1}, {"queue": "Escalations"}, {"add_skills": [{"skill": "Senior"}]}, {"drop_skills": ["French"]}, {"notify": true}',
+                        verbose_name="actions",
+                    ),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "queue",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        help_text="Leave empty to watch every queue.",
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="routing.queue",
+                        verbose_name="queue",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical exception rule',
-                'verbose_name_plural': 'historical exception rules',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical exception rule",
+                "verbose_name_plural": "historical exception rules",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalRoutingConfiguration',
+            name="HistoricalRoutingConfiguration",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('name', models.CharField(db_index=True, max_length=80, verbose_name='name')),
-                ('routing_priority', models.PositiveSmallIntegerField(default=1, help_text='1 is highest; compared across all queues.', validators=[django.core.validators.MinValueValidator(1)], verbose_name='routing priority')),
-                ('routing_model', models.CharField(choices=[('least_active', 'Least active (fewest open items)'), ('most_available', 'Most available (most spare capacity)')], default='least_active', max_length=20, verbose_name='routing model')),
-                ('size_units', models.PositiveSmallIntegerField(blank=True, help_text="Capacity units one item takes. Leave empty to use a percentage or the channel's default.", null=True, validators=[django.core.validators.MinValueValidator(1)], verbose_name='item size (units)')),
-                ('size_percent', models.PositiveSmallIntegerField(blank=True, help_text="Share of the agent's capacity one item takes, rounded up to whole units.", null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100)], verbose_name='item size (percent of capacity)')),
-                ('push_timeout_seconds', models.PositiveIntegerField(default=30, help_text='How long an agent has to accept an offer before it goes to someone else.', validators=[django.core.validators.MinValueValidator(5), django.core.validators.MaxValueValidator(3600)], verbose_name='push timeout (s)')),
-                ('service_level_target_seconds', models.PositiveIntegerField(default=30, help_text='An item accepted within this many seconds of entering the queue counts towards service level.', validators=[django.core.validators.MinValueValidator(1)], verbose_name='service level target (s)')),
-                ('service_level_goal_percent', models.PositiveSmallIntegerField(default=80, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100)], verbose_name='service level goal (%)')),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(db_index=True, max_length=80, verbose_name="name")),
+                (
+                    "routing_priority",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        help_text="1 is highest; compared across all queues.",
+                        validators=[django.core.validators.MinValueValidator(1)],
+                        verbose_name="routing priority",
+                    ),
+                ),
+                (
+                    "routing_model",
+                    models.CharField(
+                        choices=[
+                            ("least_active", "Least active (fewest open items)"),
+                            ("most_available", "Most available (most spare capacity)"),
+                        ],
+                        default="least_active",
+                        max_length=20,
+                        verbose_name="routing model",
+                    ),
+                ),
+                (
+                    "size_units",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="Capacity units one item takes. Leave empty to use a percentage or the channel's default.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                        verbose_name="item size (units)",
+                    ),
+                ),
+                (
+                    "size_percent",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="Share of the agent's capacity one item takes, rounded up to whole units.",
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                        verbose_name="item size (percent of capacity)",
+                    ),
+                ),
+                (
+                    "push_timeout_seconds",
+                    models.PositiveIntegerField(
+                        default=30,
+                        help_text="How long an agent has to accept an offer before it goes to someone else.",
+                        validators=[
+                            django.core.validators.MinValueValidator(5),
+                            django.core.validators.MaxValueValidator(3600),
+                        ],
+                        verbose_name="push timeout (s)",
+                    ),
+                ),
+                (
+                    "service_level_target_seconds",
+                    models.PositiveIntegerField(
+                        default=30,
+                        help_text="An item accepted within this many seconds of entering the queue counts towards service level.",
+                        validators=[django.core.validators.MinValueValidator(1)],
+                        verbose_name="service level target (s)",
+                    ),
+                ),
+                (
+                    "service_level_goal_percent",
+                    models.PositiveSmallIntegerField(
+                        default=80,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                        verbose_name="service level goal (%)",
+                    ),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical routing configuration',
-                'verbose_name_plural': 'historical routing configurations',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical routing configuration",
+                "verbose_name_plural": "historical routing configurations",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.AddConstraint(
-            model_name='exceptionrule',
-            constraint=models.CheckConstraint(condition=models.Q(('trigger__in', ['waited', 'queue_length', 'no_agent'])), name='exceptionrule_trigger_known'),
+            model_name="exceptionrule",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("trigger__in", ["waited", "queue_length", "no_agent"])),
+                name="exceptionrule_trigger_known",
+            ),
         ),
         migrations.AddIndex(
-            model_name='exceptionfiring',
-            index=models.Index(fields=['rule', 'at'], name='exceptionfiring_rule_at'),
+            model_name="exceptionfiring",
+            index=models.Index(fields=["rule", "at"], name="exceptionfiring_rule_at"),
         ),
         migrations.AddConstraint(
-            model_name='exceptionfiring',
-            constraint=models.UniqueConstraint(fields=('rule', 'item'), name='exceptionfiring_once_per_item'),
+            model_name="exceptionfiring",
+            constraint=models.UniqueConstraint(
+                fields=("rule", "item"), name="exceptionfiring_once_per_item"
+            ),
         ),
+        migrations.RunPython(first_versions, forget_first_versions),
     ]
