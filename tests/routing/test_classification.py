@@ -520,3 +520,33 @@ def test_the_cost_rules_add_to_intake(
         )
     expected = {"postgresql": postgresql, "sqlite": sqlite}[connection.vendor]
     _intake_queries(world, django_assert_num_queries, expected, payload)
+
+
+def test_admin_history_page_reverts_a_rule_through_the_checks(world, admin_user, client):
+    # given a rule edited once
+    target = rule("VIP", [], {"priority": 2}, actor=admin_user)
+    services.save_classification_rule(rule=target, changes={"actions": {"priority": 1}})
+    first = target.history.order_by("history_id").first()
+    client.force_login(admin_user)
+    history = client.get(reverse("admin:routing_classificationrule_history", args=[target.pk]))
+    assert history.status_code == 200
+    # when the first version is reverted from its history page
+    url = reverse(
+        "admin:routing_classificationrule_simple_history", args=[target.pk, first.history_id]
+    )
+    page = client.post(
+        url,
+        {
+            "name": "VIP",
+            "position": 10,
+            "active": "on",
+            "conditions": "[]",
+            "actions": '{"priority": 2}',
+        },
+    )
+    # then the rule is back, as a new version by the admin
+    assert page.status_code == 302, page.content.decode()[:2000]
+    target.refresh_from_db()
+    assert target.actions == {"priority": 2}
+    latest = target.history.order_by("-history_id").first()
+    assert (latest.history_user, latest.history_type) == (admin_user, "~")
