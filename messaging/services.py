@@ -774,6 +774,44 @@ def register_routing_hooks() -> None:
         on_canceled=_conversation_canceled,
     )
     records.register(Case, on_accepted=_case_accepted, on_closed=_case_closed)
+    records.register_facts(Conversation, _conversation_facts)
+    records.register_facts(Case, _case_facts)
+
+
+def customer_facts(customer_id: int) -> dict[str, Any]:
+    """What classification rules may test of a customer (``customer.*``): name, the kinds of
+    address we know them by, how many conversations and cases they have had."""
+    customer = Customer.objects.filter(pk=customer_id).values("id", "display_name").first()
+    if customer is None:
+        return {}
+    kinds = sorted(
+        set(CustomerIdentity.objects.filter(customer_id=customer_id).values_list("kind", flat=True))
+    )
+    return {
+        "id": customer["id"],
+        "name": customer["display_name"],
+        "identities": kinds,
+        "conversations": Conversation.objects.filter(customer_id=customer_id).count(),
+        "cases": Case.objects.filter(customer_id=customer_id).count(),
+    }
+
+
+def _conversation_facts(record_id: str) -> dict[str, Any]:
+    row = (
+        Conversation.objects.filter(pk=int(record_id))
+        .values("customer_id", "account__language")
+        .first()
+    )
+    if row is None:
+        return {}
+    return {"customer": customer_facts(row["customer_id"]), "language": row["account__language"]}
+
+
+def _case_facts(record_id: str) -> dict[str, Any]:
+    customer_id = (
+        Case.objects.filter(pk=int(record_id)).values_list("customer_id", flat=True).first()
+    )
+    return {"customer": customer_facts(customer_id)} if customer_id is not None else {}
 
 
 def _record_conversation(change: records.ItemChange) -> Conversation | None:

@@ -45,6 +45,16 @@ LIMIT_CHECKS_SKIPPED = Counter(
     "omnirouter_rate_limit_checks_skipped",
     "Rate-limit checks that let a request through because the cache (Redis) was unreachable.",
 )
+RULE_FIRINGS = Counter(
+    "omnirouter_rule_firings",
+    "Classification rules that matched an item, and exception rules that fired for one.",
+    ["kind"],
+)
+RULE_FAILURES = Counter(
+    "omnirouter_rule_failures",
+    "Rules skipped because they raised at run time (intake and the exception run went on).",
+    ["kind"],
+)
 WEBSOCKETS_OPEN = Gauge(
     "omnirouter_websocket_connections", "WebSocket connections open now.", ["consumer"]
 )

@@ -27,6 +27,7 @@ TYPING = "typing"  # someone is typing in a conversation
 CONVERSATION_CHANGED = "conversation.changed"  # a conversation's status or agent changed
 # Event types sent to supervisor groups.
 QUEUE_CHANGED = "queue.changed"  # something in the queue moved; dashboards refresh (throttled)
+QUEUE_ALERT = "queue.alert"  # an exception rule fired for items of the queue; supervisors are told
 
 
 def agent_group(agent_id: int) -> str:

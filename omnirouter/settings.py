@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "channels",
     "csp",
     "axes",
+    "simple_history",
     "routing",
     "presence",
     "supervisor",
@@ -136,6 +137,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "omnirouter.middleware.PermissionsPolicyMiddleware",
+    # Versions of rules and routing configurations record who saved them (admin and API).
+    "simple_history.middleware.HistoryRequestMiddleware",
     # Last, as django-axes asks: it turns a lockout raised during authentication into a response.
     "axes.middleware.AxesMiddleware",
 ]
@@ -317,6 +320,17 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": MESSAGING_MAINTENANCE_INTERVAL_SECONDS,
         "options": {"expires": 30},
     },
+}
+
+# Exception rules (routing.services.exceptions): how often they are checked. A rule's N seconds
+# are met within this much of their passing.
+ROUTING_EXCEPTION_RULES_INTERVAL_SECONDS = env.float(
+    "ROUTING_EXCEPTION_RULES_INTERVAL_SECONDS", default=5.0
+)
+CELERY_BEAT_SCHEDULE["routing-exception-rules"] = {
+    "task": "routing.exception_rules",
+    "schedule": ROUTING_EXCEPTION_RULES_INTERVAL_SECONDS,
+    "options": {"expires": max(ROUTING_EXCEPTION_RULES_INTERVAL_SECONDS * 2, 5)},
 }
 
 # Intake: how long an Idempotency-Key is remembered (a retry after that creates a new item).

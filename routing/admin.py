@@ -9,18 +9,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from simple_history.admin import SimpleHistoryAdmin
 
 from omnirouter.errors import DomainError
+from omnirouter.roles import signed_in
 from routing import services
 from routing.models import (
     ActionLog,
     AgentWork,
+    ClassificationRule,
+    ExceptionRule,
+    ExceptionTrigger,
     Queue,
     QueueMembership,
     RoutingConfiguration,
@@ -29,6 +38,8 @@ from routing.models import (
     WorkItemStatus,
 )
 from routing.selectors import explain_wait
+from routing.services.classification import check_classification_rule
+from routing.services.exceptions import check_exception_actions
 
 
 class ReadOnlyAdminMixin:
@@ -55,7 +66,7 @@ class ServiceChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(RoutingConfiguration)
-class RoutingConfigurationAdmin(admin.ModelAdmin):
+class RoutingConfigurationAdmin(SimpleHistoryAdmin):
     list_display = [
         "name",
         "routing_priority",
@@ -100,6 +111,7 @@ class RoutingConfigurationAdmin(admin.ModelAdmin):
         return config.queue_count  # type: ignore[attr-defined]
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        services.stamp_version(obj, request.user)
         if change:
             # A new routing priority must reach the items already waiting in its queues.
             services.update_routing_config(config=obj, changes={})
@@ -164,6 +176,198 @@ class QueueAdmin(admin.ModelAdmin):
         services.sync_queue_items(queue_ids=[form.instance.pk])
 
 
+# --- Rules ----------------------------------------------------------------------------------
+
+
+def _form_error(exc: DomainError, fields: Any) -> ValidationError:
+    """A service's refusal as a form error, on the field it names when the form has it."""
+    field = exc.code if exc.code in fields else ("actions" if "actions" in fields else None)
+    return ValidationError({field: exc.message} if field else exc.message)
+
+
+class ClassificationRuleForm(forms.ModelForm):
+    """Checked as the API checks it (``check_classification_rule``); queues and skills named in
+    the JSON are stored by id."""
+
+    class Meta:
+        model = ClassificationRule
+        fields = ["name", "position", "active", "queue", "conditions", "actions"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        scope = data.get("queue", self.instance.queue if self.instance.queue_id else None)
+        try:
+            data["conditions"], data["actions"] = check_classification_rule(
+                conditions=data.get("conditions", self.instance.conditions),
+                actions=data.get("actions", self.instance.actions),
+                scope_queue_id=scope.pk if scope is not None else None,
+                rule_id=self.instance.pk,
+                active=bool(data.get("active", self.instance.active)),
+            )
+        except DomainError as exc:
+            raise _form_error(exc, self.fields) from None
+        return data
+
+
+def _summary(actions: Any) -> str:
+    if not isinstance(actions, dict):
+        return ""
+    return ", ".join(f"{k}: {v}" for k, v in actions.items())
+
+
+@admin.register(ClassificationRule)
+class ClassificationRuleAdmin(SimpleHistoryAdmin):
+    form = ClassificationRuleForm
+    list_display = ["name", "position", "active", "queue", "conditions_text", "actions_text"]
+    list_display_links = ["name"]
+    list_editable = ["position", "active"]
+    list_filter = ["active", "queue"]
+    search_fields = ["name"]
+    ordering = ["position", "id"]
+    list_select_related = ["queue"]
+    change_list_template = "admin/routing/classificationrule/change_list.html"
+
+    @admin.display(description=_("conditions"))
+    def conditions_text(self, rule: ClassificationRule) -> str:
+        try:
+            return " and ".join(services.describe_condition(c) for c in rule.conditions) or "-"
+        except (TypeError, AttributeError):
+            return str(rule.conditions)
+
+    @admin.display(description=_("actions"))
+    def actions_text(self, rule: ClassificationRule) -> str:
+        return _summary(rule.actions)
+
+    def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> Any:
+        kwargs.setdefault("form", ClassificationRuleForm)
+        return super().get_changelist_form(request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        services.save_classification_rule(rule=obj, changes={}, actor=signed_in(request.user))
+
+    def get_urls(self) -> list[URLPattern]:
+        test = path(
+            "test/",
+            self.admin_site.admin_view(self.test_view),
+            name="routing_classificationrule_test",
+        )
+        return [test, *super().get_urls()]
+
+    def test_view(self, request: HttpRequest) -> HttpResponse:
+        """ "Test rules against a sample item": the preview API's answer, as a page."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = SampleItemForm(request.POST or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                result = services.preview_classification(
+                    queue=data["queue"].pk,
+                    channel=data["channel"].pk,
+                    subject=data["subject"],
+                    payload=data["payload"] or {},
+                    customer=data["customer"] or {},
+                    language=data["language"],
+                    priority=data["priority"],
+                    secondary_priority=data["secondary_priority"],
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Test rules against a sample item"),
+            "form": form,
+            "result": result,
+        }
+        return TemplateResponse(
+            request, "admin/routing/classificationrule/test_rules.html", context
+        )
+
+
+class SampleItemForm(forms.Form):
+    queue = forms.ModelChoiceField(Queue.objects.all(), label=_("queue it arrives in"))
+    channel = forms.ModelChoiceField(ServiceChannel.objects.all(), label=_("channel"))
+    subject = forms.CharField(label=_("subject"), required=False, max_length=255)
+    language = forms.CharField(label=_("language"), required=False, max_length=20)
+    priority = forms.IntegerField(label=_("priority"), min_value=1, max_value=10, initial=5)
+    secondary_priority = forms.IntegerField(
+        label=_("secondary priority"), min_value=1, max_value=10, initial=5
+    )
+    payload = forms.JSONField(
+        label=_("payload"),
+        required=False,
+        initial=dict,
+        help_text=_('A JSON object, e.g. {"tier": "gold", "bot_answers": {"topic": "billing"}}'),
+    )
+    customer = forms.JSONField(
+        label=_("customer attributes"),
+        required=False,
+        initial=dict,
+        help_text=_('A JSON object, e.g. {"cases": 3}'),
+    )
+
+    def clean_payload(self) -> Any:
+        return _object(self.cleaned_data.get("payload"))
+
+    def clean_customer(self) -> Any:
+        return _object(self.cleaned_data.get("customer"))
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(_("Enter a JSON object ({...})."))
+    return value
+
+
+class ExceptionRuleForm(forms.ModelForm):
+    class Meta:
+        model = ExceptionRule
+        fields = ["name", "position", "active", "queue", "trigger", "threshold", "actions"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        try:
+            data["actions"] = check_exception_actions(data.get("actions", self.instance.actions))
+        except DomainError as exc:
+            raise _form_error(exc, self.fields) from None
+        trigger = data.get("trigger", self.instance.trigger)
+        threshold = data.get("threshold", self.instance.threshold)
+        if trigger in (ExceptionTrigger.WAITED, ExceptionTrigger.NO_AGENT) and not threshold:
+            raise ValidationError({"threshold": _("N is a number of seconds, at least 1.")})
+        return data
+
+
+@admin.register(ExceptionRule)
+class ExceptionRuleAdmin(SimpleHistoryAdmin):
+    form = ExceptionRuleForm
+    list_display = ["name", "position", "active", "queue", "trigger", "threshold", "actions_text"]
+    list_display_links = ["name"]
+    list_editable = ["position", "active"]
+    list_filter = ["active", "trigger", "queue"]
+    search_fields = ["name"]
+    ordering = ["position", "id"]
+    list_select_related = ["queue"]
+
+    @admin.display(description=_("actions"))
+    def actions_text(self, rule: ExceptionRule) -> str:
+        return _summary(rule.actions)
+
+    def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> Any:
+        kwargs.setdefault("form", ExceptionRuleForm)
+        return super().get_changelist_form(request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        services.save_exception_rule(rule=obj, changes={}, actor=signed_in(request.user))
+
+
 # --- Live work (read-only) -------------------------------------------------------------------
 
 
@@ -200,6 +404,25 @@ class AgentWorkInline(admin.TabularInline):
     @admin.display(description=_("why this agent"))
     def why(self, work: AgentWork) -> str:
         return _why(work)
+
+
+class ActionLogInline(admin.TabularInline):
+    """The item's history besides offers: rules that fired, supervisors' moves and pushes."""
+
+    model = ActionLog
+    fk_name = "item"
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("at", "verb", "actor", "detail")
+    ordering = ["at", "id"]
+    verbose_name = _("history entry")
+    verbose_name_plural = _("history")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(WorkItem)
@@ -240,7 +463,7 @@ class WorkItemAdmin(admin.ModelAdmin):
         "enqueued_at",
         "ended_at",
     )
-    inlines = [AgentWorkInline]
+    inlines = [AgentWorkInline, ActionLogInline]
     actions = ["cancel_items"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -17,20 +17,36 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from omnirouter.permissions import IsAgent, IsIntake, IsIntakeOrSupervisor
+from omnirouter.permissions import IsAgent, IsIntake, IsIntakeOrSupervisor, IsSupervisor
 from omnirouter.ratelimit import RoleRateThrottle, WorkItemCreateThrottle
 from omnirouter.roles import signed_in
 from omnirouter.viewsets import ConfigurationViewSet, split_m2m, validated
 from routing import services
-from routing.models import AgentWork, Queue, RoutingConfiguration, ServiceChannel, WorkItem
+from routing.models import (
+    ActionLog,
+    AgentWork,
+    ClassificationRule,
+    ExceptionRule,
+    Queue,
+    RoutingConfiguration,
+    ServiceChannel,
+    WorkItem,
+)
 from routing.selectors import caller_agent, visible_work_items, work_payload
 from routing.serializers import (
+    ClassificationPreviewSerializer,
+    ClassificationResultSerializer,
+    ClassificationRuleSerializer,
+    ClassifiedItemSerializer,
     CloseSerializer,
     DeclineSerializer,
+    ExceptionRuleSerializer,
     QueueSerializer,
+    RollbackSerializer,
     RoutingConfigurationSerializer,
     ServiceChannelSerializer,
     TransferSerializer,
+    VersionSerializer,
     WorkItemCreateSerializer,
     WorkItemDetailSerializer,
     WorkItemFilterSerializer,
@@ -49,15 +65,89 @@ class ServiceChannelViewSet(ConfigurationViewSet):
     serializer_class = ServiceChannelSerializer
 
 
+class VersionedMixin:
+    """``versions`` and ``rollback`` for a configuration viewset whose model keeps history;
+    a rollback saves through the viewset's ``update_object`` (the record's own service)."""
+
+    @extend_schema(request=None, responses=VersionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def versions(self, request: Request, pk: str) -> Response:
+        """Every saved version, newest first: when, by whom, why, what changed."""
+        return Response(services.versions(self.get_object()))  # type: ignore[attr-defined]
+
+    @extend_schema(request=RollbackSerializer)
+    @action(detail=True, methods=["post"])
+    def rollback(self, request: Request, pk: str) -> Response:
+        """Restore the values of one version (a new version, with the reason given)."""
+        data = validated(RollbackSerializer, request.data)
+        view: Any = self
+        instance = services.roll_back(
+            instance=view.get_object(),
+            version=data["version"],
+            reason=data["reason"],
+            actor=signed_in(request.user),
+            save=view.update_object,
+        )
+        return Response(view.get_serializer(instance).data)
+
+
 @extend_schema(tags=["configuration"])
-class RoutingConfigurationViewSet(ConfigurationViewSet):
+class RoutingConfigurationViewSet(VersionedMixin, ConfigurationViewSet):
     """Routing configurations. A new routing priority applies to the live items of its queues."""
 
     queryset = RoutingConfiguration.objects.prefetch_related("queues")
     serializer_class = RoutingConfigurationSerializer
 
+    def create_object(self, instance: Any, data: dict[str, Any]) -> Any:
+        services.stamp_version(instance, self.request.user)
+        return super().create_object(instance, data)
+
     def update_object(self, instance: Any, data: dict[str, Any]) -> Any:
+        services.stamp_version(instance, self.request.user)
         return services.update_routing_config(config=instance, changes=data)
+
+
+@extend_schema(tags=["rules"])
+class ClassificationRuleViewSet(VersionedMixin, ConfigurationViewSet):
+    """Classification rules: run in position order on each new item (and on demand), they set
+    its queue, priorities and skills. Refusals name the problem (400)."""
+
+    queryset = ClassificationRule.objects.all()
+    serializer_class = ClassificationRuleSerializer
+
+    def create_object(self, instance: Any, data: dict[str, Any]) -> Any:
+        return services.save_classification_rule(
+            rule=instance, changes=data, actor=signed_in(self.request.user)
+        )
+
+    def update_object(self, instance: Any, data: dict[str, Any]) -> Any:
+        return self.create_object(instance, data)
+
+    @extend_schema(
+        request=ClassificationPreviewSerializer, responses=ClassificationResultSerializer
+    )
+    @action(detail=False, methods=["post"])
+    def preview(self, request: Request) -> Response:
+        """What the active rules would do with a sample item, and why; nothing is written."""
+        data = validated(ClassificationPreviewSerializer, request.data)
+        return Response(services.preview_classification(**data))
+
+
+@extend_schema(tags=["rules"])
+class ExceptionRuleViewSet(VersionedMixin, ConfigurationViewSet):
+    """Exception rules: items that waited too long, in a queue too long, or with nobody online
+    get a higher priority, another queue, other skills, and their supervisors are told."""
+
+    queryset = ExceptionRule.objects.all()
+    serializer_class = ExceptionRuleSerializer
+
+    def create_object(self, instance: Any, data: dict[str, Any]) -> Any:
+        return services.save_exception_rule(
+            rule=instance, changes=data, actor=signed_in(self.request.user)
+        )
+
+    def update_object(self, instance: Any, data: dict[str, Any]) -> Any:
+        return self.create_object(instance, data)
 
 
 @extend_schema(tags=["configuration"])
@@ -93,6 +183,8 @@ class WorkItemViewSet(viewsets.GenericViewSet):
     def get_permissions(self) -> list[Any]:
         if self.action == "create":
             return [IsIntake()]
+        if self.action == "classify":
+            return [IsSupervisor()]
         return [IsIntakeOrSupervisor()]
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
@@ -110,7 +202,11 @@ class WorkItemViewSet(viewsets.GenericViewSet):
                     queryset=AgentWork.objects.select_related("agent__user", "queue").order_by(
                         "pushed_at", "id"
                     ),
-                )
+                ),
+                Prefetch(
+                    "actions",
+                    queryset=ActionLog.objects.select_related("actor").order_by("at", "id"),
+                ),
             )
         return items
 
@@ -175,6 +271,22 @@ class WorkItemViewSet(viewsets.GenericViewSet):
         """Cancel a waiting or offered item (a pending offer is withdrawn)."""
         item = services.cancel_work_item(item_id=self.get_object().pk)
         return Response(WorkItemSerializer(item).data)
+
+    @extend_schema(request=None, responses=ClassifiedItemSerializer)
+    @action(detail=True, methods=["post"])
+    def classify(self, request: Request, pk: str) -> Response:
+        """Run the classification rules again on a waiting item (in a queue you supervise) and
+        apply what they decide; the firing is recorded on the item's history."""
+        before = self.get_object()
+        item, outcome = services.classify_item(item_id=before.pk, actor=signed_in(request.user))
+        explained = services.explain_classification(
+            outcome,
+            start_queue=before.queue,
+            priority=before.priority,
+            secondary_priority=before.secondary_priority,
+            applied=True,
+        )
+        return Response({"item": WorkItemSerializer(item).data, "classification": explained})
 
 
 def _plain(data: Any) -> dict[str, Any]:

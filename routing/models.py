@@ -12,6 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
 
 
 class ServiceChannel(models.Model):
@@ -95,6 +96,8 @@ class RoutingConfiguration(models.Model):
         default=80,
         validators=[MinValueValidator(1), MaxValueValidator(100)],
     )
+    # Who changed what, when: versions listed and rolled back by ``services.versions``.
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["routing_priority", "name"]
@@ -498,3 +501,122 @@ class IntakeRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} -> {self.item_id}"
+
+
+class ClassificationRule(models.Model):
+    """Ordered conditions on a new (or re-classified) item and what to do when they hold: set its
+    queue, priority, secondary priority, add skills, stop. Evaluated by ``routing.rules``;
+    checked and saved by ``services.classification``."""
+
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    position = models.PositiveIntegerField(
+        _("position"), default=100, help_text=_("Rules run from the lowest position up.")
+    )
+    active = models.BooleanField(_("active"), default=True)
+    queue = models.ForeignKey(
+        Queue,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="classification_rules",
+        verbose_name=_("only for queue"),
+        help_text=_("Leave empty to apply to items of every queue."),
+    )
+    conditions = models.JSONField(
+        _("conditions"),
+        default=list,
+        blank=True,
+        help_text=_(
+            'All must hold, e.g. [{"field": "payload.tier", "op": "eq", "value": "gold"}]. '
+            "An empty list always holds."
+        ),
+    )
+    actions = models.JSONField(
+        _("actions"),
+        default=dict,
+        help_text=_(
+            'e.g. {"queue": "Billing", "priority": 2, "skills": [{"skill": "Japanese", '
+            '"min_level": 3}], "stop": true}'
+        ),
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name = _("classification rule")
+        verbose_name_plural = _("classification rules")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExceptionTrigger(models.TextChoices):
+    WAITED = "waited", _("Waited longer than N seconds in its queue")
+    QUEUE_LENGTH = "queue_length", _("Queue holds more than N waiting items")
+    NO_AGENT = "no_agent", _("No agent online for its channel for N seconds")
+
+
+class ExceptionRule(models.Model):
+    """What to do with items that wait too long, in a queue too long, or with nobody online:
+    raise priority, move, add or drop skills, tell the queue's supervisors. Fires once per item
+    (``ExceptionFiring``); run every few seconds by ``services.exceptions.run_exception_rules``."""
+
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    position = models.PositiveIntegerField(_("position"), default=100)
+    active = models.BooleanField(_("active"), default=True)
+    queue = models.ForeignKey(
+        Queue,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="exception_rules",
+        verbose_name=_("queue"),
+        help_text=_("Leave empty to watch every queue."),
+    )
+    trigger = models.CharField(_("trigger"), max_length=20, choices=ExceptionTrigger.choices)
+    threshold = models.PositiveIntegerField(
+        _("N"), help_text=_("Seconds, or items for a queue-length trigger.")
+    )
+    actions = models.JSONField(
+        _("actions"),
+        default=dict,
+        help_text=_(
+            'e.g. {"priority_by": 2} or {"priority_to": 1}, {"queue": "Escalations"}, '
+            '{"add_skills": [{"skill": "Senior"}]}, {"drop_skills": ["French"]}, '
+            '{"notify": true}'
+        ),
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name = _("exception rule")
+        verbose_name_plural = _("exception rules")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(trigger__in=["waited", "queue_length", "no_agent"]),
+                name="exceptionrule_trigger_known",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExceptionFiring(models.Model):
+    """An exception rule fired for an item: it never fires for that item again."""
+
+    rule = models.ForeignKey(ExceptionRule, on_delete=models.CASCADE, related_name="firings")
+    item = models.ForeignKey(WorkItem, on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField(_("at"))
+
+    class Meta:
+        verbose_name = _("exception rule firing")
+        verbose_name_plural = _("exception rule firings")
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "item"], name="exceptionfiring_once_per_item")
+        ]
+        indexes = [models.Index(fields=["rule", "at"], name="exceptionfiring_rule_at")]
+
+    def __str__(self) -> str:
+        return f"{self.rule} -> {self.item_id}"

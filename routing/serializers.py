@@ -14,7 +14,10 @@ from rest_framework import serializers
 
 from presence.models import Agent
 from routing.models import (
+    ActionLog,
     AgentWork,
+    ClassificationRule,
+    ExceptionRule,
     Queue,
     RoutingConfiguration,
     ServiceChannel,
@@ -187,14 +190,33 @@ class AgentWorkHistorySerializer(serializers.ModelSerializer):
         return (work.routing_reason or {}).get("text", "")
 
 
+class ActionLogSerializer(serializers.ModelSerializer):
+    actor_username = serializers.CharField(
+        source="actor.username", read_only=True, allow_null=True, default=None
+    )
+
+    class Meta:
+        model = ActionLog
+        fields = ["id", "at", "verb", "actor", "actor_username", "detail"]
+        read_only_fields = fields
+
+
 class WorkItemDetailSerializer(WorkItemSerializer):
     history = AgentWorkHistorySerializer(source="agent_works", many=True, read_only=True)
+    actions = ActionLogSerializer(
+        many=True,
+        read_only=True,
+        help_text=_(
+            "What was done to the item besides offers: rules that fired (classified, "
+            "exception_rule), supervisors' moves and pushes."
+        ),
+    )
     waiting_because = serializers.SerializerMethodField(
         help_text=_("Why the item still waits; empty unless it is waiting.")
     )
 
     class Meta(WorkItemSerializer.Meta):
-        fields = [*WorkItemSerializer.Meta.fields, "history", "waiting_because"]
+        fields = [*WorkItemSerializer.Meta.fields, "history", "actions", "waiting_because"]
         read_only_fields = fields
 
     def get_waiting_because(self, item: WorkItem) -> str | None:
@@ -241,3 +263,125 @@ class WorkPayloadSerializer(serializers.Serializer):
     why = serializers.CharField()
     payload = serializers.DictField()
     priority = serializers.IntegerField()
+
+
+# --- Rules and versions ----------------------------------------------------------------------
+
+
+class ClassificationRuleSerializer(serializers.ModelSerializer):
+    conditions = serializers.JSONField(
+        required=False,
+        help_text=_(
+            'All must hold: [{"field": "payload.order_total", "op": "gt", "value": 100}]. '
+            "Fields: channel, queue, subject, language, priority, secondary_priority, "
+            "payload.<path>, bot.<key>, customer.<path>. Operators: eq, ne, gt, gte, lt, lte, "
+            'in, not_in, contains, exists. {"any": [...]} holds when one alternative does.'
+        ),
+    )
+    actions = serializers.JSONField(
+        help_text=_(
+            '{"queue": <id or name>, "priority": 1-10, "secondary_priority": 1-10, '
+            '"skills": [{"skill": <id or name>, "min_level": 3}], "stop": true}; stored with '
+            "ids."
+        )
+    )
+
+    class Meta:
+        model = ClassificationRule
+        fields = ["id", "name", "position", "active", "queue", "conditions", "actions"]
+
+
+class ExceptionRuleSerializer(serializers.ModelSerializer):
+    actions = serializers.JSONField(
+        help_text=_(
+            '{"priority_by": 1-9} or {"priority_to": 1-10}, {"queue": <id or name>}, '
+            '{"add_skills": [{"skill": "Senior"}]}, {"drop_skills": ["French"]}, '
+            '{"notify": true}; stored with ids.'
+        )
+    )
+
+    class Meta:
+        model = ExceptionRule
+        fields = ["id", "name", "position", "active", "queue", "trigger", "threshold", "actions"]
+
+
+class ClassificationPreviewSerializer(serializers.Serializer):
+    """A sample item: what the rules would do with it."""
+
+    queue = serializers.CharField(help_text=_("The queue it arrives in: id or name."))
+    channel = serializers.CharField(help_text=_("Its channel: key or id."))
+    subject = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    payload = serializers.DictField(required=False, default=dict)
+    customer = serializers.DictField(
+        required=False, default=dict, help_text=_("Customer attributes (customer.* fields).")
+    )
+    language = serializers.CharField(max_length=20, required=False, allow_blank=True, default="")
+    priority = serializers.IntegerField(min_value=1, max_value=10, default=5)
+    secondary_priority = serializers.IntegerField(min_value=1, max_value=10, default=5)
+
+    def validate_queue(self, value: str) -> Any:
+        return int(value) if value.strip().isdigit() else value
+
+    def validate_channel(self, value: str) -> Any:
+        return int(value) if value.strip().isdigit() else value
+
+
+class _PreviewQueueSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class _PreviewSkillSerializer(serializers.Serializer):
+    skill = serializers.IntegerField()
+    name = serializers.CharField()
+    min_level = serializers.CharField()
+    additional = serializers.BooleanField()
+
+
+class _PreviewMatchSerializer(serializers.Serializer):
+    rule = serializers.IntegerField()
+    name = serializers.CharField()
+    position = serializers.IntegerField()
+    because = serializers.ListField(child=serializers.CharField())
+    changes = serializers.DictField()
+
+
+class _PreviewSkipSerializer(serializers.Serializer):
+    rule = serializers.IntegerField()
+    name = serializers.CharField()
+    error = serializers.CharField()
+
+
+class ClassificationResultSerializer(serializers.Serializer):
+    """Documents ``services.classification.explain``."""
+
+    queue = _PreviewQueueSerializer()
+    priority = serializers.IntegerField()
+    secondary_priority = serializers.IntegerField()
+    skills = _PreviewSkillSerializer(many=True)
+    matched = _PreviewMatchSerializer(many=True)
+    skipped = _PreviewSkipSerializer(many=True)
+    stopped_by = serializers.IntegerField(allow_null=True)
+    text = serializers.CharField()
+
+
+class ClassifiedItemSerializer(serializers.Serializer):
+    item = WorkItemSerializer()
+    classification = ClassificationResultSerializer()
+
+
+class VersionSerializer(serializers.Serializer):
+    """Documents ``services.versions.versions``."""
+
+    version = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    by = serializers.CharField(allow_null=True)
+    kind = serializers.ChoiceField(choices=["created", "changed", "deleted"])
+    reason = serializers.CharField()
+    changed = serializers.ListField(child=serializers.CharField())
+    values = serializers.DictField()
+
+
+class RollbackSerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1)
+    reason = serializers.CharField(max_length=80)

@@ -22,3 +22,9 @@ def sweep() -> None:
 def purge_idempotency_keys() -> int:
     """Forget intake idempotency keys past their retention."""
     return services.purge_intake_requests()
+
+
+@shared_task(name="routing.exception_rules", acks_late=True, ignore_result=True)
+def exception_rules() -> int:
+    """Fire exception rules for the items they are due for (each rule once per item)."""
+    return sum(services.run_exception_rules().values())

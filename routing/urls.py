@@ -8,6 +8,10 @@ router = SimpleRouter()
 router.register("channels", api.ServiceChannelViewSet, basename="channel")
 router.register("routing-configs", api.RoutingConfigurationViewSet, basename="routing-config")
 router.register("queues", api.QueueViewSet, basename="queue")
+router.register(
+    "classification-rules", api.ClassificationRuleViewSet, basename="classification-rule"
+)
+router.register("exception-rules", api.ExceptionRuleViewSet, basename="exception-rule")
 router.register("work-items", api.WorkItemViewSet, basename="work-item")
 router.register("agent-work", api.AgentWorkViewSet, basename="agent-work")
 

@@ -96,6 +96,9 @@ class SupervisorConsumer(CheckedJsonConsumer):
         if message.get("event") == realtime.QUEUE_CHANGED:
             self._heard_at = time.monotonic()
             self._request_snapshot()
+        elif message.get("event") == realtime.QUEUE_ALERT:
+            # An exception rule fired for items of a queue this supervisor watches.
+            await self.send_json({"type": "alert", "alert": message.get("payload")})
 
     def _request_snapshot(self) -> None:
         """Ask for a snapshot soon; requests while one is pending coalesce into it."""

@@ -11,6 +11,9 @@ One module per concern; this package re-exports their public verbs, so callers w
 - ``supervision``: a supervisor's move and push.
 - ``sweep``: the periodic safety net.
 - ``configuration``: edits that change how live work routes.
+- ``classification``: classification rules (checked, run at intake and on demand, previewed).
+- ``exceptions``: exception rules (checked, run periodically).
+- ``versions``: versions of rules and routing configurations, and rollback.
 - ``locks``, ``transitions``, ``events``: what the others share (lock order, state changes,
   after-commit events).
 
@@ -21,6 +24,15 @@ Side effects (pushes to consoles, routing requests) leave only after commit.
 """
 
 from omnirouter.configuration import delete_configuration, save_configuration
+from routing.rules import describe as describe_condition
+from routing.services.classification import (
+    classify_item,
+    preview_classification,
+    save_classification_rule,
+)
+from routing.services.classification import (
+    explain as explain_classification,
+)
 from routing.services.configuration import (
     release_uncovered_offers,
     save_queue,
@@ -28,6 +40,7 @@ from routing.services.configuration import (
     update_presence_status,
     update_routing_config,
 )
+from routing.services.exceptions import run_exception_rules, save_exception_rule
 from routing.services.idempotency import (
     IdempotencyKeyReused,
     IntakeAnswer,
@@ -39,9 +52,21 @@ from routing.services.presence import apply_presence_config, set_presence, touch
 from routing.services.routing_pass import PassResult, route_waiting_work
 from routing.services.supervision import move_item, push_item_to_agent
 from routing.services.sweep import expire_lost_consoles, expire_offers, reconcile_capacity, sweep
+from routing.services.versions import roll_back, versions
+from routing.services.versions import stamp as stamp_version
 from routing.services.work import accept_work, close_work, decline_work, transfer_work
 
 __all__ = [
+    "describe_condition",
+    "explain_classification",
+    "stamp_version",
+    "versions",
+    "roll_back",
+    "save_exception_rule",
+    "run_exception_rules",
+    "save_classification_rule",
+    "preview_classification",
+    "classify_item",
     "IdempotencyKeyReused",
     "IntakeAnswer",
     "PassResult",

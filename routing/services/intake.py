@@ -22,7 +22,7 @@ from routing.models import (
     WorkItem,
     WorkItemStatus,
 )
-from routing.services import records
+from routing.services import classification, records
 from routing.services.events import queue_changed
 from routing.services.locks import (
     lock_item_and_live_work,
@@ -50,8 +50,9 @@ def enqueue_work(
     """Create a waiting work item in ``queue``.
 
     Size comes from the queue's routing configuration (units or a percentage of capacity), else
-    the channel's default. Side effects: a routing pass is requested and the queue's supervisors
-    are told, both after commit.
+    the channel's default. Active classification rules then run on it (they may move it, set
+    its priorities, add skills; ``services.classification``). Side effects: a routing pass is
+    requested and the queue's supervisors are told, both after commit.
     """
     now = now or timezone.now()
     if not 1 <= priority <= 10:
@@ -83,6 +84,8 @@ def enqueue_work(
         item.record_id = str(record.pk)
     with transaction.atomic():
         item.save()
+        # Classification rules may set its queue, priorities and skills before it is routed.
+        classification.classify_at_intake(item, now=now)
         queue_changed(queue.pk)
         request_routing()
     return item

@@ -130,8 +130,35 @@ __all__ = [
     "ItemChange",
     "LiveWorkMoved",
     "RecordHooks",
+    "facts_for",
     "item_changed",
     "item_changed_one",
     "lock_item_for_record",
     "register",
+    "register_facts",
 ]
+
+
+# --- Facts for classification rules -----------------------------------------------------------
+# An app may also tell classification rules what it knows of the record behind an item: its
+# customer's attributes (``customer.*`` in conditions) and the language of the exchange.
+
+Facts = Callable[[str], dict]
+
+# model label -> fn(record_id) -> {"customer": {...}, "language": "ja"}
+_facts: dict[str, Facts] = {}
+
+
+def register_facts(model: type[models.Model], facts: Facts) -> None:
+    """``facts(record_id)`` answers ``{"customer": {...}, "language": ...}`` (either optional)
+    for a record of ``model``; called only when an active rule asks for them."""
+    _facts[model._meta.label_lower] = facts
+
+
+def facts_for(record_type_id: int | None, record_id: str) -> dict:
+    """What the record's app tells of it, or ``{}`` (no record, no hook)."""
+    if record_type_id is None or not record_id or not _facts:
+        return {}
+    label = ContentType.objects.get_for_id(record_type_id)
+    hook = _facts.get(f"{label.app_label}.{label.model}")
+    return dict(hook(record_id) or {}) if hook is not None else {}

@@ -148,3 +148,39 @@ def attribute_needs(payload: dict[str, Any]) -> list[SkillNeed]:
         )
         if (attribute, value) in pairs
     ]
+
+
+def require_skills_of_items(item_ids: Sequence[int], needs: Iterable[SkillNeed]) -> None:
+    """``require_skills`` for many items at once, in one statement (exception rules)."""
+    needs = list(needs)
+    if not needs or not item_ids:
+        return
+    with transaction.atomic():
+        ItemSkill.objects.bulk_create(
+            [
+                ItemSkill(
+                    item_id=item_id,
+                    skill_id=n.skill_id,
+                    min_level=n.min_level,
+                    additional=n.additional,
+                    drop_after_seconds=n.drop_after_seconds,
+                )
+                for item_id in item_ids
+                for n in needs
+            ],
+            update_conflicts=True,
+            unique_fields=["item", "skill"],
+            update_fields=["min_level", "additional", "drop_after_seconds"],
+        )
+        request_routing()
+
+
+def drop_skills_of_items(item_ids: Sequence[int], skill_ids: Iterable[int]) -> int:
+    """``drop_skills`` for many items at once, in one statement; returns how many were dropped."""
+    with transaction.atomic():
+        dropped, _by_model = ItemSkill.objects.filter(
+            item_id__in=list(item_ids), skill_id__in=list(skill_ids)
+        ).delete()
+        if dropped:
+            request_routing()
+    return dropped

@@ -42,6 +42,8 @@ CUSTOMERS = {"agent", "supervisor", "admin"}
 CONFIG = (
     "agents",
     "channels",
+    "classification-rules",
+    "exception-rules",
     "presence-configs",
     "presence-statuses",
     "queues",
@@ -76,12 +78,18 @@ ALLOWED: dict[str, set[str]] = {
     "POST /api/work-items/": {"intake", "admin"},
     "GET /api/work-items/{id}/": {"intake", "supervisor", "admin"},
     "POST /api/work-items/{id}/cancel/": {"intake", "supervisor", "admin"},
+    "POST /api/work-items/{id}/classify/": SUPERVISION,
+    "POST /api/classification-rules/preview/": ADMIN,
 }
 for family in CONFIG:
     for operation in ("GET", "POST"):
         ALLOWED[f"{operation} /api/{family}/"] = ADMIN
     for operation in ("GET", "PUT", "PATCH", "DELETE"):
         ALLOWED[f"{operation} /api/{family}/{{id}}/"] = ADMIN
+# Versions of rules and routing configurations, and their rollback.
+for family in ("classification-rules", "exception-rules", "routing-configs"):
+    ALLOWED[f"GET /api/{family}/{{id}}/versions/"] = ADMIN
+    ALLOWED[f"POST /api/{family}/{{id}}/rollback/"] = ADMIN
 # Agents are created and edited, never deleted (their work history refers to them).
 del ALLOWED["DELETE /api/agents/{id}/"]
 

@@ -225,3 +225,48 @@ def test_two_dashboards_of_one_view_both_see_a_change(center, supervisor):
     seen = talk(conversation)
 
     assert [waiting_by_queue(f["snapshot"])["Cases"] for f in seen] == [1, 1]
+
+
+def test_an_exception_rule_that_notifies_sends_an_alert_frame(center, supervisor):
+    # given an item that waited 10 minutes in Chat and a rule that notifies after 5
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from routing.models import ExceptionRule
+
+    item = services.enqueue_work(
+        queue=center.chat_queue,
+        channel=center.chat,
+        subject="slow",
+        now=timezone.now() - timedelta(minutes=10),
+    )
+    services.save_exception_rule(
+        rule=ExceptionRule(),
+        changes={
+            "name": "Slow",
+            "trigger": "waited",
+            "threshold": 300,
+            "actions": {"notify": True},
+        },
+    )
+    ws = dashboard(supervisor)
+    run = database_sync_to_async(services.run_exception_rules)
+
+    async def conversation():
+        await first_snapshot(ws)
+        await run()
+        # the alert comes before or after the snapshot the run's queue change asks for
+        frames = [await ws.receive_json_from(timeout=5) for _ in range(2)]
+        await ws.disconnect()
+        return frames
+
+    frames = talk(conversation)
+
+    alerts = [f["alert"] for f in frames if f["type"] == "alert"]
+    assert len(alerts) == 1
+    assert (alerts[0]["queue_id"], alerts[0]["items"], alerts[0]["rule"]["name"]) == (
+        center.chat_queue.pk,
+        [item.pk],
+        "Slow",
+    )
