@@ -1,0 +1,181 @@
+"""Predictions from the active version: loaded once per process, reloaded when another version
+becomes active; a version that fails to load is remembered as unavailable (with the reason) and
+never half-used. Nothing here writes.
+
+``classify_for_rules`` is the entry point for routing's classification rules: a queue guess at or
+above the admin's confidence threshold, or ``None`` so the rules decide (rules are the fallback).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from assist import blob, selectors
+from assist.features import disposition_of
+from assist.models import ExcludedCustomer, ModelVersion
+from routing.models import AgentWork, AgentWorkState, WorkItem
+
+TOP_TERMS = 5
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """One target's guess: the label, the model's probability, the item's terms that weighed
+    most for it (term, weight = coefficient x tf-idf), and the version that made it."""
+
+    target: str
+    label: str
+    confidence: float
+    top_terms: list[tuple[str, float]]
+    version_id: int
+
+
+@dataclass
+class _Loaded:
+    version_id: int | None
+    fitted: dict[str, Any] | None
+    reason: str
+
+
+_lock = threading.Lock()
+_cache = _Loaded(version_id=None, fitted=None, reason="")
+
+
+def _current() -> _Loaded:
+    """The active version's fitted model, loading it if the active version changed."""
+    global _cache
+    active_id = selectors.active_version_id()
+    if active_id is None:
+        return _Loaded(None, None, "No model has been trained and activated yet.")
+    if _cache.version_id == active_id:
+        return _cache
+    with _lock:
+        if _cache.version_id != active_id:
+            version = ModelVersion.objects.only("blob", "blob_hmac").get(pk=active_id)
+            try:
+                _cache = _Loaded(active_id, blob.load(version.blob, version.blob_hmac), "")
+            except blob.BlobRefused as exc:
+                _cache = _Loaded(active_id, None, str(exc))
+        return _cache
+
+
+def _explain(fitted: dict[str, Any], row: Any, model: Any, class_index: int) -> list:
+    names = fitted["feature_names"]
+    coef = model.coef_
+    # Binary logistic regression keeps one row of weights, for the second class.
+    weights = coef[0] if coef.shape[0] == 1 else coef[class_index]
+    if coef.shape[0] == 1 and class_index == 0:
+        weights = -weights
+    indices = row.indices
+    contributions = row.data * weights[indices]
+    order = np.argsort(-contributions)[:TOP_TERMS]
+    terms = []
+    for i in order:
+        if contributions[i] <= 0:
+            break
+        name = str(names[indices[i]]).split("__", 1)[-1]
+        terms.append((name, round(float(contributions[i]), 4)))
+    return terms
+
+
+def predict_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Predictions for an item described by ``fields`` (subject, messages, channel, payload):
+    ``{"available": True, "version", "predictions": {target: {label, confidence, top_terms}}}``
+    or ``{"available": False, "reason"}``."""
+    loaded = _current()
+    if loaded.fitted is None:
+        return {"available": False, "reason": loaded.reason}
+    fitted = loaded.fitted
+    row = fitted["vectorizer"].transform([selectors.fields_text(fields)])
+    row.sort_indices()
+    predictions = {}
+    for target, model in fitted["models"].items():
+        proba = model.predict_proba(row)[0]
+        best = int(proba.argmax())
+        predictions[target] = {
+            "label": str(model.classes_[best]),
+            "confidence": round(float(proba[best]), 4),
+            "top_terms": _explain(fitted, row.getrow(0), model, best),
+        }
+    return {"available": True, "version": loaded.version_id, "predictions": predictions}
+
+
+def predict(item: WorkItem) -> dict[str, Any]:
+    """Predictions for a work item (see ``predict_fields``)."""
+    return predict_fields(selectors.item_fields(item))
+
+
+def classify_for_rules(fields: dict[str, Any]) -> Predicted | None:
+    """The queue the model would send an item described by ``fields`` to, when its confidence
+    reaches the admin's threshold; ``None`` otherwise (no model, unreadable model, unsure):
+    then the rules decide."""
+    answer = predict_fields(fields)
+    if not answer["available"] or "queue" not in answer["predictions"]:
+        return None
+    guess = answer["predictions"]["queue"]
+    if guess["confidence"] < float(selectors.configuration().confidence_threshold):
+        return None
+    return Predicted(
+        target="queue",
+        label=guess["label"],
+        confidence=guess["confidence"],
+        top_terms=[tuple(t) for t in guess["top_terms"]],
+        version_id=answer["version"],
+    )
+
+
+def suggestions(item: WorkItem, *, k: int = 3) -> dict[str, Any]:
+    """The ``k`` most similar resolved items (cosine on the same TF-IDF features) with their
+    close notes and dispositions, without the item itself and without items of customers
+    excluded from learning."""
+    loaded = _current()
+    if loaded.fitted is None:
+        return {"available": False, "reason": loaded.reason}
+    fitted = loaded.fitted
+    row = fitted["vectorizer"].transform([selectors.fields_text(selectors.item_fields(item))])
+    index = fitted["index"]
+    ids = fitted["index_item_ids"]
+    distances, positions = index.kneighbors(row, n_neighbors=min(len(ids), k * 3 + 1))
+    ranked = [
+        (ids[int(p)], round(1.0 - float(d), 4))
+        for d, p in zip(distances[0], positions[0], strict=True)
+        if ids[int(p)] != item.pk
+    ]
+    excluded = set(ExcludedCustomer.objects.values_list("customer_id", flat=True))
+    rows = {
+        r.pk: r
+        for r in WorkItem.objects.filter(pk__in=[i for i, _ in ranked])
+        .select_related("queue", "conversation", "case")
+        .only("id", "subject", "queue__name", "conversation__customer_id", "case__customer_id")
+    }
+    notes = dict(
+        AgentWork.objects.filter(item_id__in=list(rows), state=AgentWorkState.CLOSED).values_list(
+            "item_id", "end_note"
+        )
+    )
+    out = []
+    for item_id, similarity in ranked:
+        found = rows.get(item_id)
+        if found is None:
+            continue
+        record = getattr(found, "conversation", None) or getattr(found, "case", None)
+        if record is not None and record.customer_id in excluded:
+            continue
+        note = notes.get(item_id, "")
+        out.append(
+            {
+                "item_id": item_id,
+                "subject": found.subject,
+                "queue": found.queue.name,
+                "disposition": disposition_of(note),
+                "resolution": note,
+                "similarity": similarity,
+            }
+        )
+        if len(out) == k:
+            break
+    return {"available": True, "version": loaded.version_id, "suggestions": out}
