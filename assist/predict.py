@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.utils.translation import gettext as _
 
-from assist import blob, selectors
+from assist import blob, prefill, selectors
 from assist.features import disposition_of
 from assist.models import ExcludedCustomer, ModelVersion
 from routing.models import AgentWork, AgentWorkState, WorkItem
@@ -36,30 +37,35 @@ class Predicted:
 
 @dataclass
 class _Loaded:
-    version_id: int | None
+    key: tuple[int, str] | None
     fitted: dict[str, Any] | None
     reason: str
 
+    @property
+    def version_id(self) -> int | None:
+        return self.key[0] if self.key else None
+
 
 _lock = threading.Lock()
-_cache = _Loaded(version_id=None, fitted=None, reason="")
+_cache = _Loaded(key=None, fitted=None, reason="")
 
 
 def _current() -> _Loaded:
-    """The active version's fitted model, loading it if the active version changed."""
+    """The active version's fitted model, loaded once per process and again when the active
+    version (or its stored model) changes; one small query per call to know."""
     global _cache
-    active_id = selectors.active_version_id()
-    if active_id is None:
-        return _Loaded(None, None, "No model has been trained and activated yet.")
-    if _cache.version_id == active_id:
+    key = selectors.active_version_key()
+    if key is None:
+        return _Loaded(None, None, str(_("No model has been trained and activated yet.")))
+    if _cache.key == key:
         return _cache
     with _lock:
-        if _cache.version_id != active_id:
-            version = ModelVersion.objects.only("blob", "blob_hmac").get(pk=active_id)
+        if _cache.key != key:
+            version = ModelVersion.objects.only("blob", "blob_hmac").get(pk=key[0])
             try:
-                _cache = _Loaded(active_id, blob.load(version.blob, version.blob_hmac), "")
+                _cache = _Loaded(key, blob.load(version.blob, version.blob_hmac), "")
             except blob.BlobRefused as exc:
-                _cache = _Loaded(active_id, None, str(exc))
+                _cache = _Loaded(key, None, str(exc))
         return _cache
 
 
@@ -130,7 +136,8 @@ def classify_for_rules(fields: dict[str, Any]) -> Predicted | None:
 
 def suggestions(item: WorkItem, *, k: int = 3) -> dict[str, Any]:
     """The ``k`` most similar resolved items (cosine on the same TF-IDF features) with their
-    close notes and dispositions, without the item itself and without items of customers
+    close notes (e-mail addresses, phone numbers and order numbers masked: they are other
+    customers') and dispositions, without the item itself and without items of customers
     excluded from learning."""
     loaded = _current()
     if loaded.fitted is None:
@@ -172,7 +179,7 @@ def suggestions(item: WorkItem, *, k: int = 3) -> dict[str, Any]:
                 "subject": found.subject,
                 "queue": found.queue.name,
                 "disposition": disposition_of(note),
-                "resolution": note,
+                "resolution": prefill.redact(note),
                 "similarity": similarity,
             }
         )

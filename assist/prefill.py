@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-ORDER = re.compile(r"(?:\bORD-\d{5,10}\b|(?<![\w#])#\d{5,10}\b)", re.IGNORECASE)
+ORDER = re.compile(r"(?:(?<![A-Za-z0-9])ORD-\d{5,10}(?!\d)|(?<![A-Za-z0-9#])#\d{5,10}(?!\d))", re.I)
 EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 PHONE = re.compile(r"(?<![\w-])\+?\d[\d\s().-]{7,}\d(?![\w-])")
 JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
@@ -48,3 +48,11 @@ def extract(text: str, *, catalogue: Sequence[str] = ()) -> dict[str, Any]:
     if language:
         found["language"] = language
     return found
+
+
+def redact(text: str) -> str:
+    """``text`` without the e-mail addresses, phone numbers and order numbers in it: what an
+    agent sees of another customer's resolved item."""
+    text = EMAIL.sub("[e-mail]", text)
+    text = ORDER.sub("[order]", text)
+    return PHONE.sub("[phone]", text)

@@ -21,8 +21,9 @@ def configuration() -> AssistConfiguration:
     return config if config is not None else AssistConfiguration()
 
 
-def active_version_id() -> int | None:
-    return ModelVersion.objects.filter(is_active=True).values_list("id", flat=True).first()
+def active_version_key() -> tuple[int, str] | None:
+    """The active version's id and its model's HMAC (which changes with the model), or None."""
+    return ModelVersion.objects.filter(is_active=True).values_list("id", "blob_hmac").first()
 
 
 def _first_messages(conversation_ids: list[int]) -> dict[int, list[str]]:

@@ -68,7 +68,8 @@ def vectorizer() -> FeatureUnion:
 
 
 def classifier() -> LogisticRegression:
-    return LogisticRegression(C=4.0, max_iter=300)
+    # newton-cg: a few Hessian steps; L-BFGS took ten times as long on these sparse features.
+    return LogisticRegression(C=4.0, solver="newton-cg", max_iter=200)
 
 
 def split(docs: Sequence[Doc]) -> tuple[list[Doc], list[Doc]]:

@@ -53,6 +53,7 @@ ALLOWED: dict[str, set[str]] = {
     "POST /api/agent-work/{id}/close/": AGENT,
     "POST /api/agent-work/{id}/decline/": AGENT,
     "POST /api/agent-work/{id}/transfer/": AGENT,
+    "POST /api/assist/train/": ADMIN,
     "GET /api/me/presence/": AGENT,
     "PUT /api/me/presence/": AGENT,
     "GET /api/me/statuses/": AGENT,
@@ -76,6 +77,9 @@ ALLOWED: dict[str, set[str]] = {
     "POST /api/work-items/": {"intake", "admin"},
     "GET /api/work-items/{id}/": {"intake", "supervisor", "admin"},
     "POST /api/work-items/{id}/cancel/": {"intake", "supervisor", "admin"},
+    "POST /api/work-items/{item_id}/assist-feedback/": AGENT,
+    "GET /api/work-items/{item_id}/prediction/": CUSTOMERS,
+    "GET /api/work-items/{item_id}/suggestions/": CUSTOMERS,
 }
 for family in CONFIG:
     for operation in ("GET", "POST"):
