@@ -176,7 +176,7 @@ def suggestions(item: WorkItem, *, k: int = 3) -> dict[str, Any]:
         out.append(
             {
                 "item_id": item_id,
-                "subject": found.subject,
+                "subject": prefill.redact(found.subject),
                 "queue": found.queue.name,
                 "disposition": disposition_of(note),
                 "resolution": prefill.redact(note),

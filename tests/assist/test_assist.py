@@ -187,7 +187,7 @@ def test_suggestions_are_similar_resolved_items_with_personal_data_masked(live):
     assert len(body["suggestions"]) == 3
     first = body["suggestions"][0]
     assert first["disposition"] == "refund"
-    assert "@" not in "".join(s["resolution"] for s in body["suggestions"])
+    assert "@" not in "".join(s["resolution"] + s["subject"] for s in body["suggestions"])
 
 
 def test_feedback_is_stored_and_a_correction_needs_its_value(live):
