@@ -16,7 +16,7 @@ import joblib  # unpickles: only bytes whose HMAC we checked
 import sklearn
 from django.conf import settings
 
-FORMAT = 1
+FORMAT = 2  # 2: the similarity index is a matrix of unit rows
 
 
 class BlobRefused(Exception):  # noqa: N818 -- reads as what happened

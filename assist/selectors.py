@@ -125,13 +125,14 @@ def item_fields(item: WorkItem) -> dict[str, Any]:
     }
 
 
-def fields_text(fields: dict[str, Any]) -> str:
+def fields_text(fields: dict[str, Any], *, config: AssistConfiguration | None = None) -> str:
+    config = config or configuration()
     return item_text(
         subject=str(fields.get("subject", "")),
         messages=list(fields.get("messages", [])),
         channel=str(fields.get("channel", "")),
         payload=fields.get("payload") or {},
-        allowed_fields=list(configuration().payload_fields or []),
+        allowed_fields=list(config.payload_fields or []),
     )
 
 

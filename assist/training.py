@@ -24,6 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import FeatureUnion
+from sklearn.preprocessing import normalize
 
 from assist.features import Doc
 
@@ -176,11 +177,12 @@ def fit(
             rules=keyword_rules(sorted(set(y_train)), rule_keywords) if target == "queue" else None,
         )
     metrics["neighbours"] = neighbour_usefulness(x_train, train, x_hold, holdout)
-    index = NearestNeighbors(metric="cosine", algorithm="brute").fit(x_train)
     fitted = {
         "vectorizer": vec,
         "models": models,
-        "index": index,
+        # Rows of unit length: a row's dot product with a unit query is their cosine similarity
+        # (what NearestNeighbors(metric="cosine", algorithm="brute") computes, in one product).
+        "index": normalize(x_train).tocsr(),
         "index_item_ids": [d.item_id for d in train],
         "feature_names": vec.get_feature_names_out(),
     }

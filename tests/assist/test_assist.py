@@ -284,3 +284,18 @@ def test_evaluate_prints_the_figures(past, capsys):
 )
 def test_prefill_reads_order_numbers_contacts_products_and_language(text, expected):
     assert prefill.extract(text, catalogue=["Pulse Earbuds", "Nimbus Cam"]) == expected
+
+
+def test_the_fast_path_computes_what_scikit_learn_computes(past):
+    # predictions compute probabilities and the TF-IDF row directly (a tenth of the time for
+    # one item): they must equal the library's own answers
+    import numpy as np
+
+    services.train_version(now=NOW)
+    fitted = predict._current().fitted
+    assert fitted is not None
+    text = "注文ORD-123456の返金がまだ届いていません"
+    row = predict._vectorize(fitted, text)
+    assert (row != fitted["vectorizer"].transform([text])).nnz == 0
+    for model in fitted["models"].values():
+        assert np.allclose(predict._probabilities(model, row), model.predict_proba(row)[0])
