@@ -45,8 +45,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "activated_at",
     )
     list_filter = ("status", "is_active")
-    readonly_fields = [f.name for f in ModelVersion._meta.fields] + ["metrics_pretty"]
-    exclude = ("metrics",)
+    # The fitted model (megabytes of bytes) is never drawn; its size and signature are.
+    readonly_fields = [
+        f.name for f in ModelVersion._meta.fields if f.name not in ("blob", "metrics")
+    ] + ["metrics_pretty"]
+    exclude = ("metrics", "blob")
     actions = ["activate", "roll_back", "train_now"]
 
     @admin.display(description=_("queue macro-F1"))

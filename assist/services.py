@@ -209,6 +209,8 @@ def record_feedback(
         and not Prediction.objects.filter(pk=prediction_id, item=item).exists()
     ):
         raise DomainError(_("That prediction is not about this item."), "invalid")
+    if suggested_item_id is not None and not WorkItem.objects.filter(pk=suggested_item_id).exists():
+        raise DomainError(_("No such suggested item."), "invalid")
     return Feedback.objects.create(
         item=item,
         prediction_id=prediction_id,

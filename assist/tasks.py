@@ -7,6 +7,7 @@ import threading
 
 from celery import shared_task
 from django.conf import settings
+from django.db import connection
 
 from assist import services
 
@@ -29,6 +30,15 @@ def _train(requested_by_id: int | None) -> None:
         _training.release()
 
 
+def _train_in_thread(requested_by_id: int | None) -> None:
+    try:
+        _train(requested_by_id)
+    except Exception:
+        logger.exception("assist: training failed")
+    finally:
+        connection.close()  # this thread's own connection
+
+
 @shared_task(name="assist.retrain", ignore_result=True)
 def retrain(requested_by_id: int | None = None) -> None:
     """Train a new version (it becomes active only if better); nothing to do with too few
@@ -39,7 +49,7 @@ def retrain(requested_by_id: int | None = None) -> None:
         return
     if settings.ROUTING_MODE == "embedded":
         threading.Thread(
-            target=_train, args=(requested_by_id,), name="assist-training", daemon=True
+            target=_train_in_thread, args=(requested_by_id,), name="assist-training", daemon=True
         ).start()
         return
     _train(requested_by_id)

@@ -5,12 +5,14 @@ items (a couple of seconds each)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
 
 from assist import blob, history, predict, prefill, selectors, services, tasks
 from assist.models import (
+    AssistConfiguration,
     ExcludedCustomer,
     Feedback,
     ModelVersion,
@@ -299,3 +301,63 @@ def test_the_fast_path_computes_what_scikit_learn_computes(past):
     assert (row != fitted["vectorizer"].transform([text])).nnz == 0
     for model in fitted["models"].values():
         assert np.allclose(predict._probabilities(model, row), model.predict_proba(row)[0])
+
+
+def test_the_rules_hook_costs_two_queries_with_or_without_a_model(past, django_assert_num_queries):
+    fields = {"subject": "Refund not received yet for ORD-123456", "channel": "case"}
+    with django_assert_num_queries(2):  # the active version's key, the settings row
+        assert predict.classify_for_rules(fields) is None
+
+    services.train_version(now=NOW)
+    config = AssistConfiguration.objects.create(confidence_threshold=Decimal("0.99"))
+    predict.classify_for_rules(fields)  # loads the model once
+    with django_assert_num_queries(2):
+        unsure = predict.classify_for_rules(fields)
+    assert unsure is None  # below the admin's threshold: the rules decide
+
+    config.confidence_threshold = Decimal("0.30")
+    config.save()
+    guess = predict.classify_for_rules(fields)
+    assert guess is not None
+    assert (guess.target, guess.label) == ("queue", history.BILLING)
+    assert guess.confidence >= 0.30
+    assert guess.top_terms
+
+
+def test_admin_lists_versions_with_metrics_and_activates_one(past, client):
+    first = services.train_version(now=NOW)
+    second = services.train_version(now=NOW)
+    admin = make_user("root", superuser=True)
+    client.force_login(admin)
+
+    listing = client.get("/admin/assist/modelversion/")
+    assert listing.status_code == 200
+    assert str(first.metrics["targets"]["queue"]["model"]["macro_f1"]) in listing.text
+
+    response = client.post(
+        "/admin/assist/modelversion/",
+        {"action": "activate", "_selected_action": [second.pk]},
+    )
+    assert response.status_code == 302
+    second.refresh_from_db()
+    assert second.is_active
+    assert second.activated_by == admin
+
+
+def test_feedback_on_an_unknown_suggested_item_is_refused(live):
+    item, alice = live
+    response = client_for(alice.user).post(
+        f"/api/work-items/{item.pk}/assist-feedback/",
+        {"field": "suggestion", "kind": "used", "suggested_item": 987654},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"] == "No such suggested item."
+    assert Feedback.objects.count() == 0
+
+
+def test_masking_catches_addresses_cut_short_and_numbers():
+    assert prefill.redact("Change my email to suer8367@example... or call +81 90-1234-5678") == (
+        "Change my email to [e-mail] or call [phone]"
+    )
+    assert prefill.redact("Refund for ORD-123456 and #654321") == "Refund for [order] and [order]"
