@@ -17,6 +17,8 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from assist import history
+from messaging.models import ChannelAccount
 from omnirouter import roles
 from presence.models import Agent, DeclineReason, PresenceConfiguration, PresenceStatus
 from presence.services import create_agent
@@ -179,3 +181,11 @@ def seed_demo() -> dict[str, Any]:
         + [(u, creds[u], role) for u, role in STAFF],
         "intake_token": intake_token.key,
     }
+
+
+def seed_history(count: int = 1000) -> int:
+    """Closed past work for assistance to learn from (``assist.history``), once: the embedded
+    loop's first retraining then gives the console its suggestions. Returns the items written."""
+    if ChannelAccount.objects.filter(name="History web chat").exists():
+        return 0
+    return history.seed_history(count)

@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "presence",
     "supervisor",
     "messaging",
+    "assist",
     "demo",
 ]
 
@@ -399,6 +400,32 @@ CELERY_BEAT_SCHEDULE["supervisor-sample-queues"] = {
     "schedule": float(SUPERVISOR_SAMPLE_INTERVAL_SECONDS),
     # A late sample is still worth taking, but not after the next one is due.
     "options": {"expires": SUPERVISOR_SAMPLE_INTERVAL_SECONDS},
+}
+
+# --- Assistance -----------------------------------------------------------------------------
+# Training learns from the closed items created in the last this many days (0: all), at most
+# the newest ASSIST_TRAINING_MAX_ITEMS, and retrains this often (first at start-up in the
+# embedded run). Keyword rules (the baseline the model must beat, and the fallback) are the
+# words of each queue's name plus these, per queue name: {"Billing": ["refund", "invoice"]}.
+ASSIST_TRAINING_WINDOW_DAYS = env.int("ASSIST_TRAINING_WINDOW_DAYS", default=365)
+ASSIST_TRAINING_MAX_ITEMS = env.int("ASSIST_TRAINING_MAX_ITEMS", default=20000)
+ASSIST_RETRAIN_INTERVAL_HOURS = env.float("ASSIST_RETRAIN_INTERVAL_HOURS", default=24.0)
+ASSIST_RULE_KEYWORDS = env.json("ASSIST_RULE_KEYWORDS", default={})
+# Products the prefill recognises in customers' first messages.
+ASSIST_PRODUCT_CATALOGUE = env.list(
+    "ASSIST_PRODUCT_CATALOGUE",
+    default=[
+        "Aurora Router X2",
+        "Pulse Earbuds",
+        "Volt Charger 65W",
+        "Orbit Smart Plug",
+        "Nimbus Cam",
+    ],
+)
+CELERY_BEAT_SCHEDULE["assist-retrain"] = {
+    "task": "assist.retrain",
+    "schedule": ASSIST_RETRAIN_INTERVAL_HOURS * 3600,
+    "options": {"expires": ASSIST_RETRAIN_INTERVAL_HOURS * 3600},
 }
 
 # --- Auth, API ------------------------------------------------------------------------------

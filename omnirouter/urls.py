@@ -9,6 +9,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
+from assist.urls import api_urlpatterns as assist_api
 from omnirouter import views as platform_views
 from presence.urls import api_urlpatterns as presence_api
 from routing.urls import api_urlpatterns as routing_api
@@ -34,7 +35,7 @@ urlpatterns = [
         name="api-redoc",
     ),
     path("api/auth/", include("rest_framework.urls")),
-    path("api/", include([*routing_api, *presence_api, *supervisor_api])),
+    path("api/", include([*routing_api, *presence_api, *supervisor_api, *assist_api])),
     path("accounts/", include("django.contrib.auth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),

@@ -571,6 +571,7 @@ import { openLiveSocket } from "./livesocket.js";
     const panel = el.panelTemplate.content.firstElementChild.cloneNode(true);
     panel.id = `work-${work.id}-panel`;
     panel.dataset.workId = String(work.id);
+    panel.dataset.itemId = String(work.item_id);
     panel.setAttribute("aria-labelledby", tab.id);
     const note = panel.querySelector("textarea");
     note.id = `work-${work.id}-note`;

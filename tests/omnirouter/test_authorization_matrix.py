@@ -55,6 +55,7 @@ ALLOWED: dict[str, set[str]] = {
     "POST /api/agent-work/{id}/close/": AGENT,
     "POST /api/agent-work/{id}/decline/": AGENT,
     "POST /api/agent-work/{id}/transfer/": AGENT,
+    "POST /api/assist/train/": ADMIN,
     "GET /api/me/presence/": AGENT,
     "PUT /api/me/presence/": AGENT,
     "GET /api/me/statuses/": AGENT,
@@ -80,6 +81,9 @@ ALLOWED: dict[str, set[str]] = {
     "POST /api/work-items/{id}/cancel/": {"intake", "supervisor", "admin"},
     "POST /api/work-items/{id}/classify/": SUPERVISION,
     "POST /api/classification-rules/preview/": ADMIN,
+    "POST /api/work-items/{item_id}/assist-feedback/": AGENT,
+    "GET /api/work-items/{item_id}/prediction/": CUSTOMERS,
+    "GET /api/work-items/{item_id}/suggestions/": CUSTOMERS,
 }
 for family in CONFIG:
     for operation in ("GET", "POST"):

@@ -22,6 +22,12 @@ class Command(BaseCommand):
             "--interval", type=float, default=4.0, help="Mean seconds between simulated arrivals."
         )
         parser.add_argument("--no-seed", action="store_true", help="Do not load demo data.")
+        parser.add_argument(
+            "--history",
+            type=int,
+            default=1000,
+            help="Closed past items to generate once, for assistance to learn from (0: none).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.ROUTING_MODE != "embedded":
@@ -39,6 +45,8 @@ class Command(BaseCommand):
         if not options["no_seed"]:
             info = demo.seed_demo()
             messaging_demo.seed_messaging_demo()
+            if options["history"]:
+                demo.seed_history(options["history"])
             self._print_logins(info, options["addrport"])
         embedded.start()
         if options["simulate"]:
