@@ -50,6 +50,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "postgres_only: needs PostgreSQL (row locks, several connections); not in the SQLite pass",
     )
 
+    # Real PBKDF2 hashes, each computed once per process (see tests/hashers.py): password
+    # hashing was most of the setup time of tests that make a few users. Set before anything
+    # hashes, so Django's cached hasher list is built from this.
+    settings.PASSWORD_HASHERS = [
+        "tests.hashers.MemoizedPBKDF2PasswordHasher",
+        *(h for h in settings.PASSWORD_HASHERS if not h.endswith(".PBKDF2PasswordHasher")),
+    ]
+
     # WhiteNoise looks for STATIC_ROOT when the app loads; servers under test fill it with
     # collectstatic, in-process tests only need it to exist.
     Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
@@ -169,6 +177,12 @@ def _fresh_cache() -> None:
 # session (startup costs seconds), so a task enqueued by one test may still run in the next one.
 
 
+# The servers' console grace period and heartbeat interval (production: 30 s and 10 s). The test
+# process keeps the production values: its own tests pass explicit clocks against them.
+SERVER_CONSOLE_GRACE_SECONDS = 10
+SERVER_CONSOLE_HEARTBEAT_SECONDS = 2
+
+
 @pytest.fixture(scope="session")
 def service_env(django_db_setup) -> dict[str, str]:
     """Environment for server subprocesses: this session's test database and Redis."""
@@ -182,6 +196,10 @@ def service_env(django_db_setup) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="omnirouter.settings",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         PYTHONUNBUFFERED="1",
+        # A console lost for this long goes offline: short, so that a test of the grace period
+        # waits seconds, not the production half minute; heartbeats keep the same ratio.
+        CONSOLE_GRACE_SECONDS=str(SERVER_CONSOLE_GRACE_SECONDS),
+        CONSOLE_HEARTBEAT_SECONDS=str(SERVER_CONSOLE_HEARTBEAT_SECONDS),
     )
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     return env
