@@ -26,8 +26,6 @@ from datetime import datetime, timedelta
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
-from django.db import connection
-from django.db.models import QuerySet
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -428,12 +426,18 @@ class RoutingMachine(RuleBasedStateMachine):
     @invariant()
     def guarantees_hold_in_the_database(self) -> None:
         # A few whole-table reads (the world is small), checked in Python.
-        item_rows, works, agent_rows, status_rows, covered_rows, member_rows = read_in_one_query(
-            WorkItem.objects.values_list("pk", "status", "ended_at"),
+        items = {
+            pk: (status, ended)
+            for pk, status, ended in WorkItem.objects.values_list("pk", "status", "ended_at")
+        }
+        works = list(
             AgentWork.objects.values_list(
                 "pk", "item_id", "agent_id", "state", "units", "channel_id", "queue_id"
-            ),
-            Agent.objects.values_list(
+            )
+        )
+        agents = {
+            row[0]: row[1:]
+            for row in Agent.objects.values_list(
                 "pk",
                 "user__username",
                 "status_id",
@@ -441,18 +445,15 @@ class RoutingMachine(RuleBasedStateMachine):
                 "open_count",
                 "capacity",
                 "configured_capacity",
-            ),
-            PresenceStatus.objects.values_list("pk", "is_online"),
+            )
+        }
+        online = dict(PresenceStatus.objects.values_list("pk", "is_online"))
+        covered = set(
             PresenceStatus.channels.through.objects.values_list(
                 "presencestatus_id", "servicechannel_id"
-            ),
-            QueueMembership.objects.values_list("agent_id", "queue_id"),
+            )
         )
-        items = {pk: (status, ended) for pk, status, ended in item_rows}
-        agents = {row[0]: row[1:] for row in agent_rows}
-        online = dict(status_rows)
-        covered = set(covered_rows)
-        members = set(member_rows)
+        members = set(QueueMembership.objects.values_list("agent_id", "queue_id"))
 
         # The database says what the model says.
         assert {pk: status for pk, (status, _) in items.items()} == {
@@ -495,30 +496,6 @@ class RoutingMachine(RuleBasedStateMachine):
             assert online[status], f"offer {pk} held by {name} in an offline status"
             assert (status, channel) in covered, f"offer {pk}: {name} does not cover its channel"
             assert (agent, queue) in members, f"offer {pk}: {name} is not in its queue"
-
-
-def read_in_one_query(*querysets: QuerySet) -> list[list[tuple]]:
-    """The rows of several ``values_list`` querysets, read in one round trip on PostgreSQL.
-
-    The invariant reads six tables after every step: as six queries they were about a third of
-    the queries of this test. (``ended_at`` comes back as text or null; only null matters.)
-    """
-    if connection.vendor != "postgresql":
-        return [[tuple(row) for row in queryset] for queryset in querysets]
-    selects, params = [], []
-    for queryset in querysets:
-        sql, query_params = queryset.query.sql_with_params()
-        # json_agg keeps each row's columns in order, which is the values_list order.
-        selects.append(f"(SELECT coalesce(json_agg(t), '[]') FROM ({sql}) AS t)")  # noqa: S608
-        params.extend(query_params)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT " + ", ".join(selects), params)
-        tables = cursor.fetchone()
-    rows = [[tuple(row.values()) for row in table] for table in tables]
-    for queryset, table in zip(querysets, rows, strict=True):
-        width = len(queryset.query.values_select)
-        assert all(len(row) == width for row in table), f"columns lost reading {queryset.model}"
-    return rows
 
 
 @pytest.mark.django_db(transaction=True)
