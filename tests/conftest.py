@@ -50,6 +50,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "postgres_only: needs PostgreSQL (row locks, several connections); not in the SQLite pass",
     )
 
+    # Real PBKDF2 hashes, each computed once per process (see tests/hashers.py): password
+    # hashing was most of the setup time of tests that make a few users. Set before anything
+    # hashes, so Django's cached hasher list is built from this.
+    settings.PASSWORD_HASHERS = [
+        "tests.hashers.MemoizedPBKDF2PasswordHasher",
+        *(h for h in settings.PASSWORD_HASHERS if not h.endswith(".PBKDF2PasswordHasher")),
+    ]
+
+    _flush_only_what_tests_wrote()
+
     # WhiteNoise looks for STATIC_ROOT when the app loads; servers under test fill it with
     # collectstatic, in-process tests only need it to exist.
     Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
@@ -67,26 +77,79 @@ def pytest_configure(config: pytest.Config) -> None:
 POSTGRESQL = "django.db.backends.postgresql"
 SQLITE = "django.db.backends.sqlite3"
 
+# Written by migrate (post_migrate) and never by a test: kept by the flush below.
+_MIGRATE_TABLES = ("django_content_type", "auth_permission")
 
-@pytest.hookimpl(trylast=True)  # after -m has deselected
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The SQLite pass of `./dev test` deselects these with -m "not postgres_only"; a test that
-    # still reaches SQLite (a hand-made selection) is skipped saying why (an error under CI),
-    # never run on the wrong database.
-    from django.conf import settings
 
-    if settings.DATABASES["default"]["ENGINE"] == POSTGRESQL:
-        return
-    reason = (
-        "needs PostgreSQL (row locks, advisory locks or several connections): SQLite ignores "
-        "SELECT ... FOR UPDATE; deselect with -m 'not postgres_only'"
-    )
-    needs_postgres = [item for item in items if item.get_closest_marker("postgres_only")]
-    if needs_postgres and os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        names = "\n  ".join(item.nodeid for item in needs_postgres)
-        raise pytest.UsageError(f"selected on SQLite, but {reason}:\n  {names}")
-    for item in needs_postgres:
-        item.add_marker(pytest.mark.skip(reason=reason))
+def _flush_only_what_tests_wrote() -> None:
+    """After a transactional test (``transactional_db``, live servers), empty only the tables it
+    wrote to, on PostgreSQL.
+
+    Django's flush truncates every table and then re-runs post_migrate to recreate the content
+    types and permissions it just deleted: about a second per test here. Deleting the rows of the
+    non-empty tables in one transaction (foreign keys are deferred, so in any order) leaves the
+    same database in a few milliseconds: empty but for what migrate wrote. Should a test have
+    changed content types or permissions after all, the full flush runs instead and restores them.
+    """
+    from django.db import connections
+    from django.test import TransactionTestCase
+
+    django_setup = TransactionTestCase.__dict__["_fixture_setup"]  # a classmethod
+    django_flush = TransactionTestCase._fixture_teardown
+    migrated: dict[str, tuple] = {}  # alias -> what _MIGRATE_TABLES held before the test
+
+    def fixture_setup(cls: type[TransactionTestCase]) -> None:
+        for name in cls._databases_names(include_mirrors=False):  # type: ignore[attr-defined]
+            if connections[name].vendor == "postgresql" and name not in migrated:
+                migrated[name] = _migrate_tables_state(connections[name])
+        django_setup.__func__(cls)
+
+    def fixture_teardown(self: TransactionTestCase) -> None:
+        names = self._databases_names(include_mirrors=False)  # type: ignore[attr-defined]
+        fast = (
+            self.available_apps is None
+            and not self.serialized_rollback
+            and all(name in migrated for name in names)
+            and all(_delete_written_rows(connections[name], migrated[name]) for name in names)
+        )
+        if not fast:
+            django_flush(self)
+            migrated.clear()  # post_migrate wrote them anew
+
+    TransactionTestCase._fixture_setup = classmethod(fixture_setup)  # type: ignore[method-assign,assignment]
+    TransactionTestCase._fixture_teardown = fixture_teardown  # type: ignore[method-assign]
+
+
+def _migrate_tables_state(connection) -> tuple:
+    quote = connection.ops.quote_name
+    counts = (f"(SELECT (count(*), max(id)) FROM {quote(t)})::text" for t in _MIGRATE_TABLES)  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(counts))
+        return tuple(cursor.fetchone())
+
+
+def _delete_written_rows(connection, migrated: tuple) -> bool:
+    """Delete every row outside _MIGRATE_TABLES; False (nothing deleted) if those changed."""
+    from django.db import transaction
+
+    if _migrate_tables_state(connection) != migrated:
+        return False
+    quote = connection.ops.quote_name
+    tables = [
+        t
+        for t in connection.introspection.django_table_names(
+            only_existing=True, include_views=False
+        )
+        if t not in _MIGRATE_TABLES
+    ]
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        probes = (f"EXISTS (SELECT 1 FROM {quote(t)})" for t in tables)  # noqa: S608
+        cursor.execute("SELECT " + ", ".join(probes))
+        written = [t for t, has_rows in zip(tables, cursor.fetchone(), strict=True) if has_rows]
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        for table in written:
+            cursor.execute(f"DELETE FROM {quote(table)}")  # noqa: S608 - Django table names
+    return True
 
 
 _phase_reports = pytest.StashKey[dict]()
@@ -169,6 +232,12 @@ def _fresh_cache() -> None:
 # session (startup costs seconds), so a task enqueued by one test may still run in the next one.
 
 
+# The servers' console grace period and heartbeat interval (production: 30 s and 10 s). The test
+# process keeps the production values: its own tests pass explicit clocks against them.
+SERVER_CONSOLE_GRACE_SECONDS = 10
+SERVER_CONSOLE_HEARTBEAT_SECONDS = 2
+
+
 @pytest.fixture(scope="session")
 def service_env(django_db_setup) -> dict[str, str]:
     """Environment for server subprocesses: this session's test database and Redis."""
@@ -182,6 +251,10 @@ def service_env(django_db_setup) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="omnirouter.settings",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         PYTHONUNBUFFERED="1",
+        # A console lost for this long goes offline: short, so that a test of the grace period
+        # waits seconds, not the production half minute; heartbeats keep the same ratio.
+        CONSOLE_GRACE_SECONDS=str(SERVER_CONSOLE_GRACE_SECONDS),
+        CONSOLE_HEARTBEAT_SECONDS=str(SERVER_CONSOLE_HEARTBEAT_SECONDS),
     )
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     return env
