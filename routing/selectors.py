@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, cast
 
 from django.conf import settings
@@ -18,8 +19,10 @@ from presence.models import Agent, PresenceStatus
 from routing import engine
 from routing.models import (
     LIVE_STATES,
+    AgentSkill,
     AgentWork,
     AgentWorkState,
+    ItemSkill,
     Queue,
     QueueMembership,
     WorkItem,
@@ -101,8 +104,8 @@ def presence_payload(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.AgentView]:
     """The engine's view of ``agents`` (any queryset of them), by id: load, status channels,
-    queues, online and whether their console is live at ``now``. Three queries whatever the
-    number of agents."""
+    queues, skills, online and whether their console is live at ``now``. Four queries whatever
+    the number of agents."""
     grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
     rows = list(
         agents.order_by().values_list(
@@ -130,6 +133,7 @@ def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.A
         presencestatus_id__in={r[1] for r in rows if r[1] is not None}
     ).values_list("presencestatus_id", "servicechannel_id"):
         channels[status_id].add(channel_id)
+    skills = agent_skills(AgentSkill.objects.filter(agent_id__in=ids))
     views = {}
     for agent_id, status_id, online, capacity, used, open_count, last, seen, required in rows:
         views[agent_id] = engine.AgentView(
@@ -142,8 +146,68 @@ def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.A
             queue_ids=frozenset(queues.get(agent_id, ())),
             online=bool(online),
             console_live=not required or (seen is not None and seen >= now - grace),
+            skills=skills.get(agent_id, {}),
         )
     return views
+
+
+def hundredths(level: Decimal) -> int:
+    """A skill level as the engine counts it: 7.5 is 750."""
+    return int(level * 100)
+
+
+def agent_skills(rows: QuerySet[AgentSkill]) -> dict[int, dict[int, int]]:
+    """agent id -> skill id -> level in hundredths, for these agent skill rows (one query)."""
+    found: dict[int, dict[int, int]] = defaultdict(dict)
+    for agent_id, skill_id, level in rows.order_by().values_list("agent_id", "skill_id", "level"):
+        found[agent_id][skill_id] = hundredths(level)
+    return found
+
+
+def requirement(
+    *,
+    skill_id: int,
+    min_level: int,
+    additional: bool,
+    drop_after_seconds: int | None,
+    name: str,
+    enqueued_at: datetime,
+) -> engine.Requirement:
+    """The engine's view of one requirement of an item (``min_level`` in hundredths): an
+    additional one drops ``drop_after_seconds`` after the item entered its queue."""
+    drops_at = None
+    if additional and drop_after_seconds is not None:
+        drops_at = enqueued_at + timedelta(seconds=drop_after_seconds)
+    return engine.Requirement(
+        skill_id=skill_id, min_level=min_level, additional=additional, drops_at=drops_at, name=name
+    )
+
+
+def item_requirements(items: Iterable[WorkItem]) -> dict[int, tuple[engine.Requirement, ...]]:
+    """item id -> its requirements (in the order they were written), one query."""
+    entered = {item.pk: item.enqueued_at for item in items}
+    found: dict[int, list[engine.Requirement]] = defaultdict(list)
+    if not entered:
+        return {}
+    rows = (
+        ItemSkill.objects.filter(item_id__in=list(entered))
+        .order_by("item_id", "id")
+        .values_list(
+            "item_id", "skill_id", "min_level", "additional", "drop_after_seconds", "skill__name"
+        )
+    )
+    for item_id, skill_id, level, additional, drop_after, name in rows:
+        found[item_id].append(
+            requirement(
+                skill_id=skill_id,
+                min_level=hundredths(level),
+                additional=additional,
+                drop_after_seconds=drop_after,
+                name=name,
+                enqueued_at=entered[item_id],
+            )
+        )
+    return {item_id: tuple(needs) for item_id, needs in found.items()}
 
 
 def refusals(item_ids: Sequence[int]) -> dict[int, dict[int, datetime]]:
@@ -195,6 +259,7 @@ def item_view(item: WorkItem, *, now: datetime) -> engine.ItemView:
         refused_by=refusals([item.pk]).get(item.pk, {}),
         preferred_agent_id=item.preferred_agent_id if held else None,
         preferred_until=item.preferred_until,
+        requirements=item_requirements([item]).get(item.pk, ()),
     )
 
 

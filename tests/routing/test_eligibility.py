@@ -146,7 +146,7 @@ def test_push_overrides_a_refusal_still_cooling_down(world, api_config, boss):
     assert (work.agent, work.state, work.units) == (ann, "pushed", 1)
 
 
-def test_agent_views_reads_any_number_of_agents_in_three_queries(
+def test_agent_views_reads_any_number_of_agents_in_four_queries(
     world, api_config, settings, django_assert_num_queries
 ):
     settings.CONSOLE_GRACE_SECONDS = 30
@@ -161,7 +161,7 @@ def test_agent_views_reads_any_number_of_agents_in_three_queries(
     seen = Agent.objects.get(user__username="a03")
     services.touch_console(agent=seen, now=at(0))
 
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         views = agent_views(Agent.objects.all(), now=at(10))
 
     assert len(views) == 12
