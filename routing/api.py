@@ -22,7 +22,14 @@ from omnirouter.ratelimit import RoleRateThrottle, WorkItemCreateThrottle
 from omnirouter.roles import signed_in
 from omnirouter.viewsets import ConfigurationViewSet, split_m2m, validated
 from routing import services
-from routing.models import AgentWork, Queue, RoutingConfiguration, ServiceChannel, WorkItem
+from routing.models import (
+    AgentWork,
+    ItemSkill,
+    Queue,
+    RoutingConfiguration,
+    ServiceChannel,
+    WorkItem,
+)
 from routing.selectors import caller_agent, visible_work_items, work_payload
 from routing.serializers import (
     CloseSerializer,
@@ -102,7 +109,13 @@ class WorkItemViewSet(viewsets.GenericViewSet):
         return WorkItemSerializer
 
     def get_queryset(self) -> QuerySet[WorkItem]:
-        items = visible_work_items(self.request.user).select_related("queue", "channel")
+        items = (
+            visible_work_items(self.request.user)
+            .select_related("queue", "channel")
+            .prefetch_related(
+                Prefetch("skills", queryset=ItemSkill.objects.select_related("skill"))
+            )
+        )
         if self.action == "retrieve":
             items = items.prefetch_related(
                 Prefetch(

@@ -266,16 +266,27 @@ def item_view(item: WorkItem, *, now: datetime) -> engine.ItemView:
 def explain_item(item: WorkItem, *, now: datetime) -> list[tuple[Agent, engine.Ineligible | None]]:
     """Every member of the item's queue, by name, with ``None`` (the router may offer it to
     them) or the engine's reason why not."""
+    return _explain_members(item, now=now)[2]
+
+
+def _explain_members(
+    item: WorkItem, *, now: datetime
+) -> tuple[
+    engine.ItemView,
+    dict[int, engine.AgentView],
+    list[tuple[Agent, engine.Ineligible | None]],
+]:
     members = Agent.objects.filter(memberships__queue_id=item.queue_id)
     views = agent_views(members, now=now)
+    view = item_view(item, now=now)
     why = engine.explain(
-        item_view(item, now=now),
+        view,
         views.values(),
         now=now,
         reoffer_cooldown=timedelta(seconds=settings.ROUTING_REOFFER_COOLDOWN_SECONDS),
     )
     agents = members.select_related("user").order_by("user__username", "id")
-    return [(agent, why[agent.pk]) for agent in agents if agent.pk in why]
+    return view, views, [(agent, why[agent.pk]) for agent in agents if agent.pk in why]
 
 
 def _clock(at: datetime | None) -> str:
@@ -287,6 +298,14 @@ def reason_text(why: engine.Ineligible, *, channel: str) -> str:
     reason = why.reason
     if reason is engine.Reason.NOT_MEMBER:
         return _("not a member of the queue")
+    if reason is engine.Reason.SKILL and why.skill is not None:
+        if why.level is None:
+            return _("lacks %(skill)s") % {"skill": _skill_name(why.skill)}
+        return _("has %(skill)s at level %(level)s, needs %(minimum)s") % {
+            "skill": _skill_name(why.skill),
+            "level": engine.level_text(why.level),
+            "minimum": engine.level_text(why.skill.min_level),
+        }
     if reason is engine.Reason.OFFLINE:
         return _("offline")
     if reason is engine.Reason.CHANNEL:
@@ -318,6 +337,7 @@ def _reason_count_text(
         return _("%(count)d at capacity") % {"count": count}
     texts = {
         engine.Reason.NOT_MEMBER: _("%(count)d not a member"),
+        engine.Reason.SKILL: _("%(count)d without a required skill"),
         engine.Reason.OFFLINE: _("%(count)d offline"),
         engine.Reason.CHANNEL: _("%(count)d not available for %(channel)s"),
         engine.Reason.NO_CONSOLE: _("%(count)d without a live console"),
@@ -335,7 +355,7 @@ def explain_wait(item: WorkItem, *, now: datetime | None = None) -> str:
     now = now or timezone.now()
     if item.status != WorkItemStatus.WAITING:
         return _("Not waiting: %(status)s.") % {"status": item.get_status_display()}
-    members = explain_item(item, now=now)
+    view, views, members = _explain_members(item, now=now)
     if not members:
         return _("The queue has no members.")
     eligible = [agent for agent, why in members if why is None]
@@ -357,13 +377,67 @@ def explain_wait(item: WorkItem, *, now: datetime | None = None) -> str:
         )
         if reason is not engine.Reason.PREFERRED_AGENT
     ]
+    needs = _needs_text(view, views, now)
     preferred = by_reason.get(engine.Reason.PREFERRED_AGENT)
     if preferred:
         lead = _("Held for its preferred agent until %(time)s") % {
             "time": _clock(preferred[0].until)
         }
-        return f"{lead}: {', '.join(parts)}." if parts else f"{lead}."
-    return _("No one can take it now: %(reasons)s.") % {"reasons": ", ".join(parts)}
+        text = f"{lead}: {', '.join(parts)}." if parts else f"{lead}."
+    else:
+        text = _("No one can take it now: %(reasons)s.") % {"reasons": ", ".join(parts)}
+    return f"{text} {needs}" if needs else text
+
+
+def _skill_name(need: engine.Requirement) -> str:
+    return need.name or _("skill %(id)s") % {"id": need.skill_id}
+
+
+def _needs_text(item: engine.ItemView, views: Mapping[int, engine.AgentView], now: datetime) -> str:
+    """The item's requirements in force, each with how the online members fall short of it,
+    and when an additional one drops: "Needs Billing ≥ 5: 2 online agents lack it, 1 has level
+    3; Japanese (additional, drops at 10:42:00)." Empty without requirements in force."""
+    online = [v for v in views.values() if v.online]
+    segments = []
+    for need in engine.in_force(item.requirements, now):
+        name = _skill_name(need)
+        if need.min_level:
+            name = _("%(skill)s ≥ %(level)s") % {
+                "skill": name,
+                "level": engine.level_text(need.min_level),
+            }
+        if need.additional and need.drops_at is not None:
+            name = _("%(skill)s (additional, drops at %(time)s)") % {
+                "skill": name,
+                "time": _clock(need.drops_at),
+            }
+        lacking = sum(1 for v in online if need.skill_id not in v.skills)
+        below = sorted(
+            v.skills[need.skill_id]
+            for v in online
+            if need.skill_id in v.skills and v.skills[need.skill_id] < need.min_level
+        )
+        details = []
+        if lacking:
+            details.append(
+                ngettext(
+                    "%(count)d online agent lacks it",
+                    "%(count)d online agents lack it",
+                    lacking,
+                )
+                % {"count": lacking}
+            )
+        if below:
+            details.append(
+                ngettext(
+                    "%(count)d has level %(levels)s", "%(count)d have levels %(levels)s", len(below)
+                )
+                % {"count": len(below), "levels": ", ".join(engine.level_text(b) for b in below)}
+            )
+        segments.append(f"{name}: {', '.join(details)}" if details else name)
+    if not segments:
+        return ""
+    return _("Needs %(requirements)s.") % {"requirements": "; ".join(segments)}
 
 
 def visible_work_items(user: Any) -> QuerySet[WorkItem]:
