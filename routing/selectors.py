@@ -102,10 +102,13 @@ def presence_payload(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.AgentView]:
+def agent_views(
+    agents: QuerySet[Agent], *, now: datetime, with_skills: bool = True
+) -> dict[int, engine.AgentView]:
     """The engine's view of ``agents`` (any queryset of them), by id: load, status channels,
     queues, skills, online and whether their console is live at ``now``. Four queries whatever
-    the number of agents."""
+    the number of agents; three ``with_skills=False``, for a reader that asks no question about
+    an item (``engine.has_room``)."""
     grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
     rows = list(
         agents.order_by().values_list(
@@ -133,7 +136,7 @@ def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.A
         presencestatus_id__in={r[1] for r in rows if r[1] is not None}
     ).values_list("presencestatus_id", "servicechannel_id"):
         channels[status_id].add(channel_id)
-    skills = agent_skills(AgentSkill.objects.filter(agent_id__in=ids))
+    skills = agent_skills(AgentSkill.objects.filter(agent_id__in=ids)) if with_skills else {}
     views = {}
     for agent_id, status_id, online, capacity, used, open_count, last, seen, required in rows:
         views[agent_id] = engine.AgentView(

@@ -717,6 +717,11 @@ def test_intake_requires_skills_by_name_or_id_and_the_item_shows_them(center):
             "A skill level is a number from 0 to 99.99, not “lots”.",
         ),
         (
+            [{"skill": "Billing", "min_level": "NaN"}],
+            "A skill level is a number from 0 to 99.99, not “NaN”.",
+        ),
+        ([{"skill": 2**70}], f"No skill with id {2**70}."),
+        (
             [{"skill": "Billing", "additional": True}],
             "An additional skill says after how many seconds it is dropped.",
         ),
