@@ -4,7 +4,7 @@ Run from the repository root:
 
     .venv/bin/python bench/run.py              # everything (about 5-10 minutes on 2 cores)
     .venv/bin/python bench/run.py --quick      # smaller, for trying changes
-    .venv/bin/python bench/run.py --only pass  # one part: pass, burst, latency
+    .venv/bin/python bench/run.py --only pass  # one part: pass, burst, latency, skills
 
 Uses DATABASE_URL / REDIS_URL when set (the database is dropped and recreated: point it at one
 of your own), otherwise starts throw-away PostgreSQL and Redis. Prints progress and, at the end,
@@ -38,6 +38,7 @@ TARGET_RATIO = 0.5
 TARGET_GROWTH = 1.2
 TARGET_P50_MS = 15.0
 TARGET_P99_MS = 50.0
+TARGET_SKILLS = 1.5
 
 
 def main() -> int:
@@ -55,7 +56,7 @@ def main() -> int:
         help="latency run: also measure at this lighter rate (default 20)",
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="latency run: duration")
-    parser.add_argument("--only", choices=["pass", "burst", "latency"], action="append")
+    parser.add_argument("--only", choices=["pass", "burst", "latency", "skills"], action="append")
     parser.add_argument(
         "--web-switch-interval-ms",
         type=float,
@@ -69,7 +70,7 @@ def main() -> int:
         args.reference_rate = [20.0]
     if args.quick:
         args.items, args.reps, args.seconds = 20_000, 3, 10.0
-    parts = set(args.only or ["pass", "burst", "latency"])
+    parts = set(args.only or ["pass", "burst", "latency", "skills"])
 
     started = time.monotonic()
     load_before = os.getloadavg()
@@ -184,8 +185,59 @@ class Bench:
             self.figures["floor"] = self.measure_floor()
         if "latency" in parts:
             self.figures["latency"] = self.measure_latency()
+        if "skills" in parts:
+            # Last: it adds skills to the world for good (the other parts measure without).
+            self.figures["skills"] = self.measure_skills()
         self.figures["peaks"] = self.peaks
         return self.figures
+
+    # --- (e) skills -------------------------------------------------------------------------
+
+    def measure_skills(self) -> dict[str, Any]:
+        """One batch on the same world without and with item requirements, alternating (the
+        requirements are set aside in a table of their own and put back), so that a noisy
+        minute on a shared machine falls on both."""
+        from bench import world
+
+        world.reset_routing()
+        if _scalar("SELECT count(*) FROM routing_workitem WHERE status = 'waiting'") == 0:
+            world.add_waiting_items(self.world, self.args.items, seed=12)
+        waiting = _scalar("SELECT count(*) FROM routing_workitem WHERE status = 'waiting'")
+        say("(e) adding skills: 1-5 per agent, 0-3 requirements per waiting item")
+        t0 = time.perf_counter()
+        agent_skills, requirements = world.add_skills(self.world, seed=13)
+        say(
+            f"  {agent_skills:,} agent skills, {requirements:,} requirements in "
+            f"{time.perf_counter() - t0:.1f}s"
+        )
+        runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
+        for _ in range(3):
+            world.set_requirements_aside()
+            runs["without"].append(self.measure_pass(f"{waiting:,} waiting, no skills"))
+            world.put_requirements_back()
+            runs["with"].append(self.measure_pass(f"{waiting:,} waiting, with skills"))
+
+        def merged(figures: list[dict[str, Any]]) -> dict[str, Any]:
+            times = sorted(t for f in figures for t in f["times"])
+            offers = statistics.median(f["offers"] for f in figures)
+            med = statistics.median(times)
+            cpu = statistics.median(c for f in figures for c in f["cpu"])
+            return {
+                **figures[-1],
+                "median_s": med,
+                "best_s": times[0],
+                "ms_per_assignment": med * 1000 / offers,
+                "cpu_ms_per_assignment": cpu * 1000 / offers,
+            }
+
+        if self.args.profile:
+            self.profile_pass()
+        return {
+            "without": merged(runs["without"]),
+            "with": merged(runs["with"]),
+            "agent_skills": agent_skills,
+            "requirements": requirements,
+        }
 
     # --- (b) pass cost ----------------------------------------------------------------------
 
@@ -199,12 +251,14 @@ class Bench:
         from routing import services
 
         say(f"(b) pass cost with {label}: {self.args.reps} runs of one batch")
-        times, offers, publish = [], [], []
+        times, offers, publish, cpu = [], [], [], []
         for _ in range(self.args.reps):
             world.reset_routing()
+            c0 = time.process_time()
             t0 = time.perf_counter()
             result = services.route_waiting_work(max_batches=1)
             t1 = time.perf_counter()
+            cpu.append(time.process_time() - c0)
             fanout.flush(30)  # events are sent by a background thread: wait for the last one
             times.append(t1 - t0)
             publish.append(time.perf_counter() - t1)
@@ -225,6 +279,11 @@ class Bench:
             "publish_ms": statistics.median(publish) * 1000,
             "queries": queries,
             "queries_per_assignment": queries / result.offers if result.offers else float("nan"),
+            "times": times,
+            # This process's CPU time (the Python side of the batch; PostgreSQL's is apart):
+            # less moved by other work on a shared machine than the wall time.
+            "cpu": cpu,
+            "cpu_ms_per_assignment": statistics.median(cpu) * 1000 / n if n else float("nan"),
         }
         say(
             f"  {n:.0f} offers per batch, median {med * 1000:.0f} ms (best {best * 1000:.0f}), "
@@ -750,6 +809,23 @@ def print_report(f: dict[str, Any], servers: ThrowAwayServers, elapsed: float) -
             f"    POST answered (from due): p50 {lat['post_p50']:.1f} ms, p99 "
             f"{lat['post_p99']:.1f} ms; answer -> frame: p50 {lat['after_answer_p50']:.1f} ms, "
             f"p99 {lat['after_answer_p99']:.1f} ms; errors: {lat['error_count']}"
+        )
+    if "skills" in f:
+        sk = f["skills"]
+        for p in (sk["without"], sk["with"]):
+            lines.append(
+                f"(e) one batch, {p['label']}: {p['offers']:.0f} offers, median "
+                f"{p['median_s'] * 1000:.0f} ms = {p['ms_per_assignment']:.3f} ms/assignment; "
+                f"{p['queries']} SQL statements"
+            )
+        ratio = sk["with"]["ms_per_assignment"] / sk["without"]["ms_per_assignment"]
+        cpu = sk["with"]["cpu_ms_per_assignment"] / sk["without"]["cpu_ms_per_assignment"]
+        lines.append(
+            f"    {sk['agent_skills']:,} agent skills, {sk['requirements']:,} requirements; "
+            f"cost per assignment with / without skills = {ratio:.2f} "
+            f"(target <= {TARGET_SKILLS}: {verdict(ratio <= TARGET_SKILLS)}); this process's "
+            f"CPU per assignment {sk['without']['cpu_ms_per_assignment']:.3f} -> "
+            f"{sk['with']['cpu_ms_per_assignment']:.3f} ms = {cpu:.2f}"
         )
     for label, peak in f.get("peaks", {}).items():
         lines.append(

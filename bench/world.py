@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -20,11 +21,14 @@ from django.utils import timezone
 
 from presence.models import Agent, PresenceConfiguration, PresenceStatus
 from routing.models import (
+    AgentSkill,
+    ItemSkill,
     Queue,
     QueueMembership,
     RoutingConfiguration,
     RoutingModel,
     ServiceChannel,
+    Skill,
     WorkItem,
 )
 
@@ -130,6 +134,97 @@ def add_waiting_items(world: World, count: int, *, seed: int) -> None:
             )
         WorkItem.objects.bulk_create(items, batch_size=chunk)
     vacuum()
+
+
+# The skills world: a few common skills and a long tail of rare ones (popularity weights), for
+# agents and items alike, so most requirements can be met by someone and some by few.
+SKILLS = [
+    ("English", 10),
+    ("Billing", 8),
+    ("Technical", 6),
+    ("Japanese", 5),
+    ("Spanish", 4),
+    ("Returns", 3),
+    ("Premium", 2),
+    ("German", 2),
+    ("Legal", 1),
+    ("Mandarin", 1),
+    ("Insurance", 1),
+    ("Escalations", 1),
+]
+
+
+def _some(rng: random.Random, ids: list[int], weights: list[int], count: int) -> set[int]:
+    chosen: set[int] = set()
+    while len(chosen) < count:
+        chosen.add(rng.choices(ids, weights=weights)[0])
+    return chosen
+
+
+def add_skills(world: World, *, seed: int) -> tuple[int, int]:
+    """Skills for every agent (1 to 5 each, levels 1 to 10) and 0 to 3 requirements for every
+    waiting item (minimum level 0, 2 or 4; a third of them additional, dropped after 1 to 60
+    minutes of waiting, so some have dropped already). Written as ``require_skills`` writes
+    them, in bulk. Returns (agent skills, item requirements) written."""
+    rng = random.Random(seed)
+    skills = [Skill.objects.create(name=name) for name, _ in SKILLS]
+    ids = [s.pk for s in skills]
+    weights = [w for _, w in SKILLS]
+    agent_rows = [
+        AgentSkill(
+            agent_id=agent_id,
+            skill_id=skill_id,
+            level=Decimal(rng.choice(range(100, 1001, 50))) / 100,
+        )
+        for agent_id in world.agent_ids
+        for skill_id in _some(rng, ids, weights, rng.randint(1, 5))
+    ]
+    AgentSkill.objects.bulk_create(agent_rows, batch_size=5000)
+    item_ids = list(WorkItem.objects.filter(status="waiting").values_list("id", flat=True))
+    written = 0
+    chunk: list[ItemSkill] = []
+    for item_id in item_ids:
+        for skill_id in _some(rng, ids, weights, rng.randint(0, 3)):
+            additional = rng.random() < 1 / 3
+            chunk.append(
+                ItemSkill(
+                    item_id=item_id,
+                    skill_id=skill_id,
+                    min_level=Decimal(rng.choice([0, 2, 4])),
+                    additional=additional,
+                    drop_after_seconds=rng.choice([60, 300, 1800, 3600]) if additional else None,
+                )
+            )
+        if len(chunk) >= 5000:
+            ItemSkill.objects.bulk_create(chunk)
+            written += len(chunk)
+            chunk = []
+    ItemSkill.objects.bulk_create(chunk)
+    written += len(chunk)
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE routing_itemskill, routing_agentskill")
+    return len(agent_rows), written
+
+
+def set_requirements_aside() -> None:
+    """No item requires anything (the rows wait in ``bench_itemskill``), for a measurement of
+    the same world without skills."""
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS bench_itemskill AS TABLE routing_itemskill WITH NO DATA"
+        )
+        cur.execute("INSERT INTO bench_itemskill SELECT * FROM routing_itemskill")
+        cur.execute("DELETE FROM routing_itemskill")
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE routing_itemskill")
+
+
+def put_requirements_back() -> None:
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("INSERT INTO routing_itemskill SELECT * FROM bench_itemskill")
+        cur.execute("DELETE FROM bench_itemskill")
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE routing_itemskill")
 
 
 def reset_routing() -> None:

@@ -27,6 +27,7 @@ from routing.models import (
     AgentWork,
     ClassificationRule,
     ExceptionRule,
+    ItemSkill,
     Queue,
     RoutingConfiguration,
     ServiceChannel,
@@ -194,7 +195,13 @@ class WorkItemViewSet(viewsets.GenericViewSet):
         return WorkItemSerializer
 
     def get_queryset(self) -> QuerySet[WorkItem]:
-        items = visible_work_items(self.request.user).select_related("queue", "channel")
+        items = (
+            visible_work_items(self.request.user)
+            .select_related("queue", "channel")
+            .prefetch_related(
+                Prefetch("skills", queryset=ItemSkill.objects.select_related("skill"))
+            )
+        )
         if self.action == "retrieve":
             items = items.prefetch_related(
                 Prefetch(

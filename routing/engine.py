@@ -10,9 +10,16 @@ Rules (see docs/architecture.md):
    for its channel, have a live console (or need none), have spare capacity for its size
    (``size_for``), and have not refused it (declined or timed out). An agent who refused it
    becomes a candidate again after the re-offer cooldown, but only when no one who has not
-   refused it can take it. ``eligibility`` and ``explain`` give that rule, with the reason for
-   each agent left out; ``match`` decides by the same checks.
-3. The queue's routing model picks among candidates; ties go to the agent idle longest since their
+   refused it can take it. An agent must also have every skill the item requires at its minimum
+   level (``Requirement``); an additional requirement stops counting once it drops
+   (``drops_at``: relaxation, so a waiting item widens to more agents). ``eligibility`` and
+   ``explain`` give that rule, with the reason for each agent left out; ``match`` decides by the
+   same checks.
+3. The queue's routing model picks among candidates (``least_active``: fewest open items;
+   ``most_available``: most spare units; ``best_skilled``: the highest score, where an agent's
+   score for an item is the sum of their levels in the skills the item requires at ``now``,
+   additional ones that have dropped left out, so an item without requirements scores 0 for
+   everyone; levels and scores are in hundredths); ties go to the agent idle longest since their
    last assignment (never assigned counts as longest), then to the lowest agent id.
 4. A preferred agent (sticky routing) gets the item while the preference lasts; the item waits for
    them rather than going to someone else.
@@ -30,8 +37,30 @@ from typing import Any, Protocol
 
 LEAST_ACTIVE = "least_active"
 MOST_AVAILABLE = "most_available"
+BEST_SKILLED = "best_skilled"
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A skill an item needs: the agent's level must be at least ``min_level`` (hundredths:
+    7.5 is 750). An additional requirement counts until ``drops_at`` (its wait in the queue),
+    a required one always."""
+
+    skill_id: int
+    min_level: int = 0
+    additional: bool = False
+    drops_at: datetime | None = None
+    name: str = ""  # for the words of a decision; the rule reads only the id
+
+    def in_force(self, now: datetime) -> bool:
+        return not (self.additional and self.drops_at is not None and now >= self.drops_at)
+
+
+def in_force(requirements: Iterable[Requirement], now: datetime) -> tuple[Requirement, ...]:
+    """The requirements that count at ``now``."""
+    return tuple(r for r in requirements if r.in_force(now))
 
 
 @dataclass(frozen=True)
@@ -50,6 +79,7 @@ class ItemView:
     refused_by: Mapping[int, datetime] = field(default_factory=dict)
     preferred_agent_id: int | None = None
     preferred_until: datetime | None = None
+    requirements: tuple[Requirement, ...] = ()
 
     @property
     def order_key(self) -> tuple[int, int, int, datetime, int]:
@@ -91,6 +121,8 @@ class AgentView:
     # prefilter), hence the defaults; other readers (``routing.selectors.agent_views``) say.
     online: bool = True
     console_live: bool = True
+    # skill id -> level in hundredths (7.5 is 750)
+    skills: Mapping[int, int] = field(default_factory=dict)
 
     @property
     def spare(self) -> int:
@@ -101,6 +133,7 @@ class Reason(StrEnum):
     """Why an agent may not take an item, most fundamental first."""
 
     NOT_MEMBER = "not_member"  # not a member of the item's queue
+    SKILL = "skill"  # lacks a skill the item requires now, or has it below the minimum level
     OFFLINE = "offline"  # presence status offline (or none)
     NO_CONSOLE = "no_console"  # console required and not seen within the grace period
     CHANNEL = "channel"  # online, but the status does not cover the item's channel
@@ -111,9 +144,18 @@ class Reason(StrEnum):
 
 
 # What stops an agent whatever the routing state of the item (a supervisor's push obeys these);
-# the others are the router's choices among those who could.
+# the others are the router's choices among those who could. Skills are hard: a push to an agent
+# without a skill the item requires now is refused (a supervisor who means it drops the
+# requirement first), so "needs Japanese" holds whoever routes the item.
 HARD_REASONS = frozenset(
-    {Reason.NOT_MEMBER, Reason.OFFLINE, Reason.CHANNEL, Reason.NO_CONSOLE, Reason.CAPACITY}
+    {
+        Reason.NOT_MEMBER,
+        Reason.SKILL,
+        Reason.OFFLINE,
+        Reason.CHANNEL,
+        Reason.NO_CONSOLE,
+        Reason.CAPACITY,
+    }
 )
 
 
@@ -123,19 +165,40 @@ class Ineligible:
     until: datetime | None = None  # REFUSED: cooldown ends; PREFERRED_AGENT: preference lapses
     spare: int | None = None  # CAPACITY: the agent's spare units ...
     needed: int | None = None  # ... and the item's size for them
+    skill: Requirement | None = None  # SKILL: the first requirement in force they fall short of,
+    level: int | None = None  # ... their level in it (hundredths; None: they lack it)
 
     @property
     def hard(self) -> bool:
         return self.reason in HARD_REASONS
 
 
-def _hard_reason(item: ItemView, agent: AgentView, spare: int) -> Reason | None:
-    """The checks of rule 2 that depend on the agent alone (``spare``: their room now)."""
+def _hard_reason(
+    item: ItemView, agent: AgentView, spare: int, needs: tuple[Requirement, ...]
+) -> Reason | None:
+    """The checks of rule 2 that depend on the agent alone (``spare``: their room now;
+    ``needs``: the item's requirements in force)."""
     if item.queue_id not in agent.queue_ids:
         return Reason.NOT_MEMBER
+    if needs and _short_of(needs, agent.skills) is not None:
+        return Reason.SKILL
     if not _can_work(agent):
         return Reason.OFFLINE if not agent.online else Reason.NO_CONSOLE
     return _fits(item, agent, spare, size_for(item, agent.capacity))
+
+
+def _short_of(needs: tuple[Requirement, ...], skills: Mapping[int, int]) -> Requirement | None:
+    """The first requirement the agent's ``skills`` do not meet, or ``None``."""
+    for need in needs:
+        level = skills.get(need.skill_id)
+        if level is None or level < need.min_level:
+            return need
+    return None
+
+
+def score(needs: Iterable[Requirement], skills: Mapping[int, int]) -> int:
+    """``best_skilled``'s score (hundredths): the agent's levels summed over ``needs``."""
+    return sum(skills.get(need.skill_id, 0) for need in needs)
 
 
 def _can_work(agent: AgentView) -> bool:
@@ -171,10 +234,15 @@ def has_room(agent: AgentView) -> bool:
     return agent.online and bool(agent.channel_ids) and agent.console_live and agent.spare > 0
 
 
-def hard_ineligibility(item: ItemView, agent: AgentView) -> Ineligible | None:
-    """What stops ``agent`` taking ``item`` whatever the router's choices (``HARD_REASONS``:
-    what a supervisor's push obeys), or ``None``."""
-    hard = _hard_reason(item, agent, agent.spare)
+def hard_ineligibility(item: ItemView, agent: AgentView, *, now: datetime) -> Ineligible | None:
+    """What stops ``agent`` taking ``item`` at ``now`` whatever the router's choices
+    (``HARD_REASONS``: what a supervisor's push obeys), or ``None``."""
+    needs = in_force(item.requirements, now)
+    hard = _hard_reason(item, agent, agent.spare, needs)
+    if hard is Reason.SKILL:
+        short = _short_of(needs, agent.skills)
+        assert short is not None
+        return Ineligible(hard, skill=short, level=agent.skills.get(short.skill_id))
     if hard is Reason.CAPACITY:
         return Ineligible(hard, spare=agent.spare, needed=size_for(item, agent.capacity))
     return None if hard is None else Ineligible(hard)
@@ -193,7 +261,7 @@ def eligibility(
     ``others_can_take``: whether someone who has not refused the item can take it (only decides
     for an agent who refused it and has cooled down; ``explain`` works it out for a set).
     """
-    hard = hard_ineligibility(item, agent)
+    hard = hard_ineligibility(item, agent, now=now)
     if hard is not None:
         return hard
     refused_at = item.refused_by.get(agent.id)
@@ -214,8 +282,10 @@ def explain(
 ) -> dict[int, Ineligible | None]:
     """For each agent, ``None`` (eligible: ``match`` picks among these) or why not."""
     agents = list(agents)
+    needs = in_force(item.requirements, now)
     others_can_take = any(
-        a.id not in item.refused_by and _hard_reason(item, a, a.spare) is None for a in agents
+        a.id not in item.refused_by and _hard_reason(item, a, a.spare, needs) is None
+        for a in agents
     )
     return {
         a.id: eligibility(
@@ -264,9 +334,14 @@ class _AgentState:
         return (self.last_assigned_at or _NEVER, self.pass_seq)
 
 
-def _model_key(state: _AgentState, model: str) -> tuple[Any, ...]:
+def _model_key(
+    state: _AgentState, model: str, needs: tuple[Requirement, ...] = ()
+) -> tuple[Any, ...]:
+    """The routing model's order of agents for an item in force ``needs`` (lowest first)."""
     if model == MOST_AVAILABLE:
         return (-state.spare, state.idle_key(), state.view.id)
+    if model == BEST_SKILLED:
+        return (-score(needs, state.view.skills), state.idle_key(), state.view.id)
     return (state.open_count, state.idle_key(), state.view.id)
 
 
@@ -346,6 +421,20 @@ class _Index:
         self.by_queue = by_queue
         self.buckets: dict[tuple[int, str], list[_Bucket]] = {}
         self.models: set[str] = set()
+        # queue id -> skill id -> the queue's members with that skill (in id order)
+        self.by_skill: dict[int, dict[int, list[_AgentState]]] = {}
+
+    def with_skills(self, queue_id: int, needs: tuple[Requirement, ...]) -> list[_AgentState]:
+        """Members of the queue who could meet ``needs``: those with its rarest skill (the
+        caller checks every requirement of each). Skills narrow a queue far more than channels
+        do, so an item with requirements scans a few members, not all of them."""
+        by_skill = self.by_skill.get(queue_id)
+        if by_skill is None:
+            by_skill = self.by_skill[queue_id] = defaultdict(list)
+            for state in self.by_queue.get(queue_id, ()):
+                for skill_id in state.view.skills:
+                    by_skill[skill_id].append(state)
+        return min((by_skill.get(need.skill_id, []) for need in needs), key=len)
 
     def for_item(self, item: ItemView) -> list[_Bucket]:
         key = (item.queue_id, item.routing_model)
@@ -392,9 +481,16 @@ def match(
         members = by_queue.get(item.queue_id)
         if not members:
             continue
-        offer = _match_indexed(item, states, index)
-        if offer is _UNINDEXED:
-            offer = _match_one(item, members, now=now, cooldown=reoffer_cooldown)
+        needs = in_force(item.requirements, now) if item.requirements else ()
+        if needs:
+            members = index.with_skills(item.queue_id, needs)
+            offer: Offer | None | object = _match_one(
+                item, members, now=now, cooldown=reoffer_cooldown, needs=needs
+            )
+        else:
+            offer = _match_indexed(item, states, index)
+            if offer is _UNINDEXED:
+                offer = _match_one(item, members, now=now, cooldown=reoffer_cooldown)
         if offer is None:
             continue
         assert isinstance(offer, Offer)
@@ -418,14 +514,15 @@ def _match_indexed(
     item: ItemView, states: dict[int, _AgentState], index: _Index
 ) -> Offer | None | object:
     """The decision ``_match_one`` would make, from the index, for the common case: an item of
-    a fixed size, no preferred agent, and no refusal by an agent who could take it now.
-    Anything else returns ``_UNINDEXED`` and goes through ``_match_one``."""
+    a fixed size, no skill requirement in force (the caller's), no preferred agent, and no
+    refusal by an agent who could take it now. Anything else returns ``_UNINDEXED`` and goes
+    through ``_match_one``."""
     units = item.size_units
     if units is None or item.preferred_agent_id is not None:
         return _UNINDEXED
     for agent_id in item.refused_by:
         refuser = states.get(agent_id)
-        if refuser is not None and _hard_reason(item, refuser.view, refuser.spare) is None:
+        if refuser is not None and _hard_reason(item, refuser.view, refuser.spare, ()) is None:
             return _UNINDEXED
     buckets = index.for_item(item)
     candidates = sum(
@@ -448,7 +545,12 @@ def _match_indexed(
 
 
 def _match_one(
-    item: ItemView, members: list[_AgentState], *, now: datetime, cooldown: timedelta
+    item: ItemView,
+    members: list[_AgentState],
+    *,
+    now: datetime,
+    cooldown: timedelta,
+    needs: tuple[Requirement, ...] = (),
 ) -> Offer | None:
     fresh: list[_AgentState] = []
     cooled: list[_AgentState] = []
@@ -465,6 +567,8 @@ def _match_one(
             if units is None:
                 units = sizes[state.view.capacity] = size_for(item, state.view.capacity)
         if _fits(item, state.view, state.spare, units) is not None:
+            continue
+        if needs and _short_of(needs, state.view.skills) is not None:
             continue
         refused_at = item.refused_by.get(state.view.id)
         if refused_at is None:
@@ -494,11 +598,11 @@ def _match_one(
     if not pool:
         return None
     model = item.routing_model
-    ranked = sorted(pool, key=lambda s: _model_key(s, model))
+    ranked = sorted(pool, key=lambda s: _model_key(s, model, needs))
     best = ranked[0]
     tie_break = None
     if len(ranked) > 1:
-        first, second = _model_key(best, model), _model_key(ranked[1], model)
+        first, second = _model_key(best, model, needs), _model_key(ranked[1], model, needs)
         if first[0] == second[0]:
             tie_break = "longest_idle" if first[1] != second[1] else "lowest_agent_id"
     return _offer(
@@ -511,6 +615,7 @@ def _match_one(
             tie_break,
             reoffer,
             skipped_refusals=refused_waiting + len(cooled) * (not reoffer),
+            needs=needs,
         ),
     )
 
@@ -534,9 +639,26 @@ def _explain(
     tie_break: str | None,
     reoffer: bool,
     skipped_refusals: int,
+    needs: tuple[Requirement, ...] = (),
 ) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
     if model == MOST_AVAILABLE:
         text = f"Most available: {state.spare} spare units"
+    elif model == BEST_SKILLED:
+        skills = state.view.skills
+        total = score(needs, skills)
+        text = f"Best skilled: score {level_text(total)}"
+        if needs:
+            levels = ", ".join(
+                f"{n.name or f'skill {n.skill_id}'} {level_text(skills[n.skill_id])}" for n in needs
+            )
+            text += f" ({levels})"
+        else:
+            text += " (no skills required)"
+        extra = {
+            "score": total / 100,
+            "levels": {str(n.skill_id): skills[n.skill_id] / 100 for n in needs},
+        }
     else:
         text = f"Least active: {state.open_count} open items"
     text += f", best of {candidates} eligible agent{'s' if candidates != 1 else ''}"
@@ -554,5 +676,12 @@ def _explain(
         "candidates": candidates,
         "tie_break": tie_break,
         "reoffer_after_cooldown": reoffer,
+        **extra,
         "text": text + ".",
     }
+
+
+def level_text(hundredths: int) -> str:
+    """A skill level or score in words: 750 is "7.5", 500 is "5", 1225 is "12.25"."""
+    whole, cents = divmod(hundredths, 100)
+    return f"{whole}.{cents:02d}".rstrip("0").rstrip(".") if cents else str(whole)

@@ -41,6 +41,7 @@ class ServiceChannel(models.Model):
 class RoutingModel(models.TextChoices):
     LEAST_ACTIVE = "least_active", _("Least active (fewest open items)")
     MOST_AVAILABLE = "most_available", _("Most available (most spare capacity)")
+    BEST_SKILLED = "best_skilled", _("Best skilled (highest sum of required skill levels)")
 
 
 class RoutingConfiguration(models.Model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, cast
 
 from django.conf import settings
@@ -18,8 +19,10 @@ from presence.models import Agent, PresenceStatus
 from routing import engine
 from routing.models import (
     LIVE_STATES,
+    AgentSkill,
     AgentWork,
     AgentWorkState,
+    ItemSkill,
     Queue,
     QueueMembership,
     WorkItem,
@@ -99,10 +102,13 @@ def presence_payload(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.AgentView]:
+def agent_views(
+    agents: QuerySet[Agent], *, now: datetime, with_skills: bool = True
+) -> dict[int, engine.AgentView]:
     """The engine's view of ``agents`` (any queryset of them), by id: load, status channels,
-    queues, online and whether their console is live at ``now``. Three queries whatever the
-    number of agents."""
+    queues, skills, online and whether their console is live at ``now``. Four queries whatever
+    the number of agents; three ``with_skills=False``, for a reader that asks no question about
+    an item (``engine.has_room``)."""
     grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
     rows = list(
         agents.order_by().values_list(
@@ -130,6 +136,7 @@ def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.A
         presencestatus_id__in={r[1] for r in rows if r[1] is not None}
     ).values_list("presencestatus_id", "servicechannel_id"):
         channels[status_id].add(channel_id)
+    skills = agent_skills(AgentSkill.objects.filter(agent_id__in=ids)) if with_skills else {}
     views = {}
     for agent_id, status_id, online, capacity, used, open_count, last, seen, required in rows:
         views[agent_id] = engine.AgentView(
@@ -142,8 +149,68 @@ def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.A
             queue_ids=frozenset(queues.get(agent_id, ())),
             online=bool(online),
             console_live=not required or (seen is not None and seen >= now - grace),
+            skills=skills.get(agent_id, {}),
         )
     return views
+
+
+def hundredths(level: Decimal) -> int:
+    """A skill level as the engine counts it: 7.5 is 750."""
+    return int(level * 100)
+
+
+def agent_skills(rows: QuerySet[AgentSkill]) -> dict[int, dict[int, int]]:
+    """agent id -> skill id -> level in hundredths, for these agent skill rows (one query)."""
+    found: dict[int, dict[int, int]] = defaultdict(dict)
+    for agent_id, skill_id, level in rows.order_by().values_list("agent_id", "skill_id", "level"):
+        found[agent_id][skill_id] = hundredths(level)
+    return found
+
+
+def requirement(
+    *,
+    skill_id: int,
+    min_level: int,
+    additional: bool,
+    drop_after_seconds: int | None,
+    name: str,
+    enqueued_at: datetime,
+) -> engine.Requirement:
+    """The engine's view of one requirement of an item (``min_level`` in hundredths): an
+    additional one drops ``drop_after_seconds`` after the item entered its queue."""
+    drops_at = None
+    if additional and drop_after_seconds is not None:
+        drops_at = enqueued_at + timedelta(seconds=drop_after_seconds)
+    return engine.Requirement(
+        skill_id=skill_id, min_level=min_level, additional=additional, drops_at=drops_at, name=name
+    )
+
+
+def item_requirements(items: Iterable[WorkItem]) -> dict[int, tuple[engine.Requirement, ...]]:
+    """item id -> its requirements (in the order they were written), one query."""
+    entered = {item.pk: item.enqueued_at for item in items}
+    found: dict[int, list[engine.Requirement]] = defaultdict(list)
+    if not entered:
+        return {}
+    rows = (
+        ItemSkill.objects.filter(item_id__in=list(entered))
+        .order_by("item_id", "id")
+        .values_list(
+            "item_id", "skill_id", "min_level", "additional", "drop_after_seconds", "skill__name"
+        )
+    )
+    for item_id, skill_id, level, additional, drop_after, name in rows:
+        found[item_id].append(
+            requirement(
+                skill_id=skill_id,
+                min_level=hundredths(level),
+                additional=additional,
+                drop_after_seconds=drop_after,
+                name=name,
+                enqueued_at=entered[item_id],
+            )
+        )
+    return {item_id: tuple(needs) for item_id, needs in found.items()}
 
 
 def refusals(item_ids: Sequence[int]) -> dict[int, dict[int, datetime]]:
@@ -195,22 +262,34 @@ def item_view(item: WorkItem, *, now: datetime) -> engine.ItemView:
         refused_by=refusals([item.pk]).get(item.pk, {}),
         preferred_agent_id=item.preferred_agent_id if held else None,
         preferred_until=item.preferred_until,
+        requirements=item_requirements([item]).get(item.pk, ()),
     )
 
 
 def explain_item(item: WorkItem, *, now: datetime) -> list[tuple[Agent, engine.Ineligible | None]]:
     """Every member of the item's queue, by name, with ``None`` (the router may offer it to
     them) or the engine's reason why not."""
+    return _explain_members(item, now=now)[2]
+
+
+def _explain_members(
+    item: WorkItem, *, now: datetime
+) -> tuple[
+    engine.ItemView,
+    dict[int, engine.AgentView],
+    list[tuple[Agent, engine.Ineligible | None]],
+]:
     members = Agent.objects.filter(memberships__queue_id=item.queue_id)
     views = agent_views(members, now=now)
+    view = item_view(item, now=now)
     why = engine.explain(
-        item_view(item, now=now),
+        view,
         views.values(),
         now=now,
         reoffer_cooldown=timedelta(seconds=settings.ROUTING_REOFFER_COOLDOWN_SECONDS),
     )
     agents = members.select_related("user").order_by("user__username", "id")
-    return [(agent, why[agent.pk]) for agent in agents if agent.pk in why]
+    return view, views, [(agent, why[agent.pk]) for agent in agents if agent.pk in why]
 
 
 def _clock(at: datetime | None) -> str:
@@ -222,6 +301,14 @@ def reason_text(why: engine.Ineligible, *, channel: str) -> str:
     reason = why.reason
     if reason is engine.Reason.NOT_MEMBER:
         return _("not a member of the queue")
+    if reason is engine.Reason.SKILL and why.skill is not None:
+        if why.level is None:
+            return _("lacks %(skill)s") % {"skill": _skill_name(why.skill)}
+        return _("has %(skill)s at level %(level)s, needs %(minimum)s") % {
+            "skill": _skill_name(why.skill),
+            "level": engine.level_text(why.level),
+            "minimum": engine.level_text(why.skill.min_level),
+        }
     if reason is engine.Reason.OFFLINE:
         return _("offline")
     if reason is engine.Reason.CHANNEL:
@@ -253,6 +340,7 @@ def _reason_count_text(
         return _("%(count)d at capacity") % {"count": count}
     texts = {
         engine.Reason.NOT_MEMBER: _("%(count)d not a member"),
+        engine.Reason.SKILL: _("%(count)d without a required skill"),
         engine.Reason.OFFLINE: _("%(count)d offline"),
         engine.Reason.CHANNEL: _("%(count)d not available for %(channel)s"),
         engine.Reason.NO_CONSOLE: _("%(count)d without a live console"),
@@ -270,7 +358,7 @@ def explain_wait(item: WorkItem, *, now: datetime | None = None) -> str:
     now = now or timezone.now()
     if item.status != WorkItemStatus.WAITING:
         return _("Not waiting: %(status)s.") % {"status": item.get_status_display()}
-    members = explain_item(item, now=now)
+    view, views, members = _explain_members(item, now=now)
     if not members:
         return _("The queue has no members.")
     eligible = [agent for agent, why in members if why is None]
@@ -292,13 +380,67 @@ def explain_wait(item: WorkItem, *, now: datetime | None = None) -> str:
         )
         if reason is not engine.Reason.PREFERRED_AGENT
     ]
+    needs = _needs_text(view, views, now)
     preferred = by_reason.get(engine.Reason.PREFERRED_AGENT)
     if preferred:
         lead = _("Held for its preferred agent until %(time)s") % {
             "time": _clock(preferred[0].until)
         }
-        return f"{lead}: {', '.join(parts)}." if parts else f"{lead}."
-    return _("No one can take it now: %(reasons)s.") % {"reasons": ", ".join(parts)}
+        text = f"{lead}: {', '.join(parts)}." if parts else f"{lead}."
+    else:
+        text = _("No one can take it now: %(reasons)s.") % {"reasons": ", ".join(parts)}
+    return f"{text} {needs}" if needs else text
+
+
+def _skill_name(need: engine.Requirement) -> str:
+    return need.name or _("skill %(id)s") % {"id": need.skill_id}
+
+
+def _needs_text(item: engine.ItemView, views: Mapping[int, engine.AgentView], now: datetime) -> str:
+    """The item's requirements in force, each with how the online members fall short of it,
+    and when an additional one drops: "Needs Billing ≥ 5: 2 online agents lack it, 1 has level
+    3; Japanese (additional, drops at 10:42:00)." Empty without requirements in force."""
+    online = [v for v in views.values() if v.online]
+    segments = []
+    for need in engine.in_force(item.requirements, now):
+        name = _skill_name(need)
+        if need.min_level:
+            name = _("%(skill)s ≥ %(level)s") % {
+                "skill": name,
+                "level": engine.level_text(need.min_level),
+            }
+        if need.additional and need.drops_at is not None:
+            name = _("%(skill)s (additional, drops at %(time)s)") % {
+                "skill": name,
+                "time": _clock(need.drops_at),
+            }
+        lacking = sum(1 for v in online if need.skill_id not in v.skills)
+        below = sorted(
+            v.skills[need.skill_id]
+            for v in online
+            if need.skill_id in v.skills and v.skills[need.skill_id] < need.min_level
+        )
+        details = []
+        if lacking:
+            details.append(
+                ngettext(
+                    "%(count)d online agent lacks it",
+                    "%(count)d online agents lack it",
+                    lacking,
+                )
+                % {"count": lacking}
+            )
+        if below:
+            details.append(
+                ngettext(
+                    "%(count)d has level %(levels)s", "%(count)d have levels %(levels)s", len(below)
+                )
+                % {"count": len(below), "levels": ", ".join(engine.level_text(b) for b in below)}
+            )
+        segments.append(f"{name}: {', '.join(details)}" if details else name)
+    if not segments:
+        return ""
+    return _("Needs %(requirements)s.") % {"requirements": "; ".join(segments)}
 
 
 def visible_work_items(user: Any) -> QuerySet[WorkItem]:

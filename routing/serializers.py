@@ -6,18 +6,23 @@ serializers render what the services return.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from omnirouter.errors import DomainError
 from presence.models import Agent
 from routing.models import (
     ActionLog,
     AgentWork,
     ClassificationRule,
     ExceptionRule,
+    ItemSkill,
     Queue,
     RoutingConfiguration,
     ServiceChannel,
@@ -25,6 +30,7 @@ from routing.models import (
     WorkItemStatus,
 )
 from routing.selectors import explain_wait
+from routing.services.skills import SkillNeed, parse_needs
 
 # --- Configuration ---------------------------------------------------------------------------
 
@@ -115,6 +121,25 @@ class WorkItemCreateSerializer(serializers.Serializer):
         default=dict,
         help_text=_("Anything the agent needs to handle the item (a JSON object)."),
     )
+    skills = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        default=list,
+        help_text=_(
+            'Skills the item requires: [{"skill": <id or name>, "min_level": 0-99.99, '
+            '"additional": false, "drop_after_seconds": <only for additional ones>}]. '
+            "Skills matched to the payload's attributes are required too."
+        ),
+    )
+
+    def validate_skills(self, raw: list[dict[str, Any]]) -> list[SkillNeed]:
+        for entry in raw:
+            if "skill" not in entry:
+                raise serializers.ValidationError(_("Each skill says which: a skill id or name."))
+        try:
+            return parse_needs(raw)
+        except DomainError as error:
+            raise serializers.ValidationError(error.message) from error
 
 
 class WorkItemFilterSerializer(serializers.Serializer):
@@ -131,10 +156,41 @@ class SizeSerializer(serializers.Serializer):
     )
 
 
+class ItemSkillSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="skill.name", read_only=True)
+    drops_at = serializers.SerializerMethodField(
+        help_text=_("When an additional skill stops being required; null for a required one.")
+    )
+    in_force = serializers.SerializerMethodField(help_text=_("Whether it is required now."))
+
+    class Meta:
+        model = ItemSkill
+        fields = [
+            "skill",
+            "name",
+            "min_level",
+            "additional",
+            "drop_after_seconds",
+            "drops_at",
+            "in_force",
+        ]
+        read_only_fields = fields
+
+    def get_drops_at(self, need: ItemSkill) -> datetime | None:
+        if not need.additional or need.drop_after_seconds is None:
+            return None
+        return need.item.enqueued_at + timedelta(seconds=need.drop_after_seconds)
+
+    def get_in_force(self, need: ItemSkill) -> bool:
+        drops_at = self.get_drops_at(need)
+        return drops_at is None or timezone.now() < drops_at
+
+
 class WorkItemSerializer(serializers.ModelSerializer):
     queue_name = serializers.CharField(source="queue.name", read_only=True)
     channel_key = serializers.CharField(source="channel.key", read_only=True)
     size = SizeSerializer(source="*", read_only=True)
+    skills = serializers.SerializerMethodField(help_text=_("Skills the item requires."))
 
     class Meta:
         model = WorkItem
@@ -151,11 +207,19 @@ class WorkItemSerializer(serializers.ModelSerializer):
             "routing_priority",
             "payload",
             "size",
+            "skills",
             "created_at",
             "enqueued_at",
             "ended_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(ItemSkillSerializer(many=True))
+    def get_skills(self, item: WorkItem) -> list[dict[str, Any]]:
+        # Lists prefetch them (with their skill); a single item reads them in one query.
+        prefetched = getattr(item, "_prefetched_objects_cache", {})
+        needs = item.skills.all() if "skills" in prefetched else item.skills.select_related("skill")
+        return list(ItemSkillSerializer(needs, many=True).data)
 
 
 class AgentWorkHistorySerializer(serializers.ModelSerializer):

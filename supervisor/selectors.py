@@ -422,8 +422,9 @@ def agent_metrics(scope: Scope, now: datetime, work: list[dict[str, Any]]) -> li
             "last_assigned_at",
         )
     )
-    # Online, connected, load and "room for more" as the router sees them.
-    views = agent_views(agents, now=now)
+    # Online, connected, load and "room for more" as the router sees them (skills are a
+    # question about an item, not asked here).
+    views = agent_views(agents, now=now, with_skills=False)
     in_scope = set(scope.queue_ids)
     day = _agent_day_stats(scope, agents, since, now)
     open_items: dict[int, list[dict[str, Any]]] = defaultdict(list)

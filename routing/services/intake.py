@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from routing.services.locks import (
     lock_item_and_live_work,
     retry_if_live_work_moved,
 )
+from routing.services.skills import SkillNeed, attribute_needs, require_skills
 from routing.services.transitions import end_work, size_from
 
 logger = logging.getLogger(__name__)
@@ -45,14 +47,18 @@ def enqueue_work(
     created_by: User | None = None,
     preferred_agent: Agent | None = None,
     preferred_for: timedelta | None = None,
+    skills: Sequence[SkillNeed] = (),
     now: datetime | None = None,
 ) -> WorkItem:
     """Create a waiting work item in ``queue``.
 
     Size comes from the queue's routing configuration (units or a percentage of capacity), else
-    the channel's default. Active classification rules then run on it (they may move it, set
-    its priorities, add skills; ``services.classification``). Side effects: a routing pass is
-    requested and the queue's supervisors are told, both after commit.
+    the channel's default. It requires ``skills`` (``services.skills.parse_needs`` reads them
+    from the API) and the skills its payload's attributes call for (``attribute_needs``; a skill
+    also given in ``skills`` is required as given there), written in the same transaction.
+    Active classification rules then run on it (they may move it, set its priorities, add
+    skills; ``services.classification``). Side effects: a routing pass is requested and the
+    queue's supervisors are told, both after commit.
     """
     now = now or timezone.now()
     if not 1 <= priority <= 10:
@@ -61,6 +67,7 @@ def enqueue_work(
         raise DomainError(
             _("Secondary priority must be between 1 (most urgent) and 10."), "secondary_priority"
         )
+    needs = _needs(skills, payload or {})
     config = queue.routing_config
     size_units, size_percent = size_from(config, channel)
     item = WorkItem(
@@ -84,11 +91,25 @@ def enqueue_work(
         item.record_id = str(record.pk)
     with transaction.atomic():
         item.save()
+        require_skills(item, needs)
         # Classification rules may set its queue, priorities and skills before it is routed.
         classification.classify_at_intake(item, now=now)
         queue_changed(queue.pk)
         request_routing()
     return item
+
+
+def _needs(skills: Sequence[SkillNeed], payload: dict[str, Any]) -> list[SkillNeed]:
+    given: dict[int, SkillNeed] = {}
+    for need in skills:
+        if need.skill_id in given:
+            raise DomainError(
+                _("Skill %(id)s is required twice; name each skill once.") % {"id": need.skill_id},
+                "skills",
+            )
+        given[need.skill_id] = need
+    by_attribute = [n for n in attribute_needs(payload) if n.skill_id not in given]
+    return [*given.values(), *by_attribute]
 
 
 def cancel_work_item(*, item_id: int, now: datetime | None = None) -> WorkItem:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,14 +27,23 @@ from omnirouter import metrics
 from presence.models import Agent, PresenceStatus
 from routing import engine
 from routing.models import (
+    AgentSkill,
     AgentWork,
     AgentWorkState,
+    ItemSkill,
     Queue,
     QueueMembership,
     WorkItem,
     WorkItemStatus,
 )
-from routing.selectors import PRESENCE_FIELDS, online_preferred, refusals
+from routing.selectors import (
+    PRESENCE_FIELDS,
+    agent_skills,
+    hundredths,
+    online_preferred,
+    refusals,
+    requirement,
+)
 from routing.services import offers as offer_writes
 from routing.services.locks import (
     take_pass_lock,
@@ -126,6 +135,10 @@ def _route_batch(
     configs = _queue_configs({row.queue_id for row in page})
     refused = refusals([row.id for row in page if row.refused])
     preferred_online = online_preferred(row.preferred_agent_id for row in page)
+    # Skills: two statements, only for a page with requirements (the claim says which items).
+    needs = _requirements([row for row in page if row.has_skills])
+    if needs:
+        agents = _with_skills(agents)
 
     no_refusals: dict[int, datetime] = {}
     items = [
@@ -147,6 +160,7 @@ def _route_batch(
                 else None
             ),
             preferred_until=row.preferred_until,
+            requirements=needs.get(row.id, ()),
         )
         for row in page
     ]
@@ -377,7 +391,9 @@ class _WaitingFilter:
     Items larger than the most spare capacity of their queue's members cannot be offered in
     this batch: leaving them out changes no decision, and fills the page with items that can
     be (as agents fill up, a page of everything would be mostly items nobody has room for).
-    Percentage sizes depend on each agent's capacity, so those items always come.
+    Percentage sizes depend on each agent's capacity, so those items always come. Skills do
+    not narrow the page: whether an item's requirements are in force depends on the clock and
+    the engine decides that on the claimed page.
     """
 
     def __init__(
@@ -426,17 +442,89 @@ class _WaitingFilter:
         qs = self._after(self.qs.filter(queue_id__in=sorted(queue_ids)), up_to, "<=")
         # SKIP LOCKED: items another transaction holds (a cancel, a transfer) are simply not
         # ours this time; the next pass sees them.
-        # Whether anyone refused the item, in the same statement: refusals are rare, and then
-        # only the refused items' refusals are read.
+        # Whether anyone refused the item, and whether it requires skills, in the same
+        # statement: then only those items' refusals and requirements are read.
         refused = AgentWork.objects.filter(
             item_id=OuterRef("pk"),
             state__in=[AgentWorkState.DECLINED, AgentWorkState.TIMED_OUT],
         )
         return list(
             qs.select_for_update(skip_locked=True, of=("self",))
-            .annotate(refused=Exists(refused))
-            .values_list(*_PAGE_FIELDS, "refused", named=True)
+            .annotate(
+                refused=Exists(refused),
+                has_skills=Exists(ItemSkill.objects.filter(item_id=OuterRef("pk"))),
+            )
+            .values_list(*_PAGE_FIELDS, "refused", "has_skills", named=True)
         )
+
+
+def _requirements(
+    rows: Sequence[Any], *, raw_sql: bool | None = None
+) -> dict[int, tuple[engine.Requirement, ...]]:
+    """The requirements of these claimed rows (items with ``has_skills``), by item id, with
+    their skills' names: one statement, none for no rows."""
+    if not rows:
+        return {}
+    entered = {row.id: row.enqueued_at for row in rows}
+    if _raw_sql() if raw_sql is None else raw_sql:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT r.item_id, r.skill_id, r.min_level, r.additional, r.drop_after_seconds,"
+                " s.name FROM routing_itemskill r JOIN routing_skill s ON s.id = r.skill_id"
+                " WHERE r.item_id = ANY(%s) ORDER BY r.item_id, r.id",
+                [sorted(entered)],
+            )
+            found = cur.fetchall()
+    else:
+        found = list(
+            ItemSkill.objects.filter(item_id__in=sorted(entered))
+            .order_by("item_id", "id")
+            .values_list(
+                "item_id",
+                "skill_id",
+                "min_level",
+                "additional",
+                "drop_after_seconds",
+                "skill__name",
+            )
+        )
+    needs: dict[int, list[engine.Requirement]] = defaultdict(list)
+    for item_id, skill_id, level, additional, drop_after, name in found:
+        needs[item_id].append(
+            requirement(
+                skill_id=skill_id,
+                min_level=hundredths(level),
+                additional=additional,
+                drop_after_seconds=drop_after,
+                name=name,
+                enqueued_at=entered[item_id],
+            )
+        )
+    return {item_id: tuple(item_needs) for item_id, item_needs in needs.items()}
+
+
+def _with_skills(
+    agents: dict[int, engine.AgentView], *, raw_sql: bool | None = None
+) -> dict[int, engine.AgentView]:
+    """``agents`` with their skills (one statement); read after the lock, so they are the
+    skills of the agents as locked."""
+    if not agents:
+        return agents
+    if _raw_sql() if raw_sql is None else raw_sql:
+        skills: dict[int, dict[int, int]] = defaultdict(dict)
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT agent_id, skill_id, level FROM routing_agentskill WHERE agent_id = ANY(%s)",
+                [sorted(agents)],
+            )
+            for agent_id, skill_id, level in cur.fetchall():
+                skills[agent_id][skill_id] = hundredths(level)
+    else:
+        skills = agent_skills(AgentSkill.objects.filter(agent_id__in=sorted(agents)))
+    return {
+        agent_id: replace(view, skills=skills[agent_id]) if agent_id in skills else view
+        for agent_id, view in agents.items()
+    }
 
 
 def _queue_configs(queue_ids: Iterable[int]) -> dict[int, QueueConfig]:

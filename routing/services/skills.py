@@ -77,6 +77,8 @@ def need(
     names when it drops (a required one never does)."""
     try:
         level = Decimal(str(min_level)).quantize(Decimal("0.01"))
+        if level.is_nan():  # "NaN" quantizes to itself and cannot be compared
+            raise InvalidOperation
     except (InvalidOperation, ValueError):
         raise DomainError(
             _("A skill level is a number from 0 to 99.99, not “%(value)s”.") % {"value": min_level},

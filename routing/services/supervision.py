@@ -86,7 +86,7 @@ def push_item_to_agent(
         view = agent_views(Agent.objects.filter(pk=fresh.pk), now=now)[fresh.pk]
         # A supervisor's choice overrides the router's (a refusal's cooldown, a preferred
         # agent), not what makes an agent unable to take the item.
-        why = engine.hard_ineligibility(item_view(item, now=now), view)
+        why = engine.hard_ineligibility(item_view(item, now=now), view, now=now)
         if why is not None:
             raise Conflict(
                 _("%(agent)s cannot take this item: %(reason)s.")

@@ -27,6 +27,7 @@ from routing.models import (
     Queue,
     RoutingConfiguration,
     ServiceChannel,
+    Skill,
     WorkItem,
     WorkItemStatus,
 )
@@ -639,3 +640,129 @@ def test_lists_cost_a_fixed_number_of_queries(center, django_assert_max_num_quer
         assert len(intake.get("/api/work-items/?limit=100").json()["results"]) == 30
     with django_assert_max_num_queries(5):
         assert len(alice.get("/api/me/work/").json()) == 10
+
+
+# --- Skills at intake ----------------------------------------------------------------------------
+
+
+def test_intake_requires_skills_by_name_or_id_and_the_item_shows_them(center):
+    billing = Skill.objects.create(name="Billing")
+    japanese = Skill.objects.create(name="Japanese", attribute="language", value="ja")
+    spanish = Skill.objects.create(name="Spanish")
+    now = timezone.now()
+    with time_machine.travel(now, tick=False):
+        response = client_for(center.intake).post(
+            "/api/work-items/",
+            {
+                "queue": center.world.support.pk,
+                "channel": center.world.chat.pk,
+                "subject": "factura",
+                "payload": {"language": "ja"},
+                "skills": [
+                    {"skill": "billing", "min_level": 5},
+                    {"skill": spanish.pk, "additional": True, "drop_after_seconds": 60},
+                ],
+            },
+            format="json",
+        )
+
+    assert response.status_code == 201, response.json()
+    drops_at = (now + timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
+    assert response.json()["skills"] == [
+        {
+            "skill": billing.pk,
+            "name": "Billing",
+            "min_level": "5.00",
+            "additional": False,
+            "drop_after_seconds": None,
+            "drops_at": None,
+            "in_force": True,
+        },
+        {
+            "skill": spanish.pk,
+            "name": "Spanish",
+            "min_level": "0.00",
+            "additional": True,
+            "drop_after_seconds": 60,
+            "drops_at": drops_at,
+            "in_force": True,
+        },
+        {
+            "skill": japanese.pk,
+            "name": "Japanese",
+            "min_level": "0.00",
+            "additional": False,
+            "drop_after_seconds": None,
+            "drops_at": None,
+            "in_force": True,
+        },
+    ]
+    with time_machine.travel(now + timedelta(seconds=60), tick=False):
+        later = client_for(center.intake).get(f"/api/work-items/{response.json()['id']}/")
+    assert [s["in_force"] for s in later.json()["skills"]] == [True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("skills", "message"),
+    [
+        ([{"skill": "Klingon"}], "No skill named “Klingon”."),
+        ([{"skill": 999999}], "No skill with id 999999."),
+        ([{"min_level": 3}], "Each skill says which: a skill id or name."),
+        (
+            [{"skill": "Billing", "min_level": 120}],
+            "A skill level is from 0 to 99.99; 120.00 is out of range.",
+        ),
+        (
+            [{"skill": "Billing", "min_level": "lots"}],
+            "A skill level is a number from 0 to 99.99, not “lots”.",
+        ),
+        (
+            [{"skill": "Billing", "min_level": "NaN"}],
+            "A skill level is a number from 0 to 99.99, not “NaN”.",
+        ),
+        ([{"skill": 2**70}], f"No skill with id {2**70}."),
+        (
+            [{"skill": "Billing", "additional": True}],
+            "An additional skill says after how many seconds it is dropped.",
+        ),
+        (
+            [{"skill": "Billing", "drop_after_seconds": 30}],
+            "Only an additional skill is dropped after a wait.",
+        ),
+    ],
+)
+def test_bad_skills_at_intake_are_refused_naming_the_problem(center, skills, message):
+    Skill.objects.create(name="Billing")
+    response = client_for(center.intake).post(
+        "/api/work-items/",
+        {
+            "queue": center.world.support.pk,
+            "channel": center.world.chat.pk,
+            "subject": "x",
+            "skills": skills,
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {"skills": [message]}
+    assert WorkItem.objects.count() == 0
+
+
+def test_a_skill_named_twice_at_intake_is_refused(center):
+    billing = Skill.objects.create(name="Billing")
+    response = client_for(center.intake).post(
+        "/api/work-items/",
+        {
+            "queue": center.world.support.pk,
+            "channel": center.world.chat.pk,
+            "subject": "x",
+            "skills": [{"skill": "Billing"}, {"skill": billing.pk, "min_level": 2}],
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": f"Skill {billing.pk} is required twice; name each skill once.",
+        "code": "skills",
+    }
+    assert WorkItem.objects.count() == 0

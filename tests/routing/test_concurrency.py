@@ -1,5 +1,9 @@
 """Invariants under real concurrency on PostgreSQL: several routers and agents acting at once.
 
+Agents have skills and many items require them, some as additional requirements that dropped
+before the run, drop during it or only later (relaxation), so the engine's skill rule is in play
+for every invariant.
+
 Each thread has its own database connection (Django connections are per thread), so these are
 real concurrent transactions. Afterwards the database is checked with plain SQL.
 """
@@ -17,8 +21,10 @@ from django.utils import timezone
 
 from omnirouter.errors import DomainError
 from presence.models import Agent
-from routing import services
-from routing.models import AgentWork, WorkItem
+from routing import engine, services
+from routing.models import AgentSkill, AgentWork, Skill, WorkItem
+from routing.selectors import agent_views, item_requirements
+from routing.services.skills import need
 from tests.factories import (
     PresenceConfigurationFactory,
     QueueFactory,
@@ -116,17 +122,36 @@ def backlog(settings):
         make_agent(f"agent{n}", queues=queues[: 1 + n % 3], config=config, status=status)
         for n in range(12)
     ]
-    now = timezone.now()
+    skills = [Skill.objects.create(name=f"skill {n}") for n in range(3)]
     rng = random.Random(7)
+    for agent in agents:
+        for skill in rng.sample(skills, rng.randint(1, 2)):
+            AgentSkill.objects.create(agent=agent, skill=skill, level=rng.choice([1, 3, 5]))
+    now = timezone.now()
     items = []
     for n in range(400):
         # Little top-priority work, more of the next: it runs out while the agents still have
         # room, so the routers must hand out each routing priority in turn.
         queue = rng.choices(queues, weights=(1, 2, 7))[0]
         channel = rng.choice([chat, chat, case])
+        age = 400 - n
+        needs = []
+        for skill in rng.sample(skills, rng.choice([0, 0, 0, 1, 1, 2])):
+            if rng.random() < 0.5:
+                needs.append(need(skill.pk, rng.choice([0, 2, 4])))
+            else:
+                # Dropped before the run, during it, or long after.
+                drop_after = age + rng.choice([-30, 1, 2, 3600])
+                needs.append(
+                    need(skill.pk, 4, additional=True, drop_after_seconds=max(0, drop_after))
+                )
         items.append(
             services.enqueue_work(
-                queue=queue, channel=channel, subject=f"i{n}", now=now - timedelta(seconds=400 - n)
+                queue=queue,
+                channel=channel,
+                subject=f"i{n}",
+                skills=needs,
+                now=now - timedelta(seconds=age),
             )
         )
     return agents, items
@@ -134,6 +159,7 @@ def backlog(settings):
 
 def test_concurrent_routers_never_double_assign_or_overfill(backlog):
     agents, _ = backlog
+    started = timezone.now()
 
     def router():
         for _ in range(30):
@@ -143,13 +169,28 @@ def test_concurrent_routers_never_double_assign_or_overfill(backlog):
 
     _check_invariants()
     # As many assignments as capacity allows: every agent is full or nothing left fits them.
+    # Fits: room for its size, and the skills it required when the run started (what it
+    # requires later is no more than that: requirements only drop).
+    waiting = list(WorkItem.objects.filter(status="waiting"))
+    requirements = item_requirements(waiting)
+    views = agent_views(Agent.objects.all(), now=started)
     for agent in Agent.objects.all():
         spare = agent.capacity - agent.used_capacity
-        queue_ids = list(agent.memberships.values_list("queue_id", flat=True))
-        fitting = WorkItem.objects.filter(status="waiting", queue_id__in=queue_ids).filter(
-            size_units__lte=spare
-        )
-        assert not fitting.exists(), f"{agent} has {spare} spare units and work fits"
+        skills = views[agent.pk].skills
+        queue_ids = set(agent.memberships.values_list("queue_id", flat=True))
+        fitting = [
+            item.subject
+            for item in waiting
+            if item.queue_id in queue_ids
+            and item.size_units <= spare
+            and all(
+                skills.get(r.skill_id, -1) >= r.min_level
+                for r in engine.in_force(requirements.get(item.pk, ()), started)
+            )
+        ]
+        assert not fitting, f"{agent} has {spare} spare units and {fitting} fit"
+    # Skills were in play: some work waits for a skill nobody with room has.
+    assert any(item.pk in requirements for item in waiting)
     assert (
         AgentWork.objects.filter(state="pushed").count()
         == WorkItem.objects.filter(status="offered").count()
@@ -162,8 +203,9 @@ def _check_cross_queue_priority() -> None:
     # higher routing priority waited in one of their queues and fitted in their room: the units
     # free when the lower-priority offer was made, counted as everything they were handed up to
     # that push time except that offer (nothing ends in this test, and every agent is available
-    # for both channels). "Waited" means it had no offer yet at that push time; the offers of one
-    # batch share their push time.
+    # for both channels), and the agent had every skill it required at that push time (an
+    # additional requirement no longer counts once the item has waited its drop time). "Waited"
+    # means it had no offer yet at that push time; the offers of one batch share their push time.
     inversions = _sql(
         "SELECT w.agent_id, low.subject, low.routing_priority, high.subject,"
         " high.routing_priority FROM routing_agentwork w"
@@ -177,6 +219,11 @@ def _check_cross_queue_priority() -> None:
         " FROM routing_agentwork o WHERE o.agent_id = w.agent_id AND o.pushed_at <= w.pushed_at)"
         " AND NOT EXISTS (SELECT 1 FROM routing_agentwork hw"
         " WHERE hw.item_id = high.id AND hw.pushed_at <= w.pushed_at)"
+        " AND NOT EXISTS (SELECT 1 FROM routing_itemskill r WHERE r.item_id = high.id"
+        " AND NOT (r.additional AND w.pushed_at >="
+        " high.enqueued_at + r.drop_after_seconds * interval '1 second')"
+        " AND NOT EXISTS (SELECT 1 FROM routing_agentskill s WHERE s.agent_id = w.agent_id"
+        " AND s.skill_id = r.skill_id AND s.level >= r.min_level))"
         " LIMIT 5"
     )
     assert inversions == []

@@ -2,6 +2,7 @@
 a supervisor's push, on PostgreSQL."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -10,8 +11,9 @@ from django.utils import timezone
 from omnirouter.errors import Conflict
 from presence.models import Agent
 from routing import engine, services
-from routing.models import ActionLog, AgentWork, WorkItem
-from routing.selectors import agent_views, explain_wait
+from routing.models import ActionLog, AgentSkill, AgentWork, Skill, WorkItem
+from routing.selectors import agent_views, explain_item, explain_wait, reason_text
+from routing.services.skills import need
 from tests.factories import PresenceConfigurationFactory, enqueue, make_agent
 
 T0 = timezone.now().replace(microsecond=0)
@@ -146,7 +148,7 @@ def test_push_overrides_a_refusal_still_cooling_down(world, api_config, boss):
     assert (work.agent, work.state, work.units) == (ann, "pushed", 1)
 
 
-def test_agent_views_reads_any_number_of_agents_in_three_queries(
+def test_agent_views_reads_any_number_of_agents_in_four_queries(
     world, api_config, settings, django_assert_num_queries
 ):
     settings.CONSOLE_GRACE_SECONDS = 30
@@ -161,7 +163,7 @@ def test_agent_views_reads_any_number_of_agents_in_three_queries(
     seen = Agent.objects.get(user__username="a03")
     services.touch_console(agent=seen, now=at(0))
 
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         views = agent_views(Agent.objects.all(), now=at(10))
 
     assert len(views) == 12
@@ -179,3 +181,64 @@ def test_agent_views_reads_any_number_of_agents_in_three_queries(
     )
     a02 = views[Agent.objects.get(user__username="a02").pk]
     assert (a02.online, a02.channel_ids, engine.has_room(a02)) == (True, frozenset(), False)
+
+
+def test_explain_wait_names_the_skills_in_force_and_when_an_additional_one_drops(world, api_config):
+    billing = Skill.objects.create(name="Billing")
+    japanese = Skill.objects.create(name="Japanese")
+    make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    bob = make_agent("bob", queues=[world.support], config=api_config, status=world.available)
+    cid = make_agent("cid", queues=[world.support], config=api_config, status=world.available)
+    off = make_agent("off", queues=[world.support], config=api_config)
+    AgentSkill.objects.create(agent=bob, skill=billing, level=Decimal("3"))
+    AgentSkill.objects.create(agent=cid, skill=billing, level=Decimal("7.5"))
+    AgentSkill.objects.create(agent=off, skill=billing, level=Decimal("9"))
+    item = enqueue(
+        world.support,
+        world.chat,
+        "invoice in Japanese",
+        skills=[
+            need(billing.pk, 5),
+            need(japanese.pk, additional=True, drop_after_seconds=120),
+        ],
+        now=at(0),
+    )
+
+    assert explain_wait(item, now=at(1)) == (
+        "No one can take it now: 4 without a required skill."
+        " Needs Billing ≥ 5: 1 online agent lacks it, 1 has level 3;"
+        f" Japanese (additional, drops at {clock(at(120))}): 3 online agents lack it."
+    )
+    # Japanese has dropped: Cid can take it.
+    assert explain_wait(item, now=at(120)) == (
+        "1 eligible agent has room: it will be offered on the next routing pass."
+    )
+    # The same reason for one agent, as a push pick list shows it.
+    texts = {
+        agent.user.username: reason_text(why, channel="Chat") if why else None
+        for agent, why in explain_item(item, now=at(1))
+    }
+    assert texts == {
+        "ann": "lacks Billing",
+        "bob": "has Billing at level 3, needs 5",
+        "cid": "lacks Japanese",
+        "off": "lacks Japanese",
+    }
+
+
+def test_push_obeys_the_items_skills(world, api_config, boss, fast_passwords):
+    billing = Skill.objects.create(name="Billing")
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    item = enqueue(world.support, world.chat, "invoice", skills=[need(billing.pk, 5)], now=at(0))
+
+    with pytest.raises(Conflict) as refused:
+        services.push_item_to_agent(item_id=item.pk, agent=ann, actor=boss, now=at(1))
+
+    assert (refused.value.code, refused.value.message) == (
+        "skill",
+        "ann cannot take this item: lacks Billing.",
+    )
+    assert AgentWork.objects.count() == 0
+    AgentSkill.objects.create(agent=ann, skill=billing, level=Decimal("5"))
+    work = services.push_item_to_agent(item_id=item.pk, agent=ann, actor=boss, now=at(2))
+    assert (work.agent, work.state) == (ann, "pushed")

@@ -5,21 +5,26 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from routing.engine import (
+    BEST_SKILLED,
     LEAST_ACTIVE,
     MOST_AVAILABLE,
     AgentView,
     Ineligible,
     ItemView,
     Reason,
+    Requirement,
     eligibility,
     explain,
+    hard_ineligibility,
     has_room,
+    level_text,
     match,
     size_for,
 )
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 COOLDOWN = timedelta(seconds=60)
+MODELS = [LEAST_ACTIVE, MOST_AVAILABLE, BEST_SKILLED]
 
 
 def item(id, queue=1, channel=1, rp=1, prio=5, age=0, model=LEAST_ACTIVE, units=1, **kw):
@@ -37,7 +42,7 @@ def item(id, queue=1, channel=1, rp=1, prio=5, age=0, model=LEAST_ACTIVE, units=
     )
 
 
-def agent(id, cap=10, used=0, open=0, idle=None, channels=(1,), queues=(1,)):
+def agent(id, cap=10, used=0, open=0, idle=None, channels=(1,), queues=(1,), skills=None):
     return AgentView(
         id=id,
         capacity=cap,
@@ -46,6 +51,7 @@ def agent(id, cap=10, used=0, open=0, idle=None, channels=(1,), queues=(1,)):
         last_assigned_at=None if idle is None else NOW - timedelta(seconds=idle),
         channel_ids=frozenset(channels),
         queue_ids=frozenset(queues),
+        skills=skills or {},
     )
 
 
@@ -230,12 +236,13 @@ def test_indexed_matching_decides_exactly_as_scanning_every_member(seed, monkeyp
             idle=rng.choice([None, 10, 20, 20, 300]),
             channels=rng.sample([1, 2, 3], rng.randint(1, 3)),
             queues=rng.sample([1, 2, 3, 4], rng.randint(1, 3)),
+            skills=random_skills(rng),
         )
         for a in range(1, rng.randint(2, 25))
     ]
     items = []
     for i in range(1, rng.randint(2, 80)):
-        kw = {}
+        kw = {"requirements": random_requirements(rng)}
         if rng.random() < 0.15:
             kw["refused_by"] = {
                 rng.randint(1, 25): NOW - timedelta(seconds=rng.choice([5, 90]))
@@ -245,7 +252,7 @@ def test_indexed_matching_decides_exactly_as_scanning_every_member(seed, monkeyp
             kw["preferred_agent_id"] = rng.randint(1, 25)
             kw["preferred_until"] = NOW + timedelta(seconds=rng.choice([-5, 60]))
         queue = rng.randint(1, 4)
-        model = LEAST_ACTIVE if queue % 2 else MOST_AVAILABLE
+        model = [LEAST_ACTIVE, MOST_AVAILABLE, BEST_SKILLED][queue % 3]
         if rng.random() < 0.1:
             items.append(
                 ItemView(
@@ -283,13 +290,41 @@ def test_indexed_matching_decides_exactly_as_scanning_every_member(seed, monkeyp
 
     indexed = decide()
     monkeypatch.setattr(engine, "_match_indexed", lambda *args, **kwargs: engine._UNINDEXED)
+    # Items with requirements scan only the members with their rarest skill: scanning every
+    # member of the queue must decide the same.
+    monkeypatch.setattr(
+        engine._Index, "with_skills", lambda self, queue_id, needs: self.by_queue[queue_id]
+    )
     assert indexed == decide()
+
+
+def random_skills(rng):
+    """An agent's skills for the random tables: a few of skills 1-4, at levels 0-9.5."""
+    return {
+        s: rng.choice([0, 250, 500, 750, 950]) for s in rng.sample([1, 2, 3, 4], rng.randint(0, 3))
+    }
+
+
+def random_requirements(rng):
+    """0-2 requirements of skills 1-4; some additional, dropped already or not yet."""
+    if rng.random() < 0.5:
+        return ()
+    return tuple(
+        Requirement(
+            skill_id=s,
+            min_level=rng.choice([0, 250, 500]),
+            additional=(additional := rng.random() < 0.4),
+            drops_at=NOW + timedelta(seconds=rng.choice([-10, 0, 30])) if additional else None,
+            name=f"S{s}",
+        )
+        for s in rng.sample([1, 2, 3, 4], rng.randint(1, 2))
+    )
 
 
 # --- Eligibility: who may take an item, and why not --------------------------------------------
 
 
-def view(id, cap=10, used=0, channels=(1,), queues=(1,), online=True, console=True):
+def view(id, cap=10, used=0, channels=(1,), queues=(1,), online=True, console=True, skills=None):
     return AgentView(
         id=id,
         capacity=cap,
@@ -300,6 +335,7 @@ def view(id, cap=10, used=0, channels=(1,), queues=(1,), online=True, console=Tr
         queue_ids=frozenset(queues),
         online=online,
         console_live=console,
+        skills=skills or {},
     )
 
 
@@ -370,6 +406,7 @@ def test_an_agent_who_refused_and_cooled_down_waits_while_others_can_take_it():
 def test_hard_reasons_are_what_a_supervisor_push_obeys():
     assert {r for r in Reason if Ineligible(r).hard} == {
         Reason.NOT_MEMBER,
+        Reason.SKILL,
         Reason.OFFLINE,
         Reason.CHANNEL,
         Reason.NO_CONSOLE,
@@ -421,10 +458,11 @@ def test_match_offers_an_item_to_one_of_the_agents_explain_calls_eligible(seed):
             queues=rng.sample([1, 2], rng.randint(1, 2)),
             online=rng.random() < 0.8,
             console=rng.random() < 0.8,
+            skills=random_skills(rng),
         )
         for a in range(1, rng.randint(1, 8))
     ]
-    kw = {}
+    kw = {"requirements": random_requirements(rng), "model": rng.choice(MODELS)}
     if rng.random() < 0.4:
         kw["refused_by"] = {
             rng.randint(1, 8): NOW - timedelta(seconds=rng.choice([5, 90]))
@@ -445,7 +483,167 @@ def test_match_offers_an_item_to_one_of_the_agents_explain_calls_eligible(seed):
     offers = match([it], agents, now=NOW, reoffer_cooldown=COOLDOWN)
 
     assert bool(offers) == bool(eligible)
+    # A supervisor's push obeys skills too: the hard reasons say no to whoever lacks them.
+    for a in agents:
+        if a.id in eligible:
+            assert hard_ineligibility(it, a, now=NOW) is None
     if offers:
         assert offers[0].agent_id in eligible
         if offers[0].reason["rule"] == "routing_model":
             assert offers[0].reason["candidates"] == len(eligible)
+
+
+# --- Skills: requirements, levels, relaxation, best skilled -------------------------------------
+
+BILLING = Requirement(skill_id=1, min_level=500, name="Billing")
+JAPANESE_FOR_30S = Requirement(
+    skill_id=2, additional=True, drops_at=NOW + timedelta(seconds=30), name="Japanese"
+)
+
+
+@pytest.mark.parametrize(
+    ("requirements", "skills", "at", "expected"),
+    [
+        # No requirement: skills do not matter.
+        ((), {}, 0, None),
+        # Lacks it: the reason names the skill and no level.
+        ((BILLING,), {}, 0, Ineligible(Reason.SKILL, skill=BILLING, level=None)),
+        # Has it below the minimum level.
+        ((BILLING,), {1: 300}, 0, Ineligible(Reason.SKILL, skill=BILLING, level=300)),
+        # At the minimum level is enough.
+        ((BILLING,), {1: 500}, 0, None),
+        ((BILLING,), {1: 9999}, 0, None),
+        # The first requirement they fall short of is named.
+        (
+            (BILLING, JAPANESE_FOR_30S),
+            {1: 500},
+            0,
+            Ineligible(Reason.SKILL, skill=JAPANESE_FOR_30S, level=None),
+        ),
+        # An additional requirement counts until it drops, not from then on.
+        ((JAPANESE_FOR_30S,), {}, 29, Ineligible(Reason.SKILL, skill=JAPANESE_FOR_30S)),
+        ((JAPANESE_FOR_30S,), {}, 30, None),
+        # A required one never drops.
+        ((BILLING,), {}, 10_000, Ineligible(Reason.SKILL, skill=BILLING)),
+    ],
+)
+def test_skills_the_item_requires_now_at_their_minimum_level(requirements, skills, at, expected):
+    it = item(1, requirements=requirements)
+    when = NOW + timedelta(seconds=at)
+    assert eligibility(it, view(7, skills=skills), now=when, reoffer_cooldown=COOLDOWN) == expected
+    assert bool(match([it], [view(7, skills=skills)], now=when, reoffer_cooldown=COOLDOWN)) is (
+        expected is None
+    )
+
+
+def test_a_missing_skill_comes_after_membership_and_before_presence():
+    it = item(1, requirements=(BILLING,))
+    assert eligibility(
+        item(1, queue=2, requirements=(BILLING,)), view(7), now=NOW, reoffer_cooldown=COOLDOWN
+    ) == Ineligible(Reason.NOT_MEMBER)
+    # Offline and without the skill: the skill is the reason (coming online would not help).
+    assert eligibility(it, view(7, online=False), now=NOW, reoffer_cooldown=COOLDOWN) == (
+        Ineligible(Reason.SKILL, skill=BILLING)
+    )
+    # A supervisor's push obeys it, and it is hard: refusals and preferences do not matter.
+    assert hard_ineligibility(it, view(7), now=NOW) == Ineligible(Reason.SKILL, skill=BILLING)
+    assert Ineligible(Reason.SKILL).hard
+
+
+def test_a_required_skill_routes_past_a_less_loaded_agent_who_lacks_it():
+    agents = [agent(1), agent(2, open=3, used=3, skills={1: 500})]
+    offers = match([item(9, requirements=(BILLING,))], agents, now=NOW, reoffer_cooldown=COOLDOWN)
+    assert pairs(offers) == [(9, 2)]
+    assert offers[0].reason["candidates"] == 1
+
+
+def test_relaxation_widens_the_item_to_agents_without_the_additional_skill():
+    it = item(9, requirements=(JAPANESE_FOR_30S,))
+    agents = [agent(1)]
+    assert match([it], agents, now=NOW + timedelta(seconds=29), reoffer_cooldown=COOLDOWN) == []
+    offers = match([it], agents, now=NOW + timedelta(seconds=30), reoffer_cooldown=COOLDOWN)
+    assert pairs(offers) == [(9, 1)]
+
+
+def test_best_skilled_picks_the_highest_sum_of_levels_and_says_so():
+    needs = (BILLING, Requirement(skill_id=2, name="Japanese"))
+    agents = [
+        agent(1, skills={1: 900, 2: 100}),  # 10
+        agent(2, skills={1: 750, 2: 500}),  # 12.5
+        agent(3, skills={1: 500, 2: 0, 3: 9999}),  # 5: skill 3 is not required
+        agent(4, skills={1: 9999}),  # lacks Japanese: not a candidate
+    ]
+    offers = match(
+        [item(9, model=BEST_SKILLED, requirements=needs)],
+        agents,
+        now=NOW,
+        reoffer_cooldown=COOLDOWN,
+    )
+    assert pairs(offers) == [(9, 2)]
+    reason = offers[0].reason
+    assert (reason["model"], reason["score"], reason["levels"], reason["tie_break"]) == (
+        "best_skilled",
+        12.5,
+        {"1": 7.5, "2": 5.0},
+        None,
+    )
+    assert reason["text"] == (
+        "Best skilled: score 12.5 (Billing 7.5, Japanese 5), best of 3 eligible agents."
+    )
+
+
+def test_best_skilled_ties_go_to_longest_idle_then_lowest_id_and_dropped_skills_do_not_score():
+    needs = (BILLING, JAPANESE_FOR_30S)
+    later = NOW + timedelta(seconds=30)  # Japanese has dropped: only Billing scores
+    agents = [
+        agent(1, idle=10, skills={1: 600}),
+        agent(2, idle=300, skills={1: 600}),
+        agent(3, idle=300, skills={1: 500, 2: 9999}),
+        agent(4, idle=300, skills={1: 600}),
+    ]
+    offers = match(
+        [item(9, model=BEST_SKILLED, requirements=needs)],
+        agents,
+        now=later,
+        reoffer_cooldown=COOLDOWN,
+    )
+    assert pairs(offers) == [(9, 2)]
+    assert (offers[0].reason["score"], offers[0].reason["tie_break"]) == (6.0, "lowest_agent_id")
+    assert offers[0].reason["text"].startswith("Best skilled: score 6 (Billing 6), best of 4")
+    # Agents 2 and 4 idle as long, 1 less: without agent 2, 4 wins on idle time over 1.
+    offers = match(
+        [item(9, model=BEST_SKILLED, requirements=needs)],
+        [agents[0], agents[3]],
+        now=later,
+        reoffer_cooldown=COOLDOWN,
+    )
+    assert pairs(offers) == [(9, 4)]
+    assert offers[0].reason["tie_break"] == "longest_idle"
+
+
+def test_best_skilled_without_requirements_is_a_tie_between_everyone():
+    offers = match(
+        [item(9, model=BEST_SKILLED)],
+        [agent(1, idle=10), agent(2, idle=50), agent(3, idle=20)],
+        now=NOW,
+        reoffer_cooldown=COOLDOWN,
+    )
+    assert pairs(offers) == [(9, 2)]
+    assert offers[0].reason["text"] == (
+        "Best skilled: score 0 (no skills required), best of 3 eligible agents;"
+        " tie broken by longest time since last assignment."
+    )
+
+
+def test_skilled_agents_fill_up_within_a_batch():
+    items = [item(i, age=10 - i, requirements=(BILLING,)) for i in range(1, 5)]
+    agents = [agent(1, cap=2, skills={1: 500}), agent(2, cap=10)]
+    offers = match(items, agents, now=NOW, reoffer_cooldown=COOLDOWN)
+    assert pairs(offers) == [(1, 1), (2, 1)]
+
+
+@pytest.mark.parametrize(
+    ("hundredths", "text"), [(0, "0"), (500, "5"), (750, "7.5"), (1225, "12.25"), (1000, "10")]
+)
+def test_level_text(hundredths, text):
+    assert level_text(hundredths) == text

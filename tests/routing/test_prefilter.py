@@ -1,10 +1,12 @@
 """The routing pass's prefilter (SQL on PostgreSQL, the ORM elsewhere) against the engine's rule,
 on random small worlds in the database: it must leave out no agent and no item the engine would
 offer. Refusals and preferred agents are the engine's to apply afterwards, so the worlds have
-none."""
+none. Agents have skills and items require them (some additional, dropped or not yet): skills
+never narrow the page, and the skills the pass reads for its locked agents are theirs."""
 
 import random
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -12,14 +14,22 @@ from django.utils import timezone
 
 from presence.models import Agent, PresenceConfiguration
 from routing import engine
-from routing.models import QueueMembership, WorkItem
-from routing.selectors import agent_views
-from routing.services.routing_pass import _lock_agents_with_room, _room_by_queue, _WaitingFilter
+from routing.models import AgentSkill, ItemSkill, QueueMembership, Skill, WorkItem
+from routing.selectors import agent_views, item_requirements
+from routing.services.routing_pass import (
+    _lock_agents_with_room,
+    _requirements,
+    _room_by_queue,
+    _WaitingFilter,
+    _with_skills,
+)
 from tests.factories import QueueFactory, ServiceChannelFactory, make_status
 
 NOW = timezone.now().replace(microsecond=0)
 GRACE = 30
 COOLDOWN = timedelta(seconds=60)
+MAX_KEY = (99, 99, 99, NOW + timedelta(days=1), 2**62)
+LEVELS = [Decimal("0"), Decimal("2.5"), Decimal("5"), Decimal("7.25")]
 
 
 def build_world(rng: random.Random):
@@ -37,6 +47,7 @@ def build_world(rng: random.Random):
         PresenceConfiguration.objects.create(name="api", console_required=False),
     ]
     queues = [QueueFactory() for _ in range(rng.randint(1, 3))]
+    skills = [Skill.objects.create(name=f"skill {n}") for n in range(3)]
     users = get_user_model().objects
     for n in range(rng.randint(0, 9)):
         capacity = rng.randint(1, 6)
@@ -53,9 +64,11 @@ def build_world(rng: random.Random):
         )
         for queue in rng.sample(queues, rng.randint(0, len(queues))):
             QueueMembership.objects.create(queue=queue, agent=agent)
+        for skill in rng.sample(skills, rng.randint(0, 2)):
+            AgentSkill.objects.create(agent=agent, skill=skill, level=rng.choice(LEVELS))
     for n in range(rng.randint(0, 8)):
         percent = rng.random() < 0.3
-        WorkItem.objects.create(
+        item = WorkItem.objects.create(
             queue=rng.choice(queues),
             channel=rng.choice(channels),
             routing_priority=1,
@@ -65,10 +78,20 @@ def build_world(rng: random.Random):
             created_at=NOW,
             enqueued_at=NOW - timedelta(seconds=n),
         )
+        for skill in rng.sample(skills, rng.choice([0, 0, 1, 2])):
+            additional = rng.random() < 0.4
+            ItemSkill.objects.create(
+                item=item,
+                skill=skill,
+                min_level=rng.choice(LEVELS),
+                additional=additional,
+                # Entered n seconds ago: dropped already for some, not yet for others.
+                drop_after_seconds=rng.randint(0, 6) if additional else None,
+            )
     return queues
 
 
-def as_view(item: WorkItem) -> engine.ItemView:
+def as_view(item: WorkItem, requirements) -> engine.ItemView:
     return engine.ItemView(
         id=item.pk,
         queue_id=item.queue_id,
@@ -79,6 +102,7 @@ def as_view(item: WorkItem) -> engine.ItemView:
         routing_model=engine.LEAST_ACTIVE,
         size_units=item.size_units,
         size_percent=item.size_percent,
+        requirements=requirements.get(item.pk, ()),
     )
 
 
@@ -95,13 +119,20 @@ def test_prefilter_keeps_exactly_the_agents_and_items_the_engine_would_offer(
     settings.CONSOLE_GRACE_SECONDS = GRACE
     queues = build_world(random.Random(seed))
     every_agent = agent_views(Agent.objects.all(), now=NOW)
-    items = [as_view(i) for i in WorkItem.objects.all()]
+    rows = list(WorkItem.objects.all())
+    requirements = item_requirements(rows)
+    items = [as_view(i, requirements) for i in rows]
 
     most_spare, channel_ids = _room_by_queue(NOW, raw_sql=raw_sql)
     page = {pk for _, (*_, pk) in _WaitingFilter(most_spare, channel_ids, None).peek(100)}
+    # The pass reads the requirements of a claimed page as the selectors do.
+    claimed = _WaitingFilter(None, None, None).claim({q.pk for q in queues}, up_to=MAX_KEY)
+    assert {row.id for row in claimed if row.has_skills} == set(requirements)
+    assert _requirements([r for r in claimed if r.has_skills], raw_sql=raw_sql) == requirements
 
     for queue in queues:
         locked = _lock_agents_with_room(NOW, {queue.pk}, raw_sql=raw_sql).agents
+        locked = _with_skills(locked, raw_sql=raw_sql)
         members = [a for a in every_agent.values() if queue.pk in a.queue_ids]
         # The agents it locks: members online, with a live console (or none needed) and room ...
         assert set(locked) == {a.id for a in members if a.online and a.console_live and a.spare > 0}

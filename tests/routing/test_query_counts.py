@@ -10,12 +10,15 @@ paths differ.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.db import connection
 
 from presence.models import Agent
 from routing import services
-from routing.models import AgentWork
+from routing.models import AgentSkill, AgentWork, Skill
+from routing.services.skills import need
 from tests.factories import PresenceConfigurationFactory, enqueue, make_agent
 from tests.routing.scenario import at, route
 
@@ -97,3 +100,43 @@ def test_accept_and_decline(world, agents, django_assert_num_queries):
         services.accept_work(work_id=first.pk, agent=first.agent, now=at(2))
     with django_assert_num_queries(10):
         services.decline_work(work_id=second.pk, agent=second.agent, now=at(2))
+
+
+def test_a_routing_batch_with_skills_costs_two_statements_more_whatever_its_size(
+    world, agents, django_assert_num_queries
+):
+    """The claim says which items require skills; then their requirements (with the skills'
+    names) and the locked agents' skills are read, one statement each, for any number of
+    items and agents. Items in force and relaxed alike."""
+    billing = Skill.objects.create(name="Billing")
+    japanese = Skill.objects.create(name="Japanese")
+    for n, agent in enumerate(agents):
+        AgentSkill.objects.create(agent=agent, skill=billing, level=Decimal(n))
+        if n % 2:
+            AgentSkill.objects.create(agent=agent, skill=japanese, level=Decimal("5"))
+    for i in range(10):
+        needs = [need(billing.pk, i % 3)]
+        if i % 3 == 0:
+            needs.append(need(japanese.pk, 1, additional=True, drop_after_seconds=i))
+        enqueue(world.support, world.chat, f"item {i}", skills=needs, now=at(0))
+
+    with django_assert_num_queries(on(postgresql=12, sqlite=16)):
+        assert route(5).offers == 10
+
+
+@pytest.mark.parametrize(
+    ("kind", "queries"),
+    [("plain", 3), ("payload", 4), ("skills", 7)],
+)
+def test_intake(world, kind, queries, django_assert_num_queries):
+    """``enqueue_work``: the insert, within a savepoint (3). A payload asks which skills its
+    attributes call for (1); requirements are written in one statement within their own
+    savepoint (3), however many there are."""
+    skill = Skill.objects.create(name="Japanese", attribute="language", value="ja")
+    kwargs = {
+        "plain": {},
+        "payload": {"payload": {"language": "en"}},
+        "skills": {"payload": {"language": "ja"}, "skills": [need(skill.pk, 2)]},
+    }[kind]
+    with django_assert_num_queries(queries):
+        enqueue(world.support, world.chat, "new", now=at(0), **kwargs)

@@ -5,13 +5,15 @@ embedded run uses): see the SQLite pass of ``./dev test``.
 """
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
 from omnirouter.errors import Conflict, DomainError, NotFound
 from presence.models import Agent
 from routing import services
-from routing.models import AgentWork, WorkItem
+from routing.models import AgentSkill, AgentWork, ItemSkill, Skill, WorkItem
+from routing.services.skills import need
 from tests.factories import (
     PresenceConfigurationFactory,
     QueueFactory,
@@ -391,3 +393,133 @@ def test_sticky_item_waits_for_its_preferred_agent_then_falls_back(world, api_co
     assert route(3).offers == 0  # ann is full: held for her, bob gets nothing
     assert route(63).offers == 1  # preference lapsed
     assert live(bob) == ["returning customer"]
+
+
+# --- Skills ------------------------------------------------------------------------------------
+
+
+def give(agent, skill, level):
+    AgentSkill.objects.create(agent=agent, skill=skill, level=Decimal(str(level)))
+
+
+@pytest.fixture
+def skills(db):
+    return {
+        name: Skill.objects.create(name=name, **extra)
+        for name, extra in [
+            ("Billing", {}),
+            ("Japanese", {"attribute": "language", "value": "ja"}),
+            ("Spanish", {"attribute": "language", "value": "es"}),
+        ]
+    }
+
+
+def test_an_item_goes_only_to_an_agent_with_its_skill_at_the_minimum_level(
+    world, api_config, skills
+):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    bob = make_agent("bob", queues=[world.support], config=api_config, status=world.available)
+    cid = make_agent("cid", queues=[world.support], config=api_config, status=world.available)
+    give(bob, skills["Billing"], 3)
+    give(cid, skills["Billing"], 5)
+    # Ann and Bob are the least active; only Cid has Billing at 5.
+    Agent.objects.filter(pk=cid.pk).update(open_count=0, last_assigned_at=at(-1))
+    enqueue(
+        world.support,
+        world.chat,
+        "invoice",
+        skills=[need(skills["Billing"].pk, 5)],
+        now=at(0),
+    )
+
+    route(1)
+
+    assert (live(ann), live(bob), live(cid)) == ([], [], ["invoice"])
+    assert AgentWork.objects.get().routing_reason["candidates"] == 1
+
+
+def test_an_additional_skill_drops_after_its_wait_and_the_item_widens(world, api_config, skills):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    item = enqueue(
+        world.support,
+        world.chat,
+        "konnichiwa",
+        skills=[need(skills["Japanese"].pk, 2, additional=True, drop_after_seconds=60)],
+        now=at(0),
+    )
+
+    route(59)
+    assert live(ann) == []
+    assert WorkItem.objects.get(pk=item.pk).status == "waiting"
+
+    route(60)
+    assert live(ann) == ["konnichiwa"]
+
+
+def test_the_payload_requires_the_skill_matched_to_its_attribute(world, api_config, skills):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    ken = make_agent("ken", queues=[world.support], config=api_config, status=world.available)
+    give(ken, skills["Japanese"], 1)
+    Agent.objects.filter(pk=ken.pk).update(open_count=3, used_capacity=3)
+    item = enqueue(world.support, world.chat, "from Osaka", payload={"language": "ja"}, now=at(0))
+
+    route(1)
+
+    assert list(ItemSkill.objects.filter(item=item).values_list("skill__name", "min_level")) == [
+        ("Japanese", Decimal("0.00"))
+    ]
+    assert (live(ann), live(ken)) == ([], ["from Osaka"])
+
+
+def test_skills_given_at_intake_win_over_the_payloads_and_are_named_once(world, api_config, skills):
+    japanese = skills["Japanese"].pk
+    item = enqueue(
+        world.support,
+        world.chat,
+        "x",
+        payload={"language": "ja"},
+        skills=[need(japanese, 4)],
+        now=at(0),
+    )
+    assert list(ItemSkill.objects.filter(item=item).values_list("skill_id", "min_level")) == [
+        (japanese, Decimal("4.00"))
+    ]
+
+    with pytest.raises(DomainError) as twice:
+        enqueue(world.support, world.chat, "y", skills=[need(japanese, 1), need(japanese, 2)])
+    assert twice.value.code == "skills"
+    assert WorkItem.objects.count() == 1
+
+
+def test_best_skilled_sends_to_the_highest_score_and_records_it(world, api_config, skills):
+    cfg = world.support.routing_config
+    cfg.routing_model = "best_skilled"
+    cfg.save()
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    bob = make_agent("bob", queues=[world.support], config=api_config, status=world.available)
+    cid = make_agent("cid", queues=[world.support], config=api_config, status=world.available)
+    give(ann, skills["Billing"], 9)
+    give(ann, skills["Japanese"], 1)
+    give(bob, skills["Billing"], "7.5")
+    give(bob, skills["Japanese"], 5)
+    give(cid, skills["Billing"], 2)
+    enqueue(
+        world.support,
+        world.chat,
+        "tricky invoice",
+        skills=[need(skills["Billing"].pk, 2), need(skills["Japanese"].pk)],
+        now=at(0),
+    )
+    enqueue(world.support, world.chat, "plain", now=at(1))
+
+    route(2)
+
+    assert live(bob) == ["tricky invoice"]
+    why = AgentWork.objects.get(item__subject="tricky invoice").routing_reason
+    assert (why["model"], why["score"]) == ("best_skilled", 12.5)
+    assert why["text"] == (
+        "Best skilled: score 12.5 (Billing 7.5, Japanese 5), best of 2 eligible agents."
+    )
+    # No requirements: everyone scores 0 and the tie goes to the longest idle (never assigned:
+    # the lowest id of those).
+    assert live(ann) == ["plain"]
