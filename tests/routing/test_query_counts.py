@@ -126,10 +126,11 @@ def test_a_routing_batch_with_skills_costs_two_statements_more_whatever_its_size
 
 @pytest.mark.parametrize(
     ("kind", "queries"),
-    [("plain", 3), ("payload", 4), ("skills", 7)],
+    [("plain", 4), ("payload", 5), ("skills", 8)],
 )
 def test_intake(world, kind, queries, django_assert_num_queries):
-    """``enqueue_work``: the insert, within a savepoint (3). A payload asks which skills its
+    """``enqueue_work``: the insert and the active classification rules, within a savepoint
+    (4; no rule is active here). A payload asks which skills its
     attributes call for (1); requirements are written in one statement within their own
     savepoint (3), however many there are."""
     skill = Skill.objects.create(name="Japanese", attribute="language", value="ja")
