@@ -177,7 +177,7 @@ def measure_costs(w: Any) -> dict[str, Any]:
         with connection.cursor() as cur:
             cur.execute(
                 "UPDATE routing_agentwork SET pushed_at = pushed_at - interval '1 minute'"
-                " WHERE agent_id %% 20 <> 0"
+                " WHERE agent_id % 20 <> 0"
             )
         recent = [_timed(lambda: services.reconcile_capacity(since=since)) for _ in range(10)]
         figures["check_since"] = (
