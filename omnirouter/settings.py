@@ -280,6 +280,14 @@ ROUTING_SWEEP_INTERVAL_SECONDS = env.float("ROUTING_SWEEP_INTERVAL_SECONDS", def
 ROUTING_REOFFER_COOLDOWN_SECONDS = env.int("ROUTING_REOFFER_COOLDOWN_SECONDS", default=60)
 CONSOLE_GRACE_SECONDS = env.int("CONSOLE_GRACE_SECONDS", default=30)
 CONSOLE_HEARTBEAT_SECONDS = env.int("CONSOLE_HEARTBEAT_SECONDS", default=10)
+# A heartbeat within this many seconds of the stored one writes nothing (one agent row write per
+# interval, whatever the number of tabs). Keep it plus the heartbeat below the grace: a live
+# console's stored time is at most this plus one heartbeat old. Lost consoles go offline after
+# the grace plus this (the stored time may lag the last heartbeat by as much).
+CONSOLE_SEEN_WRITE_INTERVAL_SECONDS = env.int("CONSOLE_SEEN_WRITE_INTERVAL_SECONDS", default=15)
+# The sweep checks the load of agents whose work changed since its last check, and every
+# agent's this often.
+ROUTING_CAPACITY_FULL_CHECK_SECONDS = env.int("ROUTING_CAPACITY_FULL_CHECK_SECONDS", default=60)
 
 # --- Input ----------------------------------------------------------------------------------
 # JSON bodies and WebSocket frames nested deeper than this are refused (omnirouter/inputs.py).

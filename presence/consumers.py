@@ -240,7 +240,7 @@ def _state(agent_id: int) -> dict[str, Any]:
 
 
 def _touch(agent_id: int) -> None:
-    services.touch_console(agent=_agent(agent_id))
+    services.touch_console(agent=agent_id)
 
 
 def _accept(agent_id: int, work_id: int) -> dict[str, Any]:

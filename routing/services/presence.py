@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import (
     F,
     Q,
@@ -72,16 +72,52 @@ def set_presence(
     return agent
 
 
-def touch_console(*, agent: Agent, now: datetime | None = None) -> None:
-    """Record that the agent's console is alive (on connect and on each heartbeat)."""
+def touch_console(*, agent: Agent | int, now: datetime | None = None) -> None:
+    """Record that the agent's console is alive (on connect and on each heartbeat).
+
+    One conditional UPDATE: a heartbeat within ``CONSOLE_SEEN_WRITE_INTERVAL_SECONDS`` of the
+    stored time writes nothing. A console that was stale (silent past the grace) while its
+    agent is online becomes routable again: a pass is requested. ``agent``: an agent or its id
+    (the console's socket knows only the id, and reads nothing else for a heartbeat).
+    """
     now = now or timezone.now()
-    grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
-    was_stale = Agent.objects.filter(
-        Q(console_seen_at__lt=now - grace) | Q(console_seen_at__isnull=True),
-        pk=agent.pk,
-        status__is_online=True,
-    ).exists()
-    Agent.objects.filter(pk=agent.pk).update(console_seen_at=now)
+    agent_id = agent if isinstance(agent, int) else agent.pk
+    write_before = now - timedelta(seconds=settings.CONSOLE_SEEN_WRITE_INTERVAL_SECONDS)
+    stale_before = now - timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
+    if connection.vendor == "postgresql":
+        # The self-join reads the row as it was before this UPDATE: was it stale?
+        with connection.cursor() as cur:
+            cur.execute(
+                "UPDATE presence_agent a SET console_seen_at = %(now)s"
+                " FROM presence_agent b LEFT JOIN presence_presencestatus s ON s.id = b.status_id"
+                " WHERE a.id = %(id)s AND b.id = a.id"
+                " AND (a.console_seen_at IS NULL OR a.console_seen_at < %(write_before)s)"
+                " RETURNING coalesce(s.is_online, false)"
+                " AND (b.console_seen_at IS NULL OR b.console_seen_at < %(stale_before)s)",
+                {
+                    "now": now,
+                    "id": agent_id,
+                    "write_before": write_before,
+                    "stale_before": stale_before,
+                },
+            )
+            row = cur.fetchone()
+        was_stale = bool(row and row[0])
+    else:
+        # SQLite's RETURNING sees only the new row: read first (and stop there if recent).
+        before = (
+            Agent.objects.filter(pk=agent_id)
+            .values_list("console_seen_at", "status__is_online")
+            .first()
+        )
+        if before is None or (before[0] is not None and before[0] >= write_before):
+            return
+        written = (
+            Agent.objects.filter(pk=agent_id)
+            .filter(Q(console_seen_at__lt=write_before) | Q(console_seen_at__isnull=True))
+            .update(console_seen_at=now)
+        )
+        was_stale = bool(written and before[1] and (before[0] is None or before[0] < stale_before))
     if was_stale:
         request_routing()
 

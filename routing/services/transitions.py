@@ -30,6 +30,9 @@ from routing.services.events import presence_message, queue_changed, work_change
 
 logger = logging.getLogger(__name__)
 
+# The note on an offer returned because the agent's new status does not cover its channel.
+STRANDED_NOTE = "Returned to queue: agent no longer available for this channel."
+
 
 def size_from(config: Any, channel: ServiceChannel) -> tuple[int | None, int | None]:
     if config.size_units:
@@ -109,7 +112,7 @@ def apply_status(agent_id: int, status_id: int | None, *, now: datetime) -> None
             work,
             AgentWorkState.CANCELED,
             now=now,
-            note="Returned to queue: agent no longer available for this channel.",
+            note=STRANDED_NOTE,
         )
         return_item(work.item_id)
     realtime.publish(*presence_message(agent_id))

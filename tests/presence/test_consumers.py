@@ -175,6 +175,10 @@ def test_the_first_frame_is_the_full_state_with_only_the_agents_own_work(center)
     alice_open = accepted(center, center.alice, "Refund please")
     alice_offer = offer(center, center.alice, "Where is my order?")
     offer(center, center.bob, "Bob's customer")
+    # and her console was last seen a minute ago
+    Agent.objects.filter(pk=center.alice.pk).update(
+        console_seen_at=timezone.now() - timedelta(minutes=1)
+    )
     ws = console(center.alice.user)
     before = timezone.now()
 
@@ -613,7 +617,8 @@ def test_heartbeat_marks_the_console_alive_and_tells_the_server_time(center):
     sent_at = {}
 
     def age_the_console():
-        services.touch_console(agent=center.alice, now=long_ago)
+        # As if the last heartbeat were long ago (a heartbeat never moves the time back).
+        Agent.objects.filter(pk=center.alice.pk).update(console_seen_at=long_ago)
         sent_at["t"] = timezone.now()
 
     async def conversation():
@@ -651,9 +656,13 @@ def test_a_lost_console_keeps_the_agent_online_until_the_grace_period_ends(cente
     assert Agent.objects.get(pk=center.alice.pk).status_id == center.available.pk
     assert AgentWork.objects.get(pk=pending.pk).state == "pushed"
 
-    # and once the grace period is over, the sweep sets her offline and takes the offer back
-    later = disconnected_at + timedelta(seconds=django_settings.CONSOLE_GRACE_SECONDS + 1)
-    result = services.sweep(now=later)
+    # and once the grace period is over (allowing for the stored time's lag behind the last
+    # heartbeat: a heartbeat within the write interval writes nothing), the sweep sets her
+    # offline and takes the offer back
+    grace = django_settings.CONSOLE_GRACE_SECONDS
+    lag = django_settings.CONSOLE_SEEN_WRITE_INTERVAL_SECONDS
+    assert services.sweep(now=disconnected_at + timedelta(seconds=grace))["offline"] == 0
+    result = services.sweep(now=disconnected_at + timedelta(seconds=grace + lag + 1))
 
     alice = Agent.objects.get(pk=center.alice.pk)
     assert result["offline"] == 1

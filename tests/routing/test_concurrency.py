@@ -19,7 +19,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from omnirouter.errors import DomainError
+from omnirouter.errors import Conflict, DomainError
 from presence.models import Agent
 from routing import engine, services
 from routing.models import AgentSkill, AgentWork, Skill, WorkItem
@@ -280,3 +280,57 @@ def test_routers_and_agents_acting_at_once_keep_every_invariant(backlog):
     closed = WorkItem.objects.filter(status="closed").count()
     assert closed > 0
     assert AgentWork.objects.filter(state="closed").count() == closed
+
+
+def test_accepts_racing_the_deadline_are_accepted_or_expired_never_both(backlog):
+    """Every offer due at one instant; its agent accepts it at that instant (by their clock,
+    just before it) while two sweeps expire what is due (by theirs, at it). Half the agents are
+    set busy after a timeout, so the sweeps also return those agents' other offers while they
+    accept them."""
+    agents, _ = backlog
+    services.route_waiting_work(batch_size=100)
+    deadline = timezone.now() + timedelta(seconds=60)
+    busy = make_status("Busy", [])
+    strict = PresenceConfigurationFactory(
+        name="strict", capacity=7, console_required=False, status_after_timeout=busy
+    )
+    Agent.objects.filter(pk__in=[a.pk for a in agents[::2]]).update(presence_config=strict)
+    AgentWork.objects.filter(state="pushed").update(expires_at=deadline)
+    offers = list(AgentWork.objects.filter(state="pushed").values_list("pk", "agent_id"))
+    assert len(offers) > 40
+    accepted: dict[int, bool] = {}
+    refusals: list[str] = []
+
+    def agent_accepts(agent_id: int):
+        agent = Agent.objects.select_related("presence_config").get(pk=agent_id)
+        for work_id, _ in sorted(o for o in offers if o[1] == agent_id):
+            try:
+                services.accept_work(
+                    work_id=work_id, agent=agent, now=deadline - timedelta(milliseconds=1)
+                )
+                accepted[work_id] = True
+            except Conflict as refused:
+                accepted[work_id] = False
+                refusals.append(refused.code)
+
+    def sweeper():
+        for _ in range(3):
+            services.expire_offers(now=deadline)
+
+    _run_threads([lambda a=a: agent_accepts(a.pk) for a in agents] + [sweeper, sweeper])
+
+    _check_invariants()
+    states = dict(
+        AgentWork.objects.filter(pk__in=[o[0] for o in offers]).values_list("pk", "state")
+    )
+    for work_id, _ in offers:
+        expected = {"opened"} if accepted[work_id] else {"timed_out", "canceled"}
+        assert states[work_id] in expected, (work_id, accepted[work_id], states[work_id])
+    # A refused accept says the sweep ended the offer (never "expired": by the agent's clock
+    # it was still open).
+    assert set(refusals) <= {"timed_out", "canceled"}
+    # The agents set busy are those of the strict configuration with an offer that timed out.
+    timed_out = set(AgentWork.objects.filter(state="timed_out").values_list("agent_id", flat=True))
+    for agent in Agent.objects.filter(pk__in=[a.pk for a in agents]):
+        expected_busy = agent.presence_config_id == strict.pk and agent.pk in timed_out
+        assert (agent.status_id == busy.pk) == expected_busy, agent

@@ -260,6 +260,7 @@ def test_set_presence_refused(world, ann, offer, api_config, published):
 def test_heartbeat_publishes_nothing(ann, published):
     with published() as events:
         services.touch_console(agent=ann, now=at(1))
+        services.touch_console(agent=ann.pk, now=at(2))  # within the write interval
 
     assert events == []
     assert Agent.objects.get(pk=ann.pk).console_seen_at == at(1)
@@ -328,13 +329,31 @@ def test_expire_times_out_the_offer_and_applies_the_status_after_timeout(world, 
     with published() as events:
         assert services.expire_offers(now=at(31)) == 1
 
+    # One of each, whatever the number of changes: the offer, the agent's new load and status,
+    # the queue (the offer's, and the agent's queues for the status).
+    assert events == [(agent_(ann), WORK), (agent_(ann), PRESENCE), (queue_(world.support), QUEUE)]
+
+
+def test_expiring_many_offers_tells_each_agent_and_each_queue_once(world, published):
+    config = PresenceConfigurationFactory(
+        name="strict", console_required=False, status_after_timeout=world.busy
+    )
+    ann = make_agent("ann", queues=[world.support], config=config, status=world.available)
+    bob = make_agent("bob", queues=[world.vip], config=config, status=world.available)
+    for n in range(2):
+        enqueue(world.support, world.chat, f"support {n}", now=at(0))
+        enqueue(world.vip, world.chat, f"vip {n}", now=at(0))
+    route(1)
+    works = list(AgentWork.objects.order_by("pk").values_list("agent_id", flat=True))
+
+    with published() as events:
+        assert services.expire_offers(now=at(31)) == 4
+
     assert events == [
+        *[(realtime.agent_group(agent_id), WORK) for agent_id in works],
         (agent_(ann), PRESENCE),
-        (agent_(ann), WORK),
-        (queue_(world.support), QUEUE),
-        (queue_(world.support), QUEUE),
-        (agent_(ann), PRESENCE),
-        (queue_(world.support), QUEUE),
+        (agent_(bob), PRESENCE),
+        *[(queue_(q), QUEUE) for q in sorted([world.support, world.vip], key=lambda q: q.pk)],
     ]
 
 

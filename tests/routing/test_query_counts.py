@@ -56,22 +56,42 @@ def test_a_routing_batch_of_10_items_for_5_agents(world, agents, django_assert_n
     assert AgentWork.objects.filter(state="pushed").count() == 10
 
 
-@pytest.mark.parametrize(
-    ("expired", "queries"),
-    [(1, 13), (50, 405)],
-)
-def test_expiring_offers_costs_eight_queries_per_offer(
-    world, agents, expired, queries, django_assert_num_queries
+@pytest.mark.parametrize("expired", [1, 50])
+def test_expiring_offers_costs_a_fixed_number_of_queries(
+    world, agents, expired, django_assert_num_queries
 ):
-    """``expire_offers`` is row by row today: 5 queries for the batch (due offers, savepoint,
-    agent locks, offer locks, release) plus 8 per expired offer (end the work, free the agent,
-    read their load and the work's item, queue and channel for the events, return the item and
-    read its queue). So 5 + 8n: 13 for one offer, 405 for 50, on both databases."""
+    """``expire_offers`` works on sets: the due offers' agents (unlocked), savepoint, the agents
+    locked, then on PostgreSQL one statement that ends the offers and returns their items (and
+    what the events show), one that frees the agents' capacity and returns their new load,
+    release: 6 for one offer as for fifty. SQLite reads the offers, then writes offers, items
+    and agents through the ORM and reads the agents' load back: 9."""
     waiting(world, expired)
     assert route(1).offers == expired
 
-    with django_assert_num_queries(queries):
+    with django_assert_num_queries(on(postgresql=6, sqlite=9)):
         assert services.expire_offers(now=at(31)) == expired
+
+    assert AgentWork.objects.filter(state="timed_out").count() == expired
+    assert sum(a.used_capacity for a in Agent.objects.all()) == 0
+
+
+@pytest.mark.parametrize("expired", [1, 50])
+def test_expiring_offers_with_a_status_after_timeout_costs_the_same(
+    world, expired, django_assert_num_queries
+):
+    """The status after timeout, and the other offers it no longer covers, are in the same
+    statements on PostgreSQL; SQLite reads the changed agents' queues once more (10)."""
+    config = PresenceConfigurationFactory(
+        name="strict", capacity=60, console_required=False, status_after_timeout=world.busy
+    )
+    make_agent("ann", queues=[world.support], config=config, status=world.available)
+    waiting(world, expired)
+    assert route(1).offers == expired
+
+    with django_assert_num_queries(on(postgresql=6, sqlite=10)):
+        assert services.expire_offers(now=at(31)) == expired
+
+    assert Agent.objects.get().status == world.busy
 
 
 def test_expiring_nothing_costs_one_query(world, agents, django_assert_num_queries):
@@ -82,10 +102,31 @@ def test_expiring_nothing_costs_one_query(world, agents, django_assert_num_queri
         assert services.expire_offers(now=at(30)) == 0
 
 
-def test_a_heartbeat_costs_two_queries(world, agents, django_assert_num_queries):
-    """Was the console stale (a pass is due if so), then the new time."""
-    with django_assert_num_queries(2):
-        services.touch_console(agent=agents[0], now=at(1))
+def test_a_heartbeat_costs_one_query(world, agents, django_assert_num_queries, settings):
+    """One conditional UPDATE that also says whether the console was stale (a pass is due if
+    so); SQLite reads the row first. A heartbeat within the write interval of the stored one
+    writes nothing (and SQLite stops after its read)."""
+    settings.CONSOLE_SEEN_WRITE_INTERVAL_SECONDS = 15
+
+    with django_assert_num_queries(on(postgresql=1, sqlite=2)):
+        services.touch_console(agent=agents[0].pk, now=at(1))
+    with django_assert_num_queries(1):
+        services.touch_console(agent=agents[0].pk, now=at(11))
+
+    assert Agent.objects.get(pk=agents[0].pk).console_seen_at == at(1)
+
+
+@pytest.mark.parametrize("offers", [1, 50])
+def test_the_capacity_check_costs_one_query(world, agents, offers, django_assert_num_queries):
+    """One query compares stored load with live work, for the agents whose work changed since
+    the last check or for every agent; nothing more while nothing drifted."""
+    waiting(world, offers)
+    route(1)
+
+    with django_assert_num_queries(1):
+        assert services.reconcile_capacity(since=at(0), now=at(2)) == 0
+    with django_assert_num_queries(1):
+        assert services.reconcile_capacity(now=at(2)) == 0
 
 
 def test_accept_and_decline(world, agents, django_assert_num_queries):

@@ -4,6 +4,7 @@ Run on PostgreSQL (raw SQL in the routing pass) and again on SQLite (its ORM bra
 embedded run uses): see the SQLite pass of ``./dev test``.
 """
 
+import importlib
 from datetime import timedelta
 from decimal import Decimal
 
@@ -22,6 +23,9 @@ from tests.factories import (
     make_agent,
 )
 from tests.routing.scenario import at, live, load, route
+
+# The module, not the function of the same name that ``routing.services`` exports.
+sweep_module = importlib.import_module("routing.services.sweep")
 
 pytestmark = pytest.mark.usefixtures("fast_passwords")
 
@@ -329,6 +333,7 @@ def test_cancel_withdraws_a_pending_offer(world, api_config):
 
 def test_agents_without_live_console_get_nothing_and_are_set_offline(world, settings):
     settings.CONSOLE_GRACE_SECONDS = 30
+    settings.CONSOLE_SEEN_WRITE_INTERVAL_SECONDS = 15
     console = PresenceConfigurationFactory(name="console", console_required=True)
     ann = make_agent("ann", queues=[world.support], config=console, status=world.available)
     enqueue(world.support, world.chat, "x", now=at(0))
@@ -336,8 +341,9 @@ def test_agents_without_live_console_get_nothing_and_are_set_offline(world, sett
     assert route(1).offers == 0  # never connected
     services.touch_console(agent=ann, now=at(1))
     assert route(2).offers == 1
-    assert services.expire_lost_consoles(now=at(20)) == 0
-    assert services.expire_lost_consoles(now=at(32)) == 1
+    # The stored time may lag the last heartbeat by the write interval: the grace allows it.
+    assert services.expire_lost_consoles(now=at(46)) == 0
+    assert services.expire_lost_consoles(now=at(47)) == 1
 
     ann.refresh_from_db()
     assert ann.status is None
@@ -362,6 +368,53 @@ def test_lowering_capacity_under_open_work_keeps_the_constraint_and_settles(worl
     assert (ann.capacity, ann.used_capacity) == (2, 1)
 
 
+def test_heartbeats_write_once_per_interval_and_keep_a_live_console_online(world, settings):
+    settings.CONSOLE_GRACE_SECONDS = 30
+    settings.CONSOLE_HEARTBEAT_SECONDS = 10
+    settings.CONSOLE_SEEN_WRITE_INTERVAL_SECONDS = 15
+    console = PresenceConfigurationFactory(name="console", console_required=True)
+    ann = make_agent("ann", queues=[world.support], config=console, status=world.available)
+    services.touch_console(agent=ann, now=at(0))
+
+    # given a console that heartbeats every 10 s (a little late each time) for five minutes
+    seen = []
+    for beat in range(1, 31):
+        now = at(beat * 10.2)
+        services.touch_console(agent=ann.pk, now=now)
+        seen.append(Agent.objects.get(pk=ann.pk).console_seen_at)
+        # then the sweep never sets her offline, and she stays routable
+        assert services.expire_lost_consoles(now=now + timedelta(seconds=9)) == 0
+        assert now - seen[-1] < timedelta(seconds=30)
+
+    # and every second heartbeat wrote (the stored times: the first, then 15 more)
+    assert len(set(seen)) == 1 + 15
+
+    # when the console falls silent, she goes offline once the grace is over (allowing for the
+    # stored time's lag behind the last heartbeat), not before
+    last = at(30 * 10.2)
+    assert services.expire_lost_consoles(now=last + timedelta(seconds=30)) == 0
+    assert services.expire_lost_consoles(now=last + timedelta(seconds=46)) == 1
+    assert Agent.objects.get(pk=ann.pk).status is None
+
+
+def test_a_stale_console_that_heartbeats_again_asks_for_a_pass(
+    world, settings, django_capture_on_commit_callbacks
+):
+    settings.ROUTING_MODE = "embedded"  # a routing request is an after-commit callback
+    settings.CONSOLE_GRACE_SECONDS = 30
+    console = PresenceConfigurationFactory(name="console", console_required=True)
+    ann = make_agent("ann", queues=[world.support], config=console, status=world.available)
+    services.touch_console(agent=ann, now=at(0))
+
+    with django_capture_on_commit_callbacks() as fresh:
+        services.touch_console(agent=ann, now=at(20))  # written, but it was live: no pass
+    with django_capture_on_commit_callbacks() as stale:
+        services.touch_console(agent=ann, now=at(60))  # silent for 40 s: routable again
+
+    assert (len(fresh), len(stale)) == (0, 1)
+    assert Agent.objects.get(pk=ann.pk).console_seen_at == at(60)
+
+
 def test_sweep_repairs_capacity_drift(world, api_config):
     ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
     enqueue(world.support, world.chat, "x", now=at(0))
@@ -371,6 +424,44 @@ def test_sweep_repairs_capacity_drift(world, api_config):
     assert services.reconcile_capacity() == 1
     assert load(ann) == (1, 1)
     assert services.reconcile_capacity() == 0
+
+
+def test_the_capacity_check_since_a_time_looks_only_at_agents_whose_work_changed(world, api_config):
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    bob = make_agent("bob", queues=[world.vip], config=api_config, status=world.available)
+    enqueue(world.support, world.chat, "for ann", now=at(0))
+    route(1)
+    enqueue(world.vip, world.chat, "for bob", now=at(0))
+    route(10)
+    Agent.objects.filter(pk__in=[ann.pk, bob.pk]).update(used_capacity=7)  # phantom load
+
+    # bob's work changed at 10 s, ann's at 1 s: a check since 5 s sees bob only
+    assert services.reconcile_capacity(since=at(5), now=at(11)) == 1
+    assert (load(ann), load(bob)) == ((7, 1), (1, 1))
+    # the full check finds ann
+    assert services.reconcile_capacity(now=at(12)) == 1
+    assert load(ann) == (1, 1)
+
+
+def test_the_sweep_checks_every_agent_once_a_minute(world, api_config, settings, monkeypatch):
+    settings.ROUTING_CAPACITY_FULL_CHECK_SECONDS = 60
+    monkeypatch.setattr(sweep_module, "_capacity_checks", sweep_module.CapacityChecks())
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    enqueue(world.support, world.chat, "for ann", now=at(0))
+    route(1)
+    services.accept_work(work_id=AgentWork.objects.get().pk, agent=ann, now=at(2))
+    services.sweep(now=at(100))  # the first check of this process: every agent
+    Agent.objects.filter(pk=ann.pk).update(used_capacity=7)  # a hand edit: no work changed
+
+    # then the next sweeps look only at agents whose work changed: not hers
+    assert services.sweep(now=at(120))["drift"] == 0
+    assert services.sweep(now=at(159))["drift"] == 0
+    # and a minute after the last full check, every agent is checked
+    assert services.sweep(now=at(160))["drift"] == 1
+    assert load(ann) == (1, 1)
+    # a clock that goes back (a fake time) starts over with a full check
+    Agent.objects.filter(pk=ann.pk).update(used_capacity=7)
+    assert services.sweep(now=at(50))["drift"] == 1
 
 
 def test_sticky_item_waits_for_its_preferred_agent_then_falls_back(world, api_config):

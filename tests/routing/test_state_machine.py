@@ -2,9 +2,9 @@
 
 Hypothesis drives a small world (3 agents, 3 queues, 2 channels) through the services: items
 arrive, agents change status and capacity, passes run, agents accept, decline and close, time
-passes and the sweep expires offers, items are canceled. A pure-Python model follows what each
-event must do; after every step the database is read and checked against the model and against
-the guarantees:
+passes and the sweep expires offers (one agent's configuration sets them busy after a timeout),
+items are canceled. A pure-Python model follows what each event must do; after every step the
+database is read and checked against the model and against the guarantees:
 
 - an item has at most one live agent work, and its state matches it;
 - an agent's used capacity is the sum of their live work and never above their capacity, which
@@ -85,6 +85,8 @@ AGENTS = {
     "bob": (2, ("support", "big"), False),
     "cat": (4, ("vip", "big"), True),
 }
+# name -> the status their presence configuration sets after a push timeout
+STATUS_AFTER_TIMEOUT = {"bob": "busy"}
 
 
 @dataclass
@@ -169,8 +171,13 @@ class RoutingMachine(RuleBasedStateMachine):
         self.db_agents: dict[str, Agent] = {}
         self.agents: dict[str, MAgent] = {}
         for name, (capacity, queues, auto) in AGENTS.items():
+            after = STATUS_AFTER_TIMEOUT.get(name)
             config = PresenceConfigurationFactory(
-                name=name, capacity=capacity, auto_accept=auto, console_required=False
+                name=name,
+                capacity=capacity,
+                auto_accept=auto,
+                console_required=False,
+                status_after_timeout=self.statuses[after] if after else None,
             )
             agent = create_agent(
                 username=name,
@@ -418,6 +425,13 @@ class RoutingMachine(RuleBasedStateMachine):
         for work in due:
             self.end(work, "timed_out", "waiting")
             self.items[work.item].refused[work.agent] = self.now
+        # An agent with a status after timeout gets it; their offers it does not cover return.
+        for name in sorted({w.agent for w in due} & set(STATUS_AFTER_TIMEOUT)):
+            agent = self.agents[name]
+            agent.status = STATUS_AFTER_TIMEOUT[name]
+            for work in self.live_works("pushed"):
+                if work.agent == name and not agent.covers(self.items[work.item].channel):
+                    self.end(work, "canceled", "waiting")
         assert (result["expired"], result["offline"], result["drift"]) == (len(due), 0, 0)
         self.absorb_pass(result["offers"], complete=True)
 
