@@ -8,6 +8,8 @@ router = SimpleRouter()
 router.register("channels", api.ServiceChannelViewSet, basename="channel")
 router.register("routing-configs", api.RoutingConfigurationViewSet, basename="routing-config")
 router.register("queues", api.QueueViewSet, basename="queue")
+router.register("skills", api.SkillViewSet, basename="skill")
+router.register("agent-skills", api.AgentSkillViewSet, basename="agent-skill")
 router.register("work-items", api.WorkItemViewSet, basename="work-item")
 router.register("agent-work", api.AgentWorkViewSet, basename="agent-work")
 

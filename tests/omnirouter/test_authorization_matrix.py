@@ -22,7 +22,8 @@ from drf_spectacular.generators import SchemaGenerator
 from omnirouter import roles
 from omnirouter.asgi import application
 from routing import services
-from routing.models import AgentWork
+from presence.models import DeclineReason
+from routing.models import AgentSkill, AgentWork, Skill
 from tests.api_support import client_for, make_supervisor, make_user
 from tests.factories import (
     PresenceConfigurationFactory,
@@ -37,15 +38,19 @@ ROLES = ("anonymous", "agent", "intake", "supervisor", "admin")
 
 ADMIN = {"admin"}
 AGENT = {"agent"}
+SIGNED_IN = {"agent", "intake", "supervisor", "admin"}
+STAFF = {"agent", "supervisor", "admin"}
 SUPERVISION = {"supervisor", "admin"}
 CUSTOMERS = {"agent", "supervisor", "admin"}
 CONFIG = (
     "agents",
     "channels",
+    "decline-reasons",
     "presence-configs",
     "presence-statuses",
     "queues",
     "routing-configs",
+    "skills",
 )
 
 ALLOWED: dict[str, set[str]] = {
@@ -66,6 +71,13 @@ ALLOWED: dict[str, set[str]] = {
     "POST /api/customers/{customer_id}/merge/": CUSTOMERS,
     "POST /api/customers/{customer_id}/unmerge/": CUSTOMERS,
     "GET /api/schema/": set(ROLES),
+    "POST /api/auth/token/": set(ROLES),
+    "GET /api/agent-skills/": STAFF,
+    "POST /api/agent-skills/": SUPERVISION,
+    "GET /api/agent-skills/{id}/": STAFF,
+    "PUT /api/agent-skills/{id}/": SUPERVISION,
+    "PATCH /api/agent-skills/{id}/": SUPERVISION,
+    "DELETE /api/agent-skills/{id}/": SUPERVISION,
     "POST /api/supervisor/agents/{agent_id}/presence/": SUPERVISION,
     "GET /api/supervisor/history/": SUPERVISION,
     "GET /api/supervisor/items/{item_id}/eligible-agents/": SUPERVISION,
@@ -84,6 +96,16 @@ for family in CONFIG:
         ALLOWED[f"{operation} /api/{family}/{{id}}/"] = ADMIN
 # Agents are created and edited, never deleted (their work history refers to them).
 del ALLOWED["DELETE /api/agents/{id}/"]
+# Names of what every role posts to, transfers to or asks for (agents, intake clients); decline
+# reasons for those who decline and watch.
+for family, readers in (
+    ("channels", SIGNED_IN),
+    ("queues", SIGNED_IN),
+    ("skills", SIGNED_IN),
+    ("decline-reasons", STAFF),
+):
+    ALLOWED[f"GET /api/{family}/"] = readers
+    ALLOWED[f"GET /api/{family}/{{id}}/"] = readers
 
 
 def _operations() -> list[str]:
@@ -109,11 +131,21 @@ def center(db, settings):
     queue = QueueFactory(name="Support")
     config = PresenceConfigurationFactory(name="api", capacity=3, console_required=False)
     agent = make_agent("alice", queues=[queue], config=config, status=status)
+    skill = Skill.objects.create(name="Japanese")
+    agent_skill = AgentSkill.objects.create(agent=agent, skill=skill, level=5)
+    reason = DeclineReason.objects.create(label="Busy")
     item = enqueue(queue=queue, channel=chat, subject="one")
     services.route_waiting_work()
     work = AgentWork.objects.get(agent=agent)
     ids = {
-        "id": {"agent-work": work.pk, "work-items": item.pk, "agents": agent.pk},
+        "id": {
+            "agent-work": work.pk,
+            "work-items": item.pk,
+            "agents": agent.pk,
+            "skills": skill.pk,
+            "agent-skills": agent_skill.pk,
+            "decline-reasons": reason.pk,
+        },
         "agent_id": agent.pk,
         "item_id": item.pk,
     }
