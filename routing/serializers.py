@@ -72,8 +72,9 @@ class RoutingConfigurationSerializer(serializers.ModelSerializer):
 
 def level_field(**kwargs: Any) -> serializers.DecimalField:
     """A skill level: 0 to 99.99 with two decimals; anything else is a 400 naming the range."""
+    # No digit limit of its own: 100 is refused by the range, which says what is allowed.
     return serializers.DecimalField(
-        max_digits=4,
+        max_digits=None,
         decimal_places=2,
         min_value=Decimal("0"),
         max_value=Decimal("99.99"),

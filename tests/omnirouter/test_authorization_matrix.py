@@ -21,8 +21,8 @@ from drf_spectacular.generators import SchemaGenerator
 
 from omnirouter import roles
 from omnirouter.asgi import application
-from routing import services
 from presence.models import DeclineReason
+from routing import services
 from routing.models import AgentSkill, AgentWork, Skill
 from tests.api_support import client_for, make_supervisor, make_user
 from tests.factories import (

@@ -82,7 +82,7 @@ ROLES = ["anonymous", "agent", "intake", "supervisor", "admin"]
 
 # family -> (method, path, expected status for each role in ROLES order)
 MATRIX = {
-    "configuration": ("get", "/api/channels/", [401, 403, 403, 403, 200]),
+    "configuration": ("get", "/api/routing-configs/", [401, 403, 403, 403, 200]),
     "intake create": ("post", "/api/work-items/", [401, 403, 201, 403, 201]),
     "intake read": ("get", "/api/work-items/", [401, 403, 200, 200, 200]),
     "agent": ("get", "/api/me/work/", [401, 200, 403, 403, 403]),
@@ -123,7 +123,7 @@ def test_each_role_gets_the_right_answer_from_each_endpoint_family(center, famil
 
 
 def test_wrong_role_is_told_which_role_it_needs(center):
-    response = client_for(center.intake).get("/api/queues/")
+    response = client_for(center.intake).get("/api/routing-configs/")
     assert response.status_code == 403
     assert response.json() == {"detail": "Only administrators may do this."}
 
