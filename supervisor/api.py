@@ -64,6 +64,28 @@ class _OpenItemSerializer(serializers.Serializer):
     seconds_in_state = serializers.IntegerField()
 
 
+class _AgentSkillRowSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text=_("The agent skill's id (/api/agent-skills/{id}/)."))
+    skill_id = serializers.IntegerField()
+    name = serializers.CharField()
+    level = serializers.DecimalField(max_digits=4, decimal_places=2)
+
+
+class _SkillBacklogSerializer(serializers.Serializer):
+    skill_id = serializers.IntegerField()
+    name = serializers.CharField()
+    waiting = serializers.IntegerField()
+    longest_wait_seconds = serializers.IntegerField()
+    agents_online = serializers.IntegerField(
+        help_text=_("Members of your queues online with the skill, at any level.")
+    )
+    nobody_online_can_take = serializers.IntegerField(
+        help_text=_(
+            "Waiting items no online member of their queue has the skill for at the level asked."
+        )
+    )
+
+
 class _AgentSnapshotSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
@@ -88,6 +110,7 @@ class _AgentSnapshotSerializer(serializers.Serializer):
     timed_out_today = serializers.IntegerField()
     average_handle_seconds = _seconds()
     last_assigned_at = serializers.DateTimeField(allow_null=True)
+    skills = _AgentSkillRowSerializer(many=True)
 
 
 class _LiveWorkSerializer(serializers.Serializer):
@@ -148,6 +171,7 @@ class SnapshotSerializer(serializers.Serializer):
     work = _LiveWorkSerializer(many=True)
     work_total = serializers.IntegerField()
     next_in_line = _WaitingItemSerializer(many=True)
+    skills_backlog = _SkillBacklogSerializer(many=True)
 
 
 @extend_schema(tags=["supervisor"])
