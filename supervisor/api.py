@@ -81,7 +81,8 @@ class _SkillBacklogSerializer(serializers.Serializer):
     )
     nobody_online_can_take = serializers.IntegerField(
         help_text=_(
-            "Waiting items no online member of their queue has the skill for at the level asked."
+            "Waiting items that no member of their queue online for their channel has the "
+            "skill for, at the level asked."
         )
     )
 

@@ -572,8 +572,9 @@ def next_in_line(scope: Scope, now: datetime, limit: int = 10) -> list[dict[str,
 def skills_backlog(scope: Scope, now: datetime) -> list[dict[str, Any]]:
     """Per skill that waiting items of the scope's queues need now: how many wait, the longest
     wait, how many agents (members of the scope's queues) are online with the skill at any
-    level, and how many of the waiting items no online member of their queue has the skill for
-    at the level the item asks. Two grouped queries whatever the backlog.
+    level, and how many of the waiting items nobody could take for want of it: no member of
+    their queue online for their channel has the skill at the level the item asks. Two grouped
+    queries whatever the backlog.
 
     A requirement counts while it is in force: a required skill until the item is taken, an
     additional one until its ``drop_after_seconds`` have passed since the item entered its
@@ -589,6 +590,7 @@ def skills_backlog(scope: Scope, now: datetime) -> list[dict[str, Any]]:
         skill_id=OuterRef("skill_id"),
         level__gte=OuterRef("min_level"),
         agent__status__is_online=True,
+        agent__status__channels=OuterRef("item__channel_id"),
         agent__memberships__queue_id=OuterRef("item__queue_id"),
     )
     needs = (

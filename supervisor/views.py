@@ -95,5 +95,4 @@ def _labels() -> dict[str, str]:
         "remove_skill": _("Remove %(skill)s"),
         "done_skill": _("%(agent)s: %(skill)s at level %(level)s."),
         "done_remove_skill": _("%(agent)s no longer has %(skill)s."),
-        "all_skills_given": _("Has every skill"),
     }

@@ -758,9 +758,12 @@ import { openLiveSocket } from "./livesocket.js";
 
   function workFailed(error) {
     // "offline" without a frame type is this console's own connection (send() says so itself).
-    if (error.code !== "offline" || error.type === "error") showNotice(errorText(error));
-    // The work may have moved on (timed out, taken elsewhere): fetch the truth.
-    send({ type: "sync" }, null, null, true);
+    const show = error.code !== "offline" || error.type === "error";
+    const text = errorText(error);
+    if (show) showNotice(text);
+    // The work may have moved on (timed out, taken elsewhere): fetch the truth. The state it
+    // brings clears notices, so the refusal is shown again once it has been drawn.
+    send({ type: "sync" }, () => { if (show) showNotice(text); }, null, true);
   }
 
   function finish(workId, outcome) {
