@@ -37,9 +37,10 @@ def caller_agent(user: Any) -> Agent:
 def work_payload(work: AgentWork) -> dict[str, Any]:
     """What a console needs to show one offer or assignment.
 
-    ``skills`` (what the item needs) only when the item's skills were prefetched
-    (``live_work_for_agent``, ``with_item_skills``): events sent on every state change do not
-    pay a query for them, and consoles keep what they were told before.
+    ``transfer`` (who handed it on, their note) only when someone did. ``skills`` (what the
+    item needs) only when the item's skills were prefetched (``live_work_for_agent``,
+    ``with_item_skills``): events sent on every state change do not pay a query for them, and
+    consoles keep what they were told before.
     """
     item = work.item
     payload = {
@@ -60,12 +61,9 @@ def work_payload(work: AgentWork) -> dict[str, Any]:
         "why": (work.routing_reason or {}).get("text", ""),
         "payload": item.payload,
         "priority": item.priority,
-        "transfer": (
-            {"from": item.transfer_from, "note": item.transfer_note}
-            if item.transfer_from or item.transfer_note
-            else None
-        ),
     }
+    if item.transfer_from or item.transfer_note:
+        payload["transfer"] = {"from": item.transfer_from, "note": item.transfer_note}
     cache = getattr(item, "_prefetched_objects_cache", {})
     if "skills" in cache:
         payload["skills"] = [

@@ -338,8 +338,10 @@ class WorkPayloadSerializer(serializers.Serializer):
     priority = serializers.IntegerField()
     skills = serializers.ListField(
         child=serializers.DictField(),
+        required=False,
         help_text=_("Skills the item needs: name, min_level, additional."),
     )
     transfer = serializers.DictField(
-        allow_null=True, help_text=_("Who handed the work on and their note, or null.")
+        required=False,
+        help_text=_("Who handed the work on and their note; absent unless someone did."),
     )

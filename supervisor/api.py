@@ -262,6 +262,17 @@ class PushActionSerializer(serializers.Serializer):
     agent = serializers.IntegerField(help_text=_("Id of the agent to offer the item to."))
 
 
+class TransferActionSerializer(serializers.Serializer):
+    agent = serializers.IntegerField(help_text=_("Id of the agent to hand the work to."))
+    note = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=_("Shown to the next agent with the work."),
+    )
+
+
 class _MovedItemSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()
@@ -357,3 +368,20 @@ class ItemPushChoicesView(APIView):
     @extend_schema(responses=PushChoicesSerializer)
     def get(self, request: Request, item_id: int) -> Response:
         return Response(push_choices(request.user, item_id, timezone.now()))
+
+
+@extend_schema(tags=["supervisor"])
+class WorkTransferActionView(APIView):
+    """Hand an agent's accepted work to another agent of your queues: offered to them directly
+    (409 with the reason when they cannot take it now), with a note they see. Logged with who
+    did it."""
+
+    permission_classes = [IsSupervisor]
+
+    @extend_schema(request=TransferActionSerializer, responses=WorkPayloadSerializer)
+    def post(self, request: Request, work_id: int) -> Response:
+        data = validated(TransferActionSerializer, request.data)
+        work = services.supervisor_transfer_work(
+            actor=request.user, work_id=work_id, agent_id=data["agent"], note=data["note"]
+        )
+        return Response(work_payload(work))

@@ -45,6 +45,7 @@ from django.db.models import (
     Exists,
     ExpressionWrapper,
     F,
+    IntegerField,
     Min,
     OuterRef,
     Q,
@@ -601,7 +602,9 @@ def skills_backlog(scope: Scope, now: datetime) -> list[dict[str, Any]]:
             drop_deadline=ExpressionWrapper(
                 F("item__enqueued_at")
                 + ExpressionWrapper(
-                    F("drop_after_seconds") * Value(timedelta(seconds=1)),
+                    # (a plain integer: SQLite multiplies a duration only by one)
+                    ExpressionWrapper(F("drop_after_seconds"), output_field=IntegerField())
+                    * Value(timedelta(seconds=1)),
                     output_field=DurationField(),
                 ),
                 output_field=DateTimeField(),

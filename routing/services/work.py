@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 from decimal import Decimal
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -150,14 +151,23 @@ def transfer_work(
 
 
 def transfer_work_to_agent(
-    *, work_id: int, agent: Agent, to_agent: Agent, note: str = "", now: datetime | None = None
+    *,
+    work_id: int,
+    agent: Agent,
+    to_agent: Agent,
+    note: str = "",
+    actor: AbstractBaseUser | None = None,
+    now: datetime | None = None,
 ) -> AgentWork:
     """Hand accepted work to a named agent: a direct offer to them, in the item's queue, as a
     new entry (their push timeout applies; on decline or timeout it is routed to anyone in the
     queue). They must be able to take it now - the engine's hard rules, as for a supervisor's
     push (``Conflict`` with the reason otherwise: not a member, offline, channel, no console,
-    capacity). The note goes with the item; the hand-over is logged in ``ActionLog``."""
+    capacity). The note goes with the item; the hand-over is logged in ``ActionLog`` with
+    ``actor`` (the holding agent's user unless a supervisor does it for them)."""
     now = now or timezone.now()
+    actor_id = agent.user_id if actor is None else actor.pk
+    by_supervisor = actor is not None and actor.pk != agent.user_id
     if to_agent.pk == agent.pk:
         raise DomainError(_("You already hold this work."), "same_agent")
     with transaction.atomic():
@@ -184,12 +194,16 @@ def transfer_work_to_agent(
             reason={
                 "rule": "transfer",
                 "from_agent": agent.pk,
-                "text": f"Transferred to you by {agent}.",
+                "text": (
+                    f"Transferred to you from {agent} by supervisor {actor}."
+                    if by_supervisor
+                    else f"Transferred to you by {agent}."
+                ),
             },
         )
         ActionLog.objects.create(
             at=now,
-            actor_id=agent.user_id,
+            actor_id=actor_id,
             verb="transfer_to_agent",
             item_id=item.pk,
             agent=target,

@@ -83,6 +83,7 @@ ALLOWED: dict[str, set[str]] = {
     "GET /api/supervisor/items/{item_id}/eligible-agents/": SUPERVISION,
     "POST /api/supervisor/items/{item_id}/move/": SUPERVISION,
     "POST /api/supervisor/items/{item_id}/push/": SUPERVISION,
+    "POST /api/supervisor/work/{work_id}/transfer/": SUPERVISION,
     "GET /api/supervisor/snapshot/": SUPERVISION,
     "GET /api/work-items/": {"intake", "supervisor", "admin"},
     "POST /api/work-items/": {"intake", "admin"},
@@ -148,6 +149,7 @@ def center(db, settings):
         },
         "agent_id": agent.pk,
         "item_id": item.pk,
+        "work_id": work.pk,
     }
     users = {
         "anonymous": None,
@@ -171,7 +173,7 @@ def _path(template: str, center: dict[str, Any]) -> str:
         "routing-configs": center["queue"].routing_config_id,
     }
     path = template.replace("{id}", str(ids["id"].get(family, by_family.get(family, 999999))))
-    for name in ("agent_id", "item_id"):
+    for name in ("agent_id", "item_id", "work_id"):
         path = path.replace("{" + name + "}", str(ids[name]))
     # Conversations and customers: none exist here; an allowed role gets past authorization to
     # a 404, a refused one never reaches the lookup.

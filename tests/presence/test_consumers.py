@@ -305,7 +305,12 @@ def test_accept_over_the_socket_opens_the_offer(center):
     work = AgentWork.objects.get(pk=pushed.pk)
     assert work.state == "opened"
     assert work.item.status == "assigned"
-    assert ack == {"type": "ack", "ref": "a1", "action": "accept", "work": work_payload(work)}
+    assert ack == {
+        "type": "ack",
+        "ref": "a1",
+        "action": "accept",
+        "work": work_payload(with_item_skills(work)),
+    }
     assert changed["payload"]["state"] == "opened"
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from routing import services
 from routing.models import ActionLog, AgentWork, ItemSkill, Skill, WorkItem
-from tests.api_support import client_for
+from tests.api_support import client_for, make_supervisor
 from tests.factories import enqueue, make_agent
 
 
@@ -166,3 +166,29 @@ def test_the_queue_transfer_carries_the_note_too(team, world):
         "alice",
         "VIP customer",
     )
+
+
+def test_a_supervisor_hands_an_agents_work_to_another_agent(team, world):
+    services.set_presence(agent=team["bob"], status=world.available)
+    sam = make_supervisor("sam", world.support)
+
+    response = client_for(sam).post(
+        f"/api/supervisor/work/{team['work'].pk}/transfer/",
+        {"agent": team["bob"].pk, "note": "Alice is leaving for the day"},
+        format="json",
+    )
+
+    assert response.status_code == 200, response.content
+    assert state_of(team["item"].pk) == [("alice", "transferred"), ("bob", "pushed")]
+    bobs = AgentWork.objects.get(item=team["item"], agent=team["bob"])
+    assert bobs.routing_reason["text"] == "Transferred to you from alice by supervisor sam."
+    assert list(ActionLog.objects.values_list("verb", "actor__username")) == [
+        ("transfer_to_agent", "sam")
+    ]
+    # outside the queues sam supervises: as if there were no such agent
+    outside = client_for(sam).post(
+        f"/api/supervisor/work/{team['work'].pk}/transfer/",
+        {"agent": team["vic"].pk},
+        format="json",
+    )
+    assert outside.status_code == 404
