@@ -191,6 +191,10 @@ class AgentSkillInline(admin.TabularInline):
 class AgentAdmin(admin.ModelAdmin):
     form = AgentAdminForm
     inlines = [AgentSkillInline]
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        # Skills are given once the agent exists (their add page makes the agent first).
+        return list(self.inlines) if obj is not None else []
     list_display = [
         "__str__",
         "presence_config",
@@ -250,9 +254,10 @@ class AgentAdmin(admin.ModelAdmin):
             return
         actor = signed_in(request.user)
         agent = Agent.objects.get(pk=form.instance.pk)
+        changed = formset.save(commit=False)  # also sets deleted_objects; writes nothing
         for row in formset.deleted_objects:
             routing_services.remove_agent_skill(agent_skill=row, actor=actor)
-        for row in formset.save(commit=False):
+        for row in changed:
             if row.pk is not None:
                 before = AgentSkill.objects.select_related("skill").get(pk=row.pk)
                 if before.skill_id != row.skill_id:

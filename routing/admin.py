@@ -299,9 +299,10 @@ class WorkItemAdmin(admin.ModelAdmin):
         if formset.model is not ItemSkill:
             return
         item = form.instance
+        changed = formset.save(commit=False)  # also sets deleted_objects; writes nothing
         dropped = [row.skill_id for row in formset.deleted_objects]
         needs = []
-        for row in formset.save(commit=False):
+        for row in changed:
             if row.pk is not None:
                 before = ItemSkill.objects.get(pk=row.pk)
                 if before.skill_id != row.skill_id:
