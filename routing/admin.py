@@ -297,6 +297,7 @@ class WorkItemAdmin(admin.ModelAdmin):
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         if formset.model is not ItemSkill:
+            formset.save(commit=False)  # read-only: nothing to write (the change message reads it)
             return
         item = form.instance
         changed = formset.save(commit=False)  # also sets deleted_objects; writes nothing

@@ -309,6 +309,7 @@ function dialogAgent() {
 
 function openSkillsDialog(agentId) {
   skillsAgentId = agentId;
+  delete document.getElementById("sv-skills-list").dataset.signature;
   skillsError.textContent = "";
   fillSkillsDialog();
   if (!skillsDialog.open) skillsDialog.showModal();
@@ -322,6 +323,11 @@ function fillSkillsDialog() {
   setText("sv-skills-h", fmt(L.skills_title, { agent: agent.name }));
   const list = document.getElementById("sv-skills-list");
   const skills = agent.skills || [];
+  // Snapshots arrive while the dialog is open: redraw only when the skills changed, so a level
+  // being typed or a skill being chosen is not reset under the supervisor's hands.
+  const signature = `${agent.id}|` + skills.map((sk) => `${sk.id}:${sk.level}`).join(",");
+  if (list.dataset.signature === signature) return;
+  list.dataset.signature = signature;
   list.replaceChildren(...(skills.length ? skills.map((sk) => {
     const level = h("input", { type: "number", min: 0, max: 99.99, step: 0.01, value: sk.level,
                                "aria-label": fmt(L.level_of, { skill: sk.name }) });
@@ -341,7 +347,9 @@ function fillSkillsDialog() {
   const held = new Set(skills.map((sk) => sk.skill_id));
   const missing = SKILLS.filter((sk) => !held.has(sk.id));
   const select = document.getElementById("sv-skill-add-skill");
+  const chosen = select.value;
   select.replaceChildren(...missing.map((sk) => h("option", { value: sk.id }, sk.name)));
+  if (missing.some((sk) => String(sk.id) === chosen)) select.value = chosen;
   document.getElementById("sv-skill-add").hidden = !missing.length;
 }
 
