@@ -333,7 +333,8 @@ function fillSkillsDialog() {
                                "aria-label": fmt(L.level_of, { skill: sk.name }) });
     return h("li", { dataset: { skill: sk.skill_id } },
       h("span", { class: "sv-skill-name" }, sk.name),
-      h("form", { class: "sv-inline-form", onsubmit: (ev) => {
+      // novalidate: the API's message says the rule (0 to 99.99), in the dialog's own words.
+      h("form", { class: "sv-inline-form", novalidate: true, onsubmit: (ev) => {
         ev.preventDefault();
         skillCall("PATCH", `/api/agent-skills/${sk.id}/`, { level: level.value },
                   fmt(L.done_skill, { agent: agent.name, skill: sk.name, level: level.value }));
