@@ -195,6 +195,7 @@ class AgentAdmin(admin.ModelAdmin):
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         # Skills are given once the agent exists (their add page makes the agent first).
         return list(self.inlines) if obj is not None else []
+
     list_display = [
         "__str__",
         "presence_config",
