@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
 from omnirouter import roles
@@ -53,6 +53,52 @@ class IsIntakeOrSupervisor(_RolePermission):
         return roles.is_intake(user) or roles.is_supervisor(user)
 
 
+class IsAgentOrSupervisor(_RolePermission):
+    """Reading agents' skills: an agent their own, supervisors their queues' agents'."""
+
+    message = _("Only agents, supervisors and administrators may read agents' skills.")
+
+    @staticmethod
+    def has_role(user: Any) -> bool:
+        return roles.agent_of(user) is not None or roles.is_supervisor(user)
+
+
 class IsAgent(_RolePermission):
     message = _("Only agents may do this: your user has no agent record.")
     has_role = staticmethod(lambda user: roles.agent_of(user) is not None)
+
+
+class _ReadForRolesWriteForAdmin(BasePermission):
+    """Reads for the roles ``may_read`` names, writes for administrators only."""
+
+    may_read: Callable[[Any], bool]
+    message = _("Only administrators may do this.")
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        if roles.is_admin(user):
+            return True
+        if request.method in SAFE_METHODS:
+            return type(self).may_read(user)
+        return False
+
+
+class AdminWritesAnyRoleReads(_ReadForRolesWriteForAdmin):
+    """Skills, queue and channel names: every role reads (agents transfer to them, intake
+    clients post to them), administrators change them."""
+
+    may_read = staticmethod(
+        lambda user: (
+            roles.agent_of(user) is not None or roles.is_intake(user) or roles.is_supervisor(user)
+        )
+    )
+
+
+class AdminWritesStaffReads(_ReadForRolesWriteForAdmin):
+    """Decline reasons: agents (who decline) and supervisors read, administrators change."""
+
+    may_read = staticmethod(
+        lambda user: roles.agent_of(user) is not None or roles.is_supervisor(user)
+    )

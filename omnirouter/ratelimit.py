@@ -24,8 +24,9 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -237,8 +238,11 @@ class WorkItemCreateThrottle(_PerMinuteThrottle):
 def login_locked_out(
     request: HttpRequest, original_response: Any = None, credentials: Any = None
 ) -> HttpResponse:
-    """The page for a locked-out login: 429, and when to try again."""
+    """The page for a locked-out login: 429, and when to try again (JSON for the API's token
+    endpoint)."""
     seconds = settings.LOGIN_LOCKOUT_MINUTES * 60
+    if request.path.startswith("/api/"):
+        return locked_out_json(request)
     response = render(
         request,
         "registration/locked_out.html",
@@ -246,4 +250,19 @@ def login_locked_out(
         status=429,
     )
     response["Retry-After"] = retry_after_header(seconds)
+    return response
+
+
+def locked_out_json(request: HttpRequest) -> HttpResponse:
+    """The API's answer to a locked-out login (``POST /api/auth/token/``)."""
+    minutes = settings.LOGIN_LOCKOUT_MINUTES
+    response = JsonResponse(
+        {
+            "detail": _("Too many failed logins. Try again in %(minutes)d minutes.")
+            % {"minutes": minutes},
+            "code": "locked_out",
+        },
+        status=429,
+    )
+    response["Retry-After"] = retry_after_header(minutes * 60)
     return response

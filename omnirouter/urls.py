@@ -34,6 +34,7 @@ urlpatterns = [
         ),
         name="api-redoc",
     ),
+    path("api/auth/token/", platform_views.ObtainTokenView.as_view(), name="api-token"),
     path("api/auth/", include("rest_framework.urls")),
     path("api/", include([*routing_api, *presence_api, *supervisor_api, *assist_api])),
     path("accounts/", include("django.contrib.auth.urls")),

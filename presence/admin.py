@@ -24,7 +24,7 @@ from omnirouter.roles import signed_in
 from presence import services as presence_services
 from presence.models import Agent, DeclineReason, PresenceConfiguration, PresenceStatus
 from routing import services as routing_services
-from routing.models import Queue
+from routing.models import AgentSkill, Queue
 
 # --- Statuses and decline reasons ------------------------------------------------------------
 
@@ -175,9 +175,27 @@ class AgentAdminForm(forms.ModelForm):
             self.fields["queues"].initial = list(self.instance.queues.all())
 
 
+class AgentSkillInline(admin.TabularInline):
+    """The agent's skills and levels; saved through the skills services (logged, and routing
+    looks again: the agent may now take waiting work)."""
+
+    model = AgentSkill
+    extra = 1
+    fields = ["skill", "level"]
+    autocomplete_fields = ["skill"]
+    verbose_name = _("skill")
+    verbose_name_plural = _("skills")
+
+
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
     form = AgentAdminForm
+    inlines = [AgentSkillInline]
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        # Skills are given once the agent exists (their add page makes the agent first).
+        return list(self.inlines) if obj is not None else []
+
     list_display = [
         "__str__",
         "presence_config",
@@ -230,6 +248,24 @@ class AgentAdmin(admin.ModelAdmin):
         # The admin goes on with ``obj`` (log entry, redirect): make it the created agent.
         obj.pk = agent.pk
         obj._state.adding = False
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not AgentSkill:
+            super().save_formset(request, form, formset, change)
+            return
+        actor = signed_in(request.user)
+        agent = Agent.objects.get(pk=form.instance.pk)
+        changed = formset.save(commit=False)  # also sets deleted_objects; writes nothing
+        for row in formset.deleted_objects:
+            routing_services.remove_agent_skill(agent_skill=row, actor=actor)
+        for row in changed:
+            if row.pk is not None:
+                before = AgentSkill.objects.select_related("skill").get(pk=row.pk)
+                if before.skill_id != row.skill_id:
+                    routing_services.remove_agent_skill(agent_skill=before, actor=actor)
+            routing_services.set_agent_skill(
+                agent=agent, skill=row.skill, level=row.level, actor=actor
+            )
 
     @admin.action(description=_("Set selected agents offline"), permissions=["change"])
     def set_offline(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:

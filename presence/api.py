@@ -14,16 +14,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from omnirouter.permissions import IsAdmin, IsAgent
+from omnirouter.permissions import AdminWritesStaffReads, IsAdmin, IsAgent
 from omnirouter.roles import signed_in
 from omnirouter.viewsets import ConfigurationViewSet, split_m2m, validated
 from presence import services as presence_services
-from presence.models import Agent, PresenceConfiguration, PresenceStatus
+from presence.models import Agent, DeclineReason, PresenceConfiguration, PresenceStatus
 from presence.selectors import status_choices
 from presence.serializers import (
     AgentCreateSerializer,
     AgentSerializer,
     AgentUpdateSerializer,
+    DeclineReasonSerializer,
     MyPresenceSerializer,
     PresenceConfigurationSerializer,
     PresencePayloadSerializer,
@@ -50,6 +51,16 @@ class PresenceStatusViewSet(ConfigurationViewSet):
         return routing_services.update_presence_status(
             status=instance, changes=plain, channels=m2m.get("channels")
         )
+
+
+@extend_schema(tags=["configuration"])
+class DeclineReasonViewSet(ConfigurationViewSet):
+    """Reasons agents give for declining. Agents and supervisors read them; admins change them.
+    One a presence configuration lists cannot be deleted (409 naming it): deactivate it."""
+
+    permission_classes = [AdminWritesStaffReads]
+    queryset = DeclineReason.objects.all()
+    serializer_class = DeclineReasonSerializer
 
 
 @extend_schema(tags=["configuration"])

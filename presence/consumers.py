@@ -29,8 +29,9 @@ from omnirouter.ws_locale import language_of
 from presence.models import Agent, PresenceStatus
 from presence.selectors import console_state
 from routing import services
-from routing.models import Queue
-from routing.selectors import presence_payloads, work_payload
+from routing.models import Queue, Skill
+from routing.selectors import presence_payloads, with_item_skills, work_payload
+from routing.services.skills import need
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +154,22 @@ class AgentConsumer(CheckedJsonConsumer):
 
     async def _on_transfer(self, content: dict[str, Any]) -> dict[str, Any]:
         work_id = _int_field(content, "work_id")
-        queue_id = _int_field(content, "queue")
         note = _text_field(content, "note", MAX_NOTE_CHARS)
-        work = await database_sync_to_async(_transfer)(self.agent_id, work_id, queue_id, note)
+        if content.get("agent") is not None:
+            to_agent = _int_field(content, "agent")
+            work = await database_sync_to_async(_transfer_to_agent)(
+                self.agent_id, work_id, to_agent, note
+            )
+        elif content.get("skill") is not None:
+            skill_id = _int_field(content, "skill")
+            level = _level_field(content, "min_level")
+            queue_id = None if content.get("queue") is None else _int_field(content, "queue")
+            work = await database_sync_to_async(_transfer_to_skill)(
+                self.agent_id, work_id, skill_id, level, queue_id, note
+            )
+        else:
+            queue_id = _int_field(content, "queue")
+            work = await database_sync_to_async(_transfer)(self.agent_id, work_id, queue_id, note)
         return {"work": work}
 
     async def _on_status(self, content: dict[str, Any]) -> dict[str, Any]:
@@ -207,6 +221,17 @@ def _int_field(content: dict[str, Any], name: str) -> int:
     return value
 
 
+def _level_field(content: dict[str, Any], name: str) -> Any:
+    """A skill level as sent (a number or a numeric string); the skills service checks its
+    range and answers with the rule (0 to 99.99)."""
+    value = content.get(name, 0)
+    if value is None or value == "":
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float | str) or len(str(value)) > 12:
+        raise BadMessage(_("Field %(field)s must be a number.") % {"field": name})
+    return value
+
+
 def _text_field(content: dict[str, Any], name: str, max_chars: int) -> str:
     value = content.get(name, "")
     if value is None:
@@ -244,7 +269,10 @@ def _touch(agent_id: int) -> None:
 
 
 def _accept(agent_id: int, work_id: int) -> dict[str, Any]:
-    return work_payload(services.accept_work(work_id=work_id, agent=_agent(agent_id)))
+    # The work panel shows the skills the item needed: read them for the answer, outside the
+    # service's transaction.
+    work = services.accept_work(work_id=work_id, agent=_agent(agent_id))
+    return work_payload(with_item_skills(work))
 
 
 def _decline(agent_id: int, work_id: int, reason: str) -> dict[str, Any]:
@@ -261,6 +289,39 @@ def _transfer(agent_id: int, work_id: int, queue_id: int, note: str) -> dict[str
     if queue is None:
         raise BadMessage(_("No queue %(id)d.") % {"id": queue_id}, "not_found")
     work = services.transfer_work(work_id=work_id, agent=_agent(agent_id), queue=queue, note=note)
+    return work_payload(work)
+
+
+def _transfer_to_agent(agent_id: int, work_id: int, to_agent_id: int, note: str) -> dict[str, Any]:
+    to_agent = Agent.objects.filter(pk=to_agent_id).first()
+    if to_agent is None:
+        raise BadMessage(_("No agent %(id)d.") % {"id": to_agent_id}, "not_found")
+    work = services.transfer_work_to_agent(
+        work_id=work_id, agent=_agent(agent_id), to_agent=to_agent, note=note
+    )
+    return work_payload(work)
+
+
+def _transfer_to_skill(
+    agent_id: int, work_id: int, skill_id: int, level: Any, queue_id: int | None, note: str
+) -> dict[str, Any]:
+    skill = Skill.objects.filter(pk=skill_id).first()
+    if skill is None:
+        raise BadMessage(_("No skill %(id)d.") % {"id": skill_id}, "not_found")
+    queue = None
+    if queue_id is not None:
+        queue = Queue.objects.select_related("routing_config").filter(pk=queue_id).first()
+        if queue is None:
+            raise BadMessage(_("No queue %(id)d.") % {"id": queue_id}, "not_found")
+    min_level = need(skill.pk, level).min_level
+    work = services.transfer_work_to_skill(
+        work_id=work_id,
+        agent=_agent(agent_id),
+        skill=skill,
+        min_level=min_level,
+        queue=queue,
+        note=note,
+    )
     return work_payload(work)
 
 

@@ -54,6 +54,25 @@ class DeclineReason(models.Model):
     def __str__(self) -> str:
         return self.label
 
+    def delete_blockers(self) -> list[str]:
+        """Configurations list it (a many-to-many: deleting would drop it from them silently,
+        and agents could no longer give it). Deactivate it instead."""
+        names = list(
+            PresenceConfiguration.objects.filter(decline_reasons=self)
+            .order_by("name")
+            .values_list("name", flat=True)
+        )
+        if not names:
+            return []
+        return [
+            ngettext(
+                "presence configuration %(names)s",
+                "presence configurations %(names)s",
+                len(names),
+            )
+            % {"names": ", ".join(names)}
+        ]
+
 
 class PresenceConfiguration(models.Model):
     """Per agent group: capacity, auto-accept, declining, statuses allowed, status changes."""

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from presence.models import Agent, PresenceConfiguration, PresenceStatus
-from routing.models import Queue
+from routing.models import Queue, QueueMembership, Skill
 from routing.selectors import live_work_for_agent, presence_payloads, work_payload
 
 
@@ -31,6 +31,10 @@ def console_state(agent_id: int, *, now: datetime) -> dict[str, Any]:
         "require_decline_reason": config.require_decline_reason,
         "allow_decline": config.allow_decline,
         "queues": [{"id": q.pk, "name": q.name} for q in Queue.objects.order_by("name", "id")],
+        "colleagues": colleagues(agent),
+        "skills": [
+            {"id": pk, "name": name} for pk, name in Skill.objects.values_list("id", "name")
+        ],
         "heartbeat_seconds": settings.CONSOLE_HEARTBEAT_SECONDS,
     }
 
@@ -66,3 +70,29 @@ def decline_reason_labels(config: PresenceConfiguration) -> list[str]:
     return list(
         config.decline_reasons.filter(active=True).order_by("label").values_list("label", flat=True)
     )
+
+
+def colleagues(agent: Agent) -> list[dict[str, Any]]:
+    """Agents who share a queue with ``agent``, with the queues they share: whom the console
+    offers as a transfer's "to an agent" for work in each queue (one query)."""
+    mine = QueueMembership.objects.filter(agent=agent).values("queue_id")
+    rows = (
+        QueueMembership.objects.filter(queue_id__in=mine)
+        .exclude(agent=agent)
+        .values_list(
+            "agent_id",
+            "agent__user__first_name",
+            "agent__user__last_name",
+            "agent__user__username",
+            "queue_id",
+        )
+        .order_by("agent__user__username", "agent_id", "queue_id")
+    )
+    by_agent: dict[int, dict[str, Any]] = {}
+    for agent_id, first, last, username, queue_id in rows:
+        entry = by_agent.setdefault(
+            agent_id,
+            {"id": agent_id, "name": f"{first} {last}".strip() or username, "queue_ids": []},
+        )
+        entry["queue_ids"].append(queue_id)
+    return list(by_agent.values())

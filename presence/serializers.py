@@ -10,7 +10,7 @@ from django.db.models import Field
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from presence.models import Agent, PresenceConfiguration, PresenceStatus
+from presence.models import Agent, DeclineReason, PresenceConfiguration, PresenceStatus
 from routing.models import Queue, ServiceChannel
 
 # --- Configuration ---------------------------------------------------------------------------
@@ -27,6 +27,12 @@ class PresenceStatusSerializer(serializers.ModelSerializer):
     class Meta:
         model = PresenceStatus
         fields = ["id", "name", "is_online", "channels"]
+
+
+class DeclineReasonSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeclineReason
+        fields = ["id", "label", "active"]
 
 
 class PresenceConfigurationSerializer(serializers.ModelSerializer):

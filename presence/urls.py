@@ -15,6 +15,7 @@ api_router.register(
     "presence-configs", api.PresenceConfigurationViewSet, basename="presence-config"
 )
 api_router.register("agents", api.AgentViewSet, basename="agent")
+api_router.register("decline-reasons", api.DeclineReasonViewSet, basename="decline-reason")
 
 api_urlpatterns = [
     *api_router.urls,

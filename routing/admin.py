@@ -30,16 +30,19 @@ from routing.models import (
     ClassificationRule,
     ExceptionRule,
     ExceptionTrigger,
+    ItemSkill,
     Queue,
     QueueMembership,
     RoutingConfiguration,
     ServiceChannel,
+    Skill,
     WorkItem,
     WorkItemStatus,
 )
 from routing.selectors import explain_wait
 from routing.services.classification import check_classification_rule
 from routing.services.exceptions import check_exception_actions
+from routing.services.skills import drop_skills, need, require_skills
 
 
 class ReadOnlyAdminMixin:
@@ -425,9 +428,45 @@ class ActionLogInline(admin.TabularInline):
         return False
 
 
+@admin.register(Skill)
+class SkillAdmin(admin.ModelAdmin):
+    list_display = ["name", "attribute", "value", "agent_count"]
+    search_fields = ["name", "attribute", "value"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Skill]:
+        return super().get_queryset(request).annotate(agent_count=Count("agent_skills"))
+
+    @admin.display(description=_("agents with it"), ordering="agent_count")
+    def agent_count(self, skill: Skill) -> int:
+        return skill.agent_count  # type: ignore[attr-defined]
+
+
+class ItemSkillInline(admin.TabularInline):
+    """What the item needs. Edited here while the item is live; saved through the one writer of
+    requirements (``services.skills``), which asks routing to look again."""
+
+    model = ItemSkill
+    extra = 1
+    fields = ["skill", "min_level", "additional", "drop_after_seconds"]
+    autocomplete_fields = ["skill"]
+
+    def _editable(self, obj: Any) -> bool:
+        return obj is not None and obj.status in (WorkItemStatus.WAITING, WorkItemStatus.OFFERED)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._editable(obj) and super().has_delete_permission(request, obj)
+
+
 @admin.register(WorkItem)
 class WorkItemAdmin(admin.ModelAdmin):
-    """Read-mostly: items change status only through the actions, which call services."""
+    """Read-mostly: items change status only through the actions, which call services. Only
+    the required skills (an inline) are edited here, through the skills service."""
 
     list_display = [
         "id",
@@ -462,15 +501,50 @@ class WorkItemAdmin(admin.ModelAdmin):
         "created_at",
         "enqueued_at",
         "ended_at",
+        "transfer_from",
+        "transfer_note",
     )
-    inlines = [AgentWorkInline, ActionLogInline]
+    inlines = [ItemSkillInline, AgentWorkInline, ActionLogInline]
     actions = ["cancel_items"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+        # Every field of the item is read-only (``fields = readonly_fields``); the change
+        # permission lets the requirements inline be saved, and ``save_model`` writes nothing.
+        return request.user.has_perm("routing.change_workitem")
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        pass  # the item's own fields are the services'; see save_formset
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not ItemSkill:
+            formset.save(commit=False)  # read-only: nothing to write (the change message reads it)
+            return
+        item = form.instance
+        changed = formset.save(commit=False)  # also sets deleted_objects; writes nothing
+        dropped = [row.skill_id for row in formset.deleted_objects]
+        needs = []
+        for row in changed:
+            if row.pk is not None:
+                before = ItemSkill.objects.get(pk=row.pk)
+                if before.skill_id != row.skill_id:
+                    dropped.append(before.skill_id)
+            needs.append(
+                need(
+                    row.skill_id,
+                    row.min_level,
+                    additional=row.additional,
+                    drop_after_seconds=row.drop_after_seconds,
+                )
+            )
+        try:
+            if dropped:
+                drop_skills(item, dropped)
+            require_skills(item, needs)
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

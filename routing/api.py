@@ -17,13 +17,22 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from omnirouter.permissions import IsAgent, IsIntake, IsIntakeOrSupervisor, IsSupervisor
+from omnirouter.errors import NotFound
+from omnirouter.permissions import (
+    AdminWritesAnyRoleReads,
+    IsAgent,
+    IsAgentOrSupervisor,
+    IsIntake,
+    IsIntakeOrSupervisor,
+    IsSupervisor,
+)
 from omnirouter.ratelimit import RoleRateThrottle, WorkItemCreateThrottle
-from omnirouter.roles import signed_in
+from omnirouter.roles import is_admin, signed_in
 from omnirouter.viewsets import ConfigurationViewSet, split_m2m, validated
 from routing import services
 from routing.models import (
     ActionLog,
+    AgentSkill,
     AgentWork,
     ClassificationRule,
     ExceptionRule,
@@ -31,10 +40,20 @@ from routing.models import (
     Queue,
     RoutingConfiguration,
     ServiceChannel,
+    Skill,
     WorkItem,
 )
-from routing.selectors import caller_agent, visible_work_items, work_payload
+from routing.selectors import (
+    agents_in_scope,
+    caller_agent,
+    visible_agent_skills,
+    visible_work_items,
+    work_payload,
+)
 from routing.serializers import (
+    AgentSkillFilterSerializer,
+    AgentSkillSerializer,
+    AgentSkillUpdateSerializer,
     ClassificationPreviewSerializer,
     ClassificationResultSerializer,
     ClassificationRuleSerializer,
@@ -42,10 +61,13 @@ from routing.serializers import (
     CloseSerializer,
     DeclineSerializer,
     ExceptionRuleSerializer,
+    QueueNameSerializer,
     QueueSerializer,
     RollbackSerializer,
     RoutingConfigurationSerializer,
+    ServiceChannelNameSerializer,
     ServiceChannelSerializer,
+    SkillSerializer,
     TransferSerializer,
     VersionSerializer,
     WorkItemCreateSerializer,
@@ -58,12 +80,27 @@ from routing.serializers import (
 # --- Configuration (admins) ------------------------------------------------------------------
 
 
+class _NamesForOtherRoles(ConfigurationViewSet):
+    """Admins read and write the whole record; agents, intake clients and supervisors read
+    its names only (``name_serializer_class``): what they post to or transfer to."""
+
+    permission_classes = [AdminWritesAnyRoleReads]
+    name_serializer_class: type[serializers.BaseSerializer]
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        if self.request is not None and not is_admin(self.request.user):
+            return self.name_serializer_class
+        return super().get_serializer_class()
+
+
 @extend_schema(tags=["configuration"])
-class ServiceChannelViewSet(ConfigurationViewSet):
-    """Service channels: the kinds of work, each with a default size."""
+class ServiceChannelViewSet(_NamesForOtherRoles):
+    """Service channels: the kinds of work, each with a default size. Other roles than admins
+    read id, key and label."""
 
     queryset = ServiceChannel.objects.all()
     serializer_class = ServiceChannelSerializer
+    name_serializer_class = ServiceChannelNameSerializer
 
 
 class VersionedMixin:
@@ -152,13 +189,20 @@ class ExceptionRuleViewSet(VersionedMixin, ConfigurationViewSet):
 
 
 @extend_schema(tags=["configuration"])
-class QueueViewSet(ConfigurationViewSet):
-    """Queues with their member agents and supervisors (ids, writable)."""
+class QueueViewSet(_NamesForOtherRoles):
+    """Queues with their member agents and supervisors (ids, writable). Other roles than
+    admins read id and name only."""
 
     queryset = Queue.objects.select_related("routing_config").prefetch_related(
         "members", "supervisors"
     )
     serializer_class = QueueSerializer
+    name_serializer_class = QueueNameSerializer
+
+    def get_queryset(self) -> QuerySet[Queue]:
+        if is_admin(self.request.user):
+            return super().get_queryset()
+        return Queue.objects.all()
 
     def create_object(self, instance: Any, data: dict[str, Any]) -> Any:
         plain, m2m = split_m2m(Queue, data)
@@ -168,6 +212,98 @@ class QueueViewSet(ConfigurationViewSet):
             members=m2m.get("members"),
             supervisors=m2m.get("supervisors"),
         )
+
+
+@extend_schema(tags=["configuration"])
+class SkillViewSet(ConfigurationViewSet):
+    """Skills agents have and work needs. Every role reads them; admins change them. A skill
+    that agents have or items need cannot be deleted (409 saying what uses it)."""
+
+    permission_classes = [AdminWritesAnyRoleReads]
+    queryset = Skill.objects.all()
+    serializer_class = SkillSerializer
+
+
+@extend_schema(
+    tags=["configuration"],
+    parameters=[
+        OpenApiParameter("id", int, OpenApiParameter.PATH, description=_("Agent skill id."))
+    ],
+)
+class AgentSkillViewSet(viewsets.ModelViewSet):
+    """Agents' skills and levels (0-99.99). Admins read and change everyone's; supervisors
+    those of the agents in their queues; an agent reads their own. Every change is logged with
+    who made it, and may let the agent take waiting work at once."""
+
+    serializer_class = AgentSkillSerializer
+    lookup_value_regex = r"\d+"
+
+    def get_permissions(self) -> list[Any]:
+        if self.request is not None and self.request.method in ("GET", "HEAD", "OPTIONS"):
+            return [IsAgentOrSupervisor()]
+        return [IsSupervisor()]
+
+    def get_queryset(self) -> QuerySet[AgentSkill]:
+        return visible_agent_skills(self.request.user).order_by("agent_id", "skill__name", "id")
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        if self.action in ("update", "partial_update"):
+            return AgentSkillUpdateSerializer
+        return AgentSkillSerializer
+
+    @extend_schema(parameters=[AgentSkillFilterSerializer])
+    def list(self, request: Request) -> Response:
+        filters = validated(AgentSkillFilterSerializer, request.query_params)
+        rows = self.get_queryset()
+        if "agent" in filters:
+            rows = rows.filter(agent_id=filters["agent"])
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(AgentSkillSerializer(page, many=True).data)
+
+    @extend_schema(request=AgentSkillSerializer, responses={201: AgentSkillSerializer})
+    def create(self, request: Request) -> Response:
+        data = validated(AgentSkillSerializer, request.data)
+        agent = agents_in_scope(request.user).filter(pk=data["agent"].pk).first()
+        if agent is None:
+            raise NotFound(
+                _("No agent %(id)s in a queue you supervise.") % {"id": data["agent"].pk},
+                "not_found",
+            )
+        row = services.set_agent_skill(
+            agent=agent,
+            skill=data["skill"],
+            level=data["level"],
+            actor=signed_in(request.user),
+            create_only=True,
+        )
+        return Response(AgentSkillSerializer(row).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=AgentSkillUpdateSerializer, responses=AgentSkillSerializer)
+    def update(self, request: Request, pk: str, partial: bool = False) -> Response:
+        row = self._own_scope_row()
+        data = validated(AgentSkillUpdateSerializer, request.data)
+        row = services.set_agent_skill(
+            agent=row.agent, skill=row.skill, level=data["level"], actor=signed_in(request.user)
+        )
+        return Response(AgentSkillSerializer(row).data)
+
+    @extend_schema(request=AgentSkillUpdateSerializer, responses=AgentSkillSerializer)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        return self.update(request, pk, partial=True)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.remove_agent_skill(
+            agent_skill=self._own_scope_row(), actor=signed_in(request.user)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _own_scope_row(self) -> AgentSkill:
+        # Writes: only rows of agents the caller may change (an agent reading their own skills
+        # is not a supervisor of theirs); others answer 404 like no row.
+        row = self.get_object()
+        if not agents_in_scope(self.request.user).filter(pk=row.agent_id).exists():
+            raise NotFound(_("No agent skill %(id)s you may change.") % {"id": row.pk}, "not_found")
+        return row
 
 
 # --- Intake ----------------------------------------------------------------------------------
@@ -360,12 +496,28 @@ class AgentWorkViewSet(viewsets.GenericViewSet):
     @extend_schema(request=TransferSerializer)
     @action(detail=True, methods=["post"])
     def transfer(self, request: Request, pk: str) -> Response:
-        """Hand accepted work to another queue, where it waits to be routed afresh."""
+        """Hand accepted work on, with a note the next agent sees: to another queue (``queue``),
+        where it waits to be routed afresh; to a named agent (``agent``), offered to them
+        directly - 409 with the reason when they cannot take it now; or to anyone with a skill
+        (``skill``, ``min_level``), waiting in its queue (or ``queue``) with that skill
+        required."""
         data = validated(TransferSerializer, request.data)
-        work = services.transfer_work(
-            work_id=int(pk),
-            agent=caller_agent(request.user),
-            queue=data["queue"],
-            note=data["note"],
-        )
+        me = caller_agent(request.user)
+        if "agent" in data:
+            work = services.transfer_work_to_agent(
+                work_id=int(pk), agent=me, to_agent=data["agent"], note=data["note"]
+            )
+        elif "skill" in data:
+            work = services.transfer_work_to_skill(
+                work_id=int(pk),
+                agent=me,
+                skill=data["skill"],
+                min_level=data["min_level"],
+                queue=data.get("queue"),
+                note=data["note"],
+            )
+        else:
+            work = services.transfer_work(
+                work_id=int(pk), agent=me, queue=data["queue"], note=data["note"]
+            )
         return Response(work_payload(work))

@@ -240,6 +240,10 @@ class WorkItem(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # The last hand-over: who passed the work on and what they told the next agent (shown with
+    # the work in the next agent's console; the transferring agent work keeps it as its note).
+    transfer_from = models.CharField(_("transferred by"), max_length=150, blank=True, default="")
+    transfer_note = models.TextField(_("transfer note"), blank=True, default="")
 
     class Meta:
         ordering = ["routing_priority", "priority", "secondary_priority", "enqueued_at", "id"]

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from django.conf import settings
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -36,9 +36,15 @@ def caller_agent(user: Any) -> Agent:
 
 
 def work_payload(work: AgentWork) -> dict[str, Any]:
-    """What a console needs to show one offer or assignment."""
+    """What a console needs to show one offer or assignment.
+
+    ``transfer`` (who handed it on, their note) only when someone did. ``skills`` (what the
+    item needs) only when the item's skills were prefetched (``live_work_for_agent``,
+    ``with_item_skills``): events sent on every state change do not pay a query for them, and
+    consoles keep what they were told before.
+    """
     item = work.item
-    return {
+    payload = {
         "id": work.pk,
         "item_id": work.item_id,
         "state": work.state,
@@ -57,13 +63,38 @@ def work_payload(work: AgentWork) -> dict[str, Any]:
         "payload": item.payload,
         "priority": item.priority,
     }
+    if item.transfer_from or item.transfer_note:
+        payload["transfer"] = {"from": item.transfer_from, "note": item.transfer_note}
+    cache = getattr(item, "_prefetched_objects_cache", {})
+    if "skills" in cache:
+        payload["skills"] = [
+            {
+                "skill_id": need.skill_id,
+                "name": need.skill.name,
+                "min_level": str(need.min_level),
+                "additional": need.additional,
+            }
+            for need in cache["skills"]
+        ]
+    return payload
+
+
+def _item_skills_prefetch() -> Prefetch:
+    return Prefetch("item__skills", queryset=ItemSkill.objects.select_related("skill"))
+
+
+def with_item_skills(work: AgentWork) -> AgentWork:
+    """``work`` with its item's skills loaded (one query), for a payload that shows them."""
+    prefetch_related_objects([work], _item_skills_prefetch())
+    return work
 
 
 def live_work_for_agent(agent: Agent) -> QuerySet[AgentWork]:
-    """The agent's offers and open work, oldest first."""
+    """The agent's offers and open work, oldest first, with the skills their items need."""
     return (
         AgentWork.objects.filter(agent=agent, state__in=LIVE_STATES)
         .select_related("item", "queue", "channel")
+        .prefetch_related(_item_skills_prefetch())
         .order_by("pushed_at", "id")
     )
 
@@ -461,3 +492,35 @@ def supervised_queues(user: Any) -> QuerySet[Queue]:
     if roles.in_group(user, roles.SUPERVISOR):
         return Queue.objects.filter(supervisors=user)
     return Queue.objects.none()
+
+
+def hard_refusal(item: WorkItem, agent: Agent, *, now: datetime) -> tuple[str, str] | None:
+    """Why ``agent`` could not take ``item`` now whatever the router's choices (the engine's
+    ``hard_ineligibility``: the rule a supervisor's push and a transfer to a person obey), as
+    (reason code, words), or ``None`` when they could."""
+    view = agent_views(Agent.objects.filter(pk=agent.pk), now=now)[agent.pk]
+    why = engine.hard_ineligibility(item_view(item, now=now), view, now=now)
+    if why is None:
+        return None
+    return why.reason.value, reason_text(why, channel=str(item.channel))
+
+
+def visible_agent_skills(user: Any) -> QuerySet[AgentSkill]:
+    """Agents' skills a user may read: admins all; supervisors those of the agents in the
+    queues they supervise; an agent their own."""
+    rows = AgentSkill.objects.select_related("skill")
+    if roles.is_admin(user):
+        return rows
+    visible = Q(agent__memberships__queue__in=supervised_queues(user))
+    agent = roles.agent_of(user)
+    if agent is not None:
+        visible |= Q(agent=agent)
+    return rows.filter(visible).distinct()
+
+
+def agents_in_scope(user: Any) -> QuerySet[Agent]:
+    """Agents whose skills a user may change: all for admins, the members of their queues for
+    supervisors."""
+    if roles.is_admin(user):
+        return Agent.objects.all()
+    return Agent.objects.filter(memberships__queue__in=supervised_queues(user)).distinct()

@@ -7,6 +7,7 @@ serializers render what the services return.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -19,6 +20,7 @@ from omnirouter.errors import DomainError
 from presence.models import Agent
 from routing.models import (
     ActionLog,
+    AgentSkill,
     AgentWork,
     ClassificationRule,
     ExceptionRule,
@@ -26,6 +28,7 @@ from routing.models import (
     Queue,
     RoutingConfiguration,
     ServiceChannel,
+    Skill,
     WorkItem,
     WorkItemStatus,
 )
@@ -74,6 +77,62 @@ class RoutingConfigurationSerializer(serializers.ModelSerializer):
                 }
             )
         return attrs
+
+
+def level_field(**kwargs: Any) -> serializers.DecimalField:
+    """A skill level: 0 to 99.99 with two decimals; anything else is a 400 naming the range."""
+    # No digit limit of its own: 100 is refused by the range, which says what is allowed.
+    return serializers.DecimalField(
+        max_digits=None,
+        decimal_places=2,
+        min_value=Decimal("0"),
+        max_value=Decimal("99.99"),
+        help_text=_("From 0 to 99.99, two decimals."),
+        **kwargs,
+    )
+
+
+class ServiceChannelNameSerializer(serializers.ModelSerializer):
+    """A channel as intake clients and agents see it: what to post to."""
+
+    class Meta:
+        model = ServiceChannel
+        fields = ["id", "key", "label"]
+        read_only_fields = fields
+
+
+class QueueNameSerializer(serializers.ModelSerializer):
+    """A queue as intake clients and agents see it: no members, no supervisors."""
+
+    class Meta:
+        model = Queue
+        fields = ["id", "name"]
+        read_only_fields = fields
+
+
+class SkillSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Skill
+        fields = ["id", "name", "description", "attribute", "value"]
+
+
+class AgentSkillSerializer(serializers.ModelSerializer):
+    skill_name = serializers.CharField(source="skill.name", read_only=True)
+    level = level_field()
+
+    class Meta:
+        model = AgentSkill
+        fields = ["id", "agent", "skill", "skill_name", "level"]
+        # One row per agent and skill: the service answers a second one with a clear 400.
+        validators: list[Any] = []
+
+
+class AgentSkillUpdateSerializer(serializers.Serializer):
+    level = level_field()
+
+
+class AgentSkillFilterSerializer(serializers.Serializer):
+    agent = serializers.IntegerField(min_value=1, required=False)
 
 
 class QueueSerializer(serializers.ModelSerializer):
@@ -301,10 +360,46 @@ class CloseSerializer(serializers.Serializer):
 
 
 class TransferSerializer(serializers.Serializer):
+    """Where accepted work goes: a queue, a named agent, or anyone with a skill (in the item's
+    queue, or in ``queue`` when given too)."""
+
     queue = serializers.PrimaryKeyRelatedField(
-        queryset=Queue.objects.select_related("routing_config")
+        queryset=Queue.objects.select_related("routing_config"),
+        required=False,
+        help_text=_("Id of the queue it waits in next."),
     )
-    note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    agent = serializers.PrimaryKeyRelatedField(
+        queryset=Agent.objects.select_related("presence_config"),
+        required=False,
+        help_text=_(
+            "Id of the agent offered it directly; they must be able to take it now (a member "
+            "of its queue, online for its channel, with room)."
+        ),
+    )
+    skill = serializers.PrimaryKeyRelatedField(
+        queryset=Skill.objects.all(),
+        required=False,
+        help_text=_("Id of a skill: it waits for anyone who has it (at min_level or above)."),
+    )
+    min_level = level_field(required=False, default=Decimal("0"))
+    note = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=_("Shown to the next agent with the work."),
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "agent" in attrs and ("queue" in attrs or "skill" in attrs):
+            raise serializers.ValidationError(
+                {"agent": _("Transfer to an agent, or to a queue or skill, not both.")}
+            )
+        if not {"agent", "queue", "skill"} & attrs.keys():
+            raise serializers.ValidationError(
+                {"queue": _("Say where the work goes: a queue, an agent or a skill.")}
+            )
+        return attrs
 
 
 class WorkPayloadSerializer(serializers.Serializer):
@@ -449,3 +544,12 @@ class VersionSerializer(serializers.Serializer):
 class RollbackSerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1)
     reason = serializers.CharField(max_length=80)
+    skills = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text=_("Skills the item needs: name, min_level, additional."),
+    )
+    transfer = serializers.DictField(
+        required=False,
+        help_text=_("Who handed the work on and their note; absent unless someone did."),
+    )

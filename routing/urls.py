@@ -12,6 +12,8 @@ router.register(
     "classification-rules", api.ClassificationRuleViewSet, basename="classification-rule"
 )
 router.register("exception-rules", api.ExceptionRuleViewSet, basename="exception-rule")
+router.register("skills", api.SkillViewSet, basename="skill")
+router.register("agent-skills", api.AgentSkillViewSet, basename="agent-skill")
 router.register("work-items", api.WorkItemViewSet, basename="work-item")
 router.register("agent-work", api.AgentWorkViewSet, basename="agent-work")
 

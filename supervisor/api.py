@@ -64,6 +64,29 @@ class _OpenItemSerializer(serializers.Serializer):
     seconds_in_state = serializers.IntegerField()
 
 
+class _AgentSkillRowSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text=_("The agent skill's id (/api/agent-skills/{id}/)."))
+    skill_id = serializers.IntegerField()
+    name = serializers.CharField()
+    level = serializers.DecimalField(max_digits=4, decimal_places=2)
+
+
+class _SkillBacklogSerializer(serializers.Serializer):
+    skill_id = serializers.IntegerField()
+    name = serializers.CharField()
+    waiting = serializers.IntegerField()
+    longest_wait_seconds = serializers.IntegerField()
+    agents_online = serializers.IntegerField(
+        help_text=_("Members of your queues online with the skill, at any level.")
+    )
+    nobody_online_can_take = serializers.IntegerField(
+        help_text=_(
+            "Waiting items that no member of their queue online for their channel has the "
+            "skill for, at the level asked."
+        )
+    )
+
+
 class _AgentSnapshotSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
@@ -88,6 +111,7 @@ class _AgentSnapshotSerializer(serializers.Serializer):
     timed_out_today = serializers.IntegerField()
     average_handle_seconds = _seconds()
     last_assigned_at = serializers.DateTimeField(allow_null=True)
+    skills = _AgentSkillRowSerializer(many=True)
 
 
 class _LiveWorkSerializer(serializers.Serializer):
@@ -148,6 +172,7 @@ class SnapshotSerializer(serializers.Serializer):
     work = _LiveWorkSerializer(many=True)
     work_total = serializers.IntegerField()
     next_in_line = _WaitingItemSerializer(many=True)
+    skills_backlog = _SkillBacklogSerializer(many=True)
 
 
 @extend_schema(tags=["supervisor"])
@@ -235,6 +260,17 @@ class MoveActionSerializer(serializers.Serializer):
 
 class PushActionSerializer(serializers.Serializer):
     agent = serializers.IntegerField(help_text=_("Id of the agent to offer the item to."))
+
+
+class TransferActionSerializer(serializers.Serializer):
+    agent = serializers.IntegerField(help_text=_("Id of the agent to hand the work to."))
+    note = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=_("Shown to the next agent with the work."),
+    )
 
 
 class _MovedItemSerializer(serializers.Serializer):
@@ -332,3 +368,20 @@ class ItemPushChoicesView(APIView):
     @extend_schema(responses=PushChoicesSerializer)
     def get(self, request: Request, item_id: int) -> Response:
         return Response(push_choices(request.user, item_id, timezone.now()))
+
+
+@extend_schema(tags=["supervisor"])
+class WorkTransferActionView(APIView):
+    """Hand an agent's accepted work to another agent of your queues: offered to them directly
+    (409 with the reason when they cannot take it now), with a note they see. Logged with who
+    did it."""
+
+    permission_classes = [IsSupervisor]
+
+    @extend_schema(request=TransferActionSerializer, responses=WorkPayloadSerializer)
+    def post(self, request: Request, work_id: int) -> Response:
+        data = validated(TransferActionSerializer, request.data)
+        work = services.supervisor_transfer_work(
+            actor=request.user, work_id=work_id, agent_id=data["agent"], note=data["note"]
+        )
+        return Response(work_payload(work))

@@ -40,10 +40,12 @@ from django.conf import settings
 from django.db.models import (
     Avg,
     Count,
+    DateTimeField,
     DurationField,
     Exists,
     ExpressionWrapper,
     F,
+    IntegerField,
     Min,
     OuterRef,
     Q,
@@ -59,10 +61,13 @@ from presence.models import Agent, PresenceStatus
 from routing import engine
 from routing.models import (
     LIVE_STATES,
+    AgentSkill,
     AgentWork,
     AgentWorkState,
+    ItemSkill,
     Queue,
     QueueMembership,
+    Skill,
     WorkItem,
     WorkItemStatus,
 )
@@ -427,6 +432,7 @@ def agent_metrics(scope: Scope, now: datetime, work: list[dict[str, Any]]) -> li
     views = agent_views(agents, now=now, with_skills=False)
     in_scope = set(scope.queue_ids)
     day = _agent_day_stats(scope, agents, since, now)
+    skills = _agent_skills(agents)
     open_items: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for w in work:
         open_items[w["agent_id"]].append(
@@ -471,9 +477,25 @@ def agent_metrics(scope: Scope, now: datetime, work: list[dict[str, Any]]) -> li
                 "timed_out_today": stats.get("timed_out", 0),
                 "average_handle_seconds": _seconds(stats.get("aht")),
                 "last_assigned_at": _iso(r["last_assigned_at"]),
+                "skills": skills.get(r["id"], []),
             }
         )
     return result
+
+
+def _agent_skills(agents) -> dict[int, list[dict[str, Any]]]:  # agents: QuerySet[Agent]
+    """Each agent's skills and levels, by agent id (one query)."""
+    by_agent: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    rows = (
+        AgentSkill.objects.filter(agent__in=agents)
+        .order_by("agent_id", "skill__name", "id")
+        .values_list("agent_id", "id", "skill_id", "skill__name", "level")
+    )
+    for agent_id, row_id, skill_id, name, level in rows:
+        by_agent[agent_id].append(
+            {"id": row_id, "skill_id": skill_id, "name": name, "level": str(level)}
+        )
+    return by_agent
 
 
 def _agent_day_stats(
@@ -546,6 +568,90 @@ def next_in_line(scope: Scope, now: datetime, limit: int = 10) -> list[dict[str,
     ]
 
 
+# --- Skills backlog -------------------------------------------------------------------------------
+
+
+def skills_backlog(scope: Scope, now: datetime) -> list[dict[str, Any]]:
+    """Per skill that waiting items of the scope's queues need now: how many wait, the longest
+    wait, how many agents (members of the scope's queues) are online with the skill at any
+    level, and how many of the waiting items nobody could take for want of it: no member of
+    their queue online for their channel has the skill at the level the item asks. Two grouped
+    queries whatever the backlog.
+
+    A requirement counts while it is in force: a required skill until the item is taken, an
+    additional one until its ``drop_after_seconds`` have passed since the item entered its
+    queue (after that the item no longer needs it).
+    """
+    if not scope.queue_ids:
+        return []
+    in_force = Q(additional=False) | Q(
+        additional=True,
+        drop_deadline__gt=Value(now),
+    )
+    covered = AgentSkill.objects.filter(
+        skill_id=OuterRef("skill_id"),
+        level__gte=OuterRef("min_level"),
+        agent__status__is_online=True,
+        agent__status__channels=OuterRef("item__channel_id"),
+        agent__memberships__queue_id=OuterRef("item__queue_id"),
+    )
+    needs = (
+        ItemSkill.objects.filter(
+            item__status=WorkItemStatus.WAITING, item__queue_id__in=scope.queue_ids
+        )
+        .annotate(
+            drop_deadline=ExpressionWrapper(
+                F("item__enqueued_at")
+                + ExpressionWrapper(
+                    # (a plain integer: SQLite multiplies a duration only by one)
+                    ExpressionWrapper(F("drop_after_seconds"), output_field=IntegerField())
+                    * Value(timedelta(seconds=1)),
+                    output_field=DurationField(),
+                ),
+                output_field=DateTimeField(),
+            )
+        )
+        .filter(in_force)
+        .values("skill_id", "skill__name")
+        .annotate(
+            waiting=Count("item_id", distinct=True),
+            oldest=Min("item__enqueued_at"),
+            uncovered=Count("item_id", distinct=True, filter=~Q(Exists(covered))),
+        )
+        .order_by("-waiting", "skill__name")
+    )
+    rows = list(needs)
+    if not rows:
+        return []
+    online = dict(
+        AgentSkill.objects.filter(
+            skill_id__in=[r["skill_id"] for r in rows],
+            agent__status__is_online=True,
+            agent__memberships__queue_id__in=scope.queue_ids,
+        )
+        .values("skill_id")
+        .annotate(agents=Count("agent_id", distinct=True))
+        .values_list("skill_id", "agents")
+        .order_by()
+    )
+    return [
+        {
+            "skill_id": r["skill_id"],
+            "name": r["skill__name"],
+            "waiting": r["waiting"],
+            "longest_wait_seconds": _seconds(now - r["oldest"]) or 0,
+            "agents_online": online.get(r["skill_id"], 0),
+            "nobody_online_can_take": r["uncovered"],
+        }
+        for r in rows
+    ]
+
+
+def skill_choices() -> list[dict[str, Any]]:
+    """Every skill, for the dashboard's skill editor."""
+    return [{"id": pk, "name": name} for pk, name in Skill.objects.values_list("id", "name")]
+
+
 # --- Push to agent ------------------------------------------------------------------------------
 
 
@@ -593,7 +699,8 @@ def snapshot(user: Any, now: datetime | None = None) -> dict[str, Any]:
 
     Keys: ``at``, ``day_start``, ``timezone``, ``queues`` (see ``queue_metrics``), ``totals``,
     ``agents`` (see ``agent_metrics``), ``work`` (live offers and assignments, longest in state
-    first, at most ``SUPERVISOR_WORK_LIST_LIMIT``), ``work_total``, ``next_in_line``.
+    first, at most ``SUPERVISOR_WORK_LIST_LIMIT``), ``work_total``, ``next_in_line``,
+    ``skills_backlog`` (see ``skills_backlog``).
     A supervisor sees the queues they supervise and the members of those queues; admins see all.
     """
     now = now or timezone.now()
@@ -616,6 +723,7 @@ def build_snapshot(scope: Scope, now: datetime) -> dict[str, Any]:
         "work": work[:limit],
         "work_total": len(work),
         "next_in_line": next_in_line(scope, now),
+        "skills_backlog": skills_backlog(scope, now),
     }
 
 

@@ -137,3 +137,25 @@ def supervisor_push_item(
     item = _item_in_scope(actor, item_id)
     agent = _agent_in_scope(actor, agent_id)
     return routing_services.push_item_to_agent(item_id=item.pk, agent=agent, actor=actor, now=now)
+
+
+def supervisor_transfer_work(
+    *, actor: Any, work_id: int, agent_id: int, note: str = "", now: datetime | None = None
+) -> AgentWork:
+    """Hand an agent's accepted work to another agent (a direct offer, as the agent's own
+    transfer to a person: the engine's hard rules decide whether they can take it now). The
+    work must be in a queue the actor supervises and the new agent a member of one."""
+    _require_supervisor(actor)
+    work = (
+        AgentWork.objects.select_related("agent__presence_config", "agent__user")
+        .filter(pk=work_id, queue__in=supervised_queues(actor))
+        .first()
+    )
+    if work is None:
+        raise NotFound(
+            _("No agent work %(id)s in a queue you supervise.") % {"id": work_id}, "not_found"
+        )
+    to_agent = _agent_in_scope(actor, agent_id)
+    return routing_services.transfer_work_to_agent(
+        work_id=work.pk, agent=work.agent, to_agent=to_agent, note=note, actor=actor, now=now
+    )

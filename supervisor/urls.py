@@ -28,6 +28,11 @@ api_urlpatterns = [
         name="supervisor-item-eligible-agents",
     ),
     path(
+        "supervisor/work/<int:work_id>/transfer/",
+        api.WorkTransferActionView.as_view(),
+        name="supervisor-work-transfer",
+    ),
+    path(
         "supervisor/items/<int:item_id>/push/",
         api.ItemPushActionView.as_view(),
         name="supervisor-item-push",

@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from omnirouter import roles
-from supervisor.selectors import build_snapshot, presence_choices, scope_for
+from supervisor.selectors import build_snapshot, presence_choices, scope_for, skill_choices
 
 
 @login_required
@@ -28,6 +28,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         {
             "snapshot": snapshot,
             "statuses": presence_choices(),
+            "skills": skill_choices(),
             "labels": _labels(),
             "config": {"resyncSeconds": settings.REALTIME_RESYNC_SECONDS},
         },
@@ -83,4 +84,15 @@ def _labels() -> dict[str, str]:
         "chart_summary": _("%(metric)s, %(queue)s: now %(last)s, highest %(max)s since %(since)s."),
         "sort_by": _("Sort by %(column)s"),
         "items_open": _("%(count)s open"),
+        "no_backlog": _("No waiting item needs a skill."),
+        "edit_skills": _("Edit skills"),
+        "edit_skills_of": _("Edit skills of %(agent)s"),
+        "skills_title": _("Skills of %(agent)s"),
+        "no_skills": _("No skills yet."),
+        "level_of": _("Level of %(skill)s"),
+        "save": _("Save"),
+        "remove": _("Remove"),
+        "remove_skill": _("Remove %(skill)s"),
+        "done_skill": _("%(agent)s: %(skill)s at level %(level)s."),
+        "done_remove_skill": _("%(agent)s no longer has %(skill)s."),
     }

@@ -6,7 +6,8 @@ One module per concern; this package re-exports their public verbs, so callers w
 - ``intake``: enqueue and cancel items.
 - ``idempotency``: enqueue once per ``Idempotency-Key``.
 - ``routing_pass`` and ``offers``: match waiting items to agents and write the offers.
-- ``work``: an agent's accept, decline, close, transfer.
+- ``work``: an agent's accept, decline, close, transfer (to a queue, a person, a skill).
+- ``skills``: item requirements and agents' skills.
 - ``presence``: status changes, console liveness, capacity from the presence configuration.
 - ``supervision``: a supervisor's move and push.
 - ``sweep``: the periodic safety net.
@@ -50,11 +51,19 @@ from routing.services.idempotency import (
 from routing.services.intake import cancel_work_item, enqueue_work
 from routing.services.presence import apply_presence_config, set_presence, touch_console
 from routing.services.routing_pass import PassResult, route_waiting_work
+from routing.services.skills import remove_agent_skill, set_agent_skill
 from routing.services.supervision import move_item, push_item_to_agent
 from routing.services.sweep import expire_lost_consoles, expire_offers, reconcile_capacity, sweep
 from routing.services.versions import roll_back, versions
 from routing.services.versions import stamp as stamp_version
-from routing.services.work import accept_work, close_work, decline_work, transfer_work
+from routing.services.work import (
+    accept_work,
+    close_work,
+    decline_work,
+    transfer_work,
+    transfer_work_to_agent,
+    transfer_work_to_skill,
+)
 
 __all__ = [
     "describe_condition",
@@ -85,14 +94,18 @@ __all__ = [
     "push_item_to_agent",
     "reconcile_capacity",
     "release_uncovered_offers",
+    "remove_agent_skill",
     "route_waiting_work",
     "save_configuration",
     "save_queue",
+    "set_agent_skill",
     "set_presence",
     "sweep",
     "sync_queue_items",
     "touch_console",
     "transfer_work",
+    "transfer_work_to_agent",
+    "transfer_work_to_skill",
     "update_presence_status",
     "update_routing_config",
 ]

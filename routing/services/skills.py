@@ -1,23 +1,31 @@
-"""Skill requirements: the one place an item's required skills are written.
+"""Skills: the one place an item's required skills are written, and agents' skills.
 
 Intake, classification rules, exception rules, transfers to "anyone with skill X" and the API all
 call ``require_skills`` (add or raise requirements) or ``drop_skills``; nothing else writes
 ``ItemSkill`` rows. A change asks for a routing pass after commit: the item may now fit someone.
+
+An agent's skills change through ``set_agent_skill`` and ``remove_agent_skill`` (the API, the
+supervisor dashboard; the admin's inline edits the rows as a form), logged in ``ActionLog`` with
+who did it; a change may let the agent take waiting work, so it asks for a pass too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from omnirouter.errors import DomainError
+from presence.models import Agent
 from routing.dispatch import request_routing
-from routing.models import ItemSkill, Skill, WorkItem
+from routing.models import ActionLog, AgentSkill, ItemSkill, Skill, WorkItem
 
 MAX_LEVEL = Decimal("99.99")
 
@@ -186,3 +194,65 @@ def drop_skills_of_items(item_ids: Sequence[int], skill_ids: Iterable[int]) -> i
         if dropped:
             request_routing()
     return dropped
+
+
+def set_agent_skill(
+    *,
+    agent: Agent,
+    skill: Skill,
+    level: object,
+    actor: AbstractBaseUser,
+    create_only: bool = False,
+    now: datetime | None = None,
+) -> AgentSkill:
+    """Give ``agent`` ``skill`` at ``level`` (0-99.99), or change their level in it.
+
+    ``create_only``: refuse (400) when the agent already has the skill (the API's POST).
+    Logged as ``set_agent_skill`` with the actor, the old and the new level.
+    """
+    now = now or timezone.now()
+    checked = need(skill.pk, level).min_level
+    with transaction.atomic():
+        row = AgentSkill.objects.select_for_update().filter(agent=agent, skill=skill).first()
+        if row is not None and create_only:
+            raise DomainError(
+                _("%(agent)s already has %(skill)s (level %(level)s): change that level.")
+                % {"agent": agent, "skill": skill, "level": row.level},
+                "duplicate",
+            )
+        was = None if row is None else str(row.level)
+        if row is None:
+            row = AgentSkill.objects.create(agent=agent, skill=skill, level=checked)
+        else:
+            row.level = checked
+            row.save(update_fields=["level"])
+        ActionLog.objects.create(
+            at=now,
+            actor_id=actor.pk,
+            verb="set_agent_skill",
+            agent=agent,
+            detail={"skill": skill.pk, "skill_name": skill.name, "was": was, "level": str(checked)},
+        )
+        request_routing()
+    return row
+
+
+def remove_agent_skill(
+    *, agent_skill: AgentSkill, actor: AbstractBaseUser, now: datetime | None = None
+) -> None:
+    """Take a skill away from an agent; logged as ``remove_agent_skill`` with the actor."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ActionLog.objects.create(
+            at=now,
+            actor_id=actor.pk,
+            verb="remove_agent_skill",
+            agent_id=agent_skill.agent_id,
+            detail={
+                "skill": agent_skill.skill_id,
+                "skill_name": agent_skill.skill.name,
+                "was": str(agent_skill.level),
+            },
+        )
+        agent_skill.delete()
+        request_routing()

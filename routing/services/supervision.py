@@ -5,20 +5,15 @@ are the caller's (``supervisor.services``); these record the actor in ``ActionLo
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import (
-    F,
-)
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from omnirouter import realtime
 from omnirouter.errors import Conflict
 from presence.models import Agent
-from routing import engine
 from routing.dispatch import request_routing
 from routing.models import (
     ActionLog,
@@ -28,16 +23,14 @@ from routing.models import (
     WorkItem,
     WorkItemStatus,
 )
-from routing.selectors import agent_views, item_view, reason_text, work_payload
-from routing.services import records
-from routing.services.events import presence_message, queue_changed
+from routing.services.events import queue_changed
 from routing.services.locks import (
     lock_agents,
     lock_item,
     lock_item_and_live_work,
     retry_if_live_work_moved,
 )
-from routing.services.transitions import end_work, requeue
+from routing.services.transitions import end_work, offer_directly, refuse_unless_able, requeue
 
 logger = logging.getLogger(__name__)
 
@@ -83,47 +76,20 @@ def push_item_to_agent(
         if item.status != WorkItemStatus.WAITING:
             raise Conflict(_("Only waiting items can be pushed to an agent."), item.status)
         fresh = Agent.objects.select_related("status", "presence_config").get(pk=agent.pk)
-        view = agent_views(Agent.objects.filter(pk=fresh.pk), now=now)[fresh.pk]
         # A supervisor's choice overrides the router's (a refusal's cooldown, a preferred
         # agent), not what makes an agent unable to take the item.
-        why = engine.hard_ineligibility(item_view(item, now=now), view, now=now)
-        if why is not None:
-            raise Conflict(
-                _("%(agent)s cannot take this item: %(reason)s.")
-                % {"agent": fresh, "reason": reason_text(why, channel=str(item.channel))},
-                why.reason.value,
-            )
-        units = engine.size_for(item, fresh.capacity)
-        config = item.queue.routing_config
-        is_auto = fresh.presence_config.auto_accept
-        work = AgentWork.objects.create(
-            item=item,
-            agent=fresh,
-            queue_id=item.queue_id,
-            channel_id=item.channel_id,
-            state=AgentWorkState.OPENED if is_auto else AgentWorkState.PUSHED,
-            units=units,
-            pushed_at=now,
-            enqueued_at=item.enqueued_at,
-            expires_at=None if is_auto else now + timedelta(seconds=config.push_timeout_seconds),
-            opened_at=now if is_auto else None,
-            auto_accepted=is_auto,
-            routing_reason={
+        refuse_unless_able(item, fresh, now=now)
+        username = getattr(actor, "username", "")
+        work = offer_directly(
+            item,
+            fresh,
+            now=now,
+            reason={
                 "rule": "supervisor",
-                "actor": getattr(actor, "username", ""),
-                "text": f"Pushed by supervisor {getattr(actor, 'username', '')}.",
+                "actor": username,
+                "text": f"Pushed by supervisor {username}.",
             },
         )
-        WorkItem.objects.filter(pk=item.pk).update(
-            status=WorkItemStatus.ASSIGNED if is_auto else WorkItemStatus.OFFERED
-        )
-        Agent.objects.filter(pk=fresh.pk).update(
-            used_capacity=F("used_capacity") + units,
-            open_count=F("open_count") + 1,
-            last_assigned_at=now,
-        )
-        if is_auto:
-            records.item_changed_one(records.ACCEPTED, item, agent_id=fresh.pk, now=now)
         ActionLog.objects.create(
             at=now,
             actor=actor,
@@ -132,7 +98,4 @@ def push_item_to_agent(
             agent=fresh,
             detail={"work_id": work.pk},
         )
-        realtime.publish(realtime.agent_group(fresh.pk), realtime.OFFER, work_payload(work))
-        realtime.publish(*presence_message(fresh.pk))
-        queue_changed(item.queue_id)
     return work

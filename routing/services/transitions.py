@@ -5,16 +5,19 @@ back in line, requeue it in another queue, apply a presence status. Callers hold
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import (
     F,
 )
 from django.db.models.functions import Greatest
+from django.utils.translation import gettext as _
 
 from omnirouter import realtime
+from omnirouter.errors import Conflict
 from presence.models import Agent, PresenceStatus
+from routing import engine
 from routing.dispatch import request_routing
 from routing.models import (
     LIVE_STATES,
@@ -26,6 +29,8 @@ from routing.models import (
     WorkItem,
     WorkItemStatus,
 )
+from routing.selectors import hard_refusal, work_payload
+from routing.services import records
 from routing.services.events import presence_message, queue_changed, work_changed
 
 logger = logging.getLogger(__name__)
@@ -124,3 +129,54 @@ def apply_status(agent_id: int, status_id: int | None, *, now: datetime) -> None
         queue_changed(queue_id)
     if stranded or (status is not None and status.is_online):
         request_routing()
+
+
+def refuse_unless_able(item: WorkItem, agent: Agent, *, now: datetime) -> None:
+    """``Conflict`` (the engine's reason as code: offline, channel, not_member, no_console,
+    capacity) unless ``agent`` could take ``item`` now (``selectors.hard_refusal``)."""
+    refusal = hard_refusal(item, agent, now=now)
+    if refusal is not None:
+        code, text = refusal
+        raise Conflict(
+            _("%(agent)s cannot take this item: %(reason)s.") % {"agent": agent, "reason": text},
+            code,
+        )
+
+
+def offer_directly(
+    item: WorkItem, agent: Agent, *, now: datetime, reason: dict[str, Any]
+) -> AgentWork:
+    """Offer a waiting ``item`` to ``agent`` past the routing model (a supervisor's push, a
+    transfer to a person): accepted at once for an auto-accept agent. The caller holds the
+    agent's and the item's locks and has checked ``refuse_unless_able``."""
+    units = engine.size_for(item, agent.capacity)
+    config = item.queue.routing_config
+    is_auto = agent.presence_config.auto_accept
+    work = AgentWork.objects.create(
+        item=item,
+        agent=agent,
+        queue_id=item.queue_id,
+        channel_id=item.channel_id,
+        state=AgentWorkState.OPENED if is_auto else AgentWorkState.PUSHED,
+        units=units,
+        pushed_at=now,
+        enqueued_at=item.enqueued_at,
+        expires_at=None if is_auto else now + timedelta(seconds=config.push_timeout_seconds),
+        opened_at=now if is_auto else None,
+        auto_accepted=is_auto,
+        routing_reason=reason,
+    )
+    WorkItem.objects.filter(pk=item.pk).update(
+        status=WorkItemStatus.ASSIGNED if is_auto else WorkItemStatus.OFFERED
+    )
+    Agent.objects.filter(pk=agent.pk).update(
+        used_capacity=F("used_capacity") + units,
+        open_count=F("open_count") + 1,
+        last_assigned_at=now,
+    )
+    if is_auto:
+        records.item_changed_one(records.ACCEPTED, item, agent_id=agent.pk, now=now)
+    realtime.publish(realtime.agent_group(agent.pk), realtime.OFFER, work_payload(work))
+    realtime.publish(*presence_message(agent.pk))
+    queue_changed(item.queue_id)
+    return work

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from decimal import Decimal
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -13,19 +15,30 @@ from omnirouter.errors import Conflict, DomainError, Forbidden
 from presence.models import Agent
 from routing.dispatch import request_routing
 from routing.models import (
+    ActionLog,
     AgentWork,
     AgentWorkState,
     Queue,
+    Skill,
     WorkItem,
     WorkItemStatus,
 )
-from routing.services import records
+from routing.services import records, skills
 from routing.services.events import work_changed
 from routing.services.locks import (
     get_own_work,
+    lock_agents,
+    lock_item,
     lock_own_work_in_state,
 )
-from routing.services.transitions import apply_status, end_work, requeue, return_item
+from routing.services.transitions import (
+    apply_status,
+    end_work,
+    offer_directly,
+    refuse_unless_able,
+    requeue,
+    return_item,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +132,8 @@ def transfer_work(
     *, work_id: int, agent: Agent, queue: Queue, note: str = "", now: datetime | None = None
 ) -> AgentWork:
     """Hand accepted work to another queue: it waits there as a new entry, routed afresh; the
-    record behind the item is told (same transaction)."""
+    note goes with the item to the next agent; the record behind the item is told (same
+    transaction)."""
     now = now or timezone.now()
     with transaction.atomic():
         work = lock_own_work_in_state(
@@ -130,6 +144,111 @@ def transfer_work(
         )
         end_work(work, AgentWorkState.TRANSFERRED, now=now, note=note or f"To {queue.name}")
         requeue(work.item_id, queue, now=now)
+        _hand_over(work.item_id, agent, note)
         records.item_changed_one(records.REQUEUED, work.item, agent_id=None, now=now)
         request_routing()
     return work
+
+
+def transfer_work_to_agent(
+    *,
+    work_id: int,
+    agent: Agent,
+    to_agent: Agent,
+    note: str = "",
+    actor: AbstractBaseUser | None = None,
+    now: datetime | None = None,
+) -> AgentWork:
+    """Hand accepted work to a named agent: a direct offer to them, in the item's queue, as a
+    new entry (their push timeout applies; on decline or timeout it is routed to anyone in the
+    queue). They must be able to take it now - the engine's hard rules, as for a supervisor's
+    push (``Conflict`` with the reason otherwise: not a member, offline, channel, no console,
+    capacity). The note goes with the item; the hand-over is logged in ``ActionLog`` with
+    ``actor`` (the holding agent's user unless a supervisor does it for them)."""
+    now = now or timezone.now()
+    actor_id = agent.user_id if actor is None else actor.pk
+    by_supervisor = actor is not None and actor.pk != agent.user_id
+    if to_agent.pk == agent.pk:
+        raise DomainError(_("You already hold this work."), "same_agent")
+    with transaction.atomic():
+        # Both agents' rows, in id order (the one lock order), before the work and the item.
+        lock_agents([agent.pk, to_agent.pk])
+        work = lock_own_work_in_state(
+            work_id,
+            agent,
+            AgentWorkState.OPENED,
+            _("Only accepted work can be transferred (%(state)s)."),
+        )
+        item = lock_item(work.item_id)
+        target = Agent.objects.select_related("presence_config", "user").get(pk=to_agent.pk)
+        refuse_unless_able(item, target, now=now)
+        end_work(work, AgentWorkState.TRANSFERRED, now=now, note=note or f"To {target}")
+        requeue(item.pk, item.queue, now=now)
+        _hand_over(item.pk, agent, note)
+        records.item_changed_one(records.REQUEUED, work.item, agent_id=None, now=now)
+        item.refresh_from_db()
+        offered = offer_directly(
+            item,
+            target,
+            now=now,
+            reason={
+                "rule": "transfer",
+                "from_agent": agent.pk,
+                "text": (
+                    f"Transferred to you from {agent} by supervisor {actor}."
+                    if by_supervisor
+                    else f"Transferred to you by {agent}."
+                ),
+            },
+        )
+        ActionLog.objects.create(
+            at=now,
+            actor_id=actor_id,
+            verb="transfer_to_agent",
+            item_id=item.pk,
+            agent=target,
+            detail={"from_agent": agent.pk, "work_id": offered.pk},
+        )
+        request_routing()
+    return work
+
+
+def transfer_work_to_skill(
+    *,
+    work_id: int,
+    agent: Agent,
+    skill: Skill,
+    min_level: Decimal = Decimal("0"),
+    queue: Queue | None = None,
+    note: str = "",
+    now: datetime | None = None,
+) -> AgentWork:
+    """Hand accepted work to anyone with ``skill`` (at ``min_level`` or above): it waits as a
+    new entry in ``queue`` (or its own) with that skill required (``skills.require_skills``,
+    the one writer of requirements), routed afresh; the note goes with the item."""
+    now = now or timezone.now()
+    wanted = skills.need(skill.pk, min_level)
+    with transaction.atomic():
+        work = lock_own_work_in_state(
+            work_id,
+            agent,
+            AgentWorkState.OPENED,
+            _("Only accepted work can be transferred (%(state)s)."),
+        )
+        target = queue or Queue.objects.select_related("routing_config").get(pk=work.queue_id)
+        end_work(
+            work,
+            AgentWorkState.TRANSFERRED,
+            now=now,
+            note=note or f"To anyone with {skill.name} in {target.name}",
+        )
+        requeue(work.item_id, target, now=now)
+        skills.require_skills(work.item, [wanted])
+        _hand_over(work.item_id, agent, note)
+        records.item_changed_one(records.REQUEUED, work.item, agent_id=None, now=now)
+        request_routing()
+    return work
+
+
+def _hand_over(item_id: int, agent: Agent, note: str) -> None:
+    WorkItem.objects.filter(pk=item_id).update(transfer_from=str(agent), transfer_note=note)

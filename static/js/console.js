@@ -55,6 +55,8 @@ import { openLiveSocket } from "./livesocket.js";
     presence: null,
     statuses: [],
     queues: [],
+    colleagues: [], // agents sharing a queue: {id, name, queue_ids}
+    skills: [],
     declineReasons: [],
     requireReason: false,
     allowDecline: true,
@@ -208,8 +210,8 @@ import { openLiveSocket } from "./livesocket.js";
         settle(message, "onAck");
         break;
       case "error":
-        settle(message, "onError");
         if (!pending.has(message.ref)) showNotice(errorText(message));
+        settle(message, "onError");
         break;
       default:
         break; // events for other parts of the console (messaging) are not ours to draw
@@ -228,6 +230,8 @@ import { openLiveSocket } from "./livesocket.js";
     model.presence = state.presence;
     model.statuses = state.statuses || [];
     model.queues = state.queues || [];
+    model.colleagues = state.colleagues || [];
+    model.skills = state.skills || [];
     model.declineReasons = state.decline_reasons || [];
     model.requireReason = Boolean(state.require_decline_reason);
     model.allowDecline = state.allow_decline !== false;
@@ -285,7 +289,20 @@ import { openLiveSocket } from "./livesocket.js";
       reason: gettext("Choose one of the listed decline reasons."),
       status: gettext("That status is not available to you."),
       offline: gettext("Not connected. Try again when the console is back online."),
+      same_agent: gettext("You already hold this work."),
     };
+    // A transfer to a person the engine refuses: the code is its reason.
+    const cannot = {
+      not_member: gettext("That agent cannot take this work: not a member of its queue."),
+      offline: gettext("That agent cannot take this work: offline."),
+      channel: gettext("That agent cannot take this work: not available for its channel."),
+      no_console: gettext("That agent cannot take this work: no live console."),
+      capacity: gettext("That agent cannot take this work: at capacity."),
+      skill: gettext("That agent cannot take this work: missing a skill it needs."),
+    };
+    if (error.type === "error" && error.action === "transfer" && cannot[error.code]) {
+      return cannot[error.code];
+    }
     return known[error.code] || error.message || gettext("Something went wrong.");
   }
 
@@ -576,16 +593,31 @@ import { openLiveSocket } from "./livesocket.js";
     const note = panel.querySelector("textarea");
     note.id = `work-${work.id}-note`;
     panel.querySelector(".note-label").htmlFor = note.id;
-    const queue = panel.querySelector("select");
-    queue.id = `work-${work.id}-queue`;
-    panel.querySelector(".queue-label").htmlFor = queue.id;
+    const kind = panel.querySelector(".transfer-kind");
+    kind.id = `work-${work.id}-transfer-kind`;
+    panel.querySelector(".kind-label").htmlFor = kind.id;
+    const target = panel.querySelector(".transfer-target");
+    target.id = `work-${work.id}-queue`;
+    panel.querySelector(".queue-label").htmlFor = target.id;
+    const level = panel.querySelector(".transfer-level");
+    level.id = `work-${work.id}-level`;
+    panel.querySelector(".level-label").htmlFor = level.id;
+    const handNote = panel.querySelector(".transfer-note-input");
+    handNote.id = `work-${work.id}-transfer-note`;
+    panel.querySelector(".transfer-note-label").htmlFor = handNote.id;
+    kind.addEventListener("change", () => {
+      const known = model.works.get(work.id);
+      if (known) fillTransferTargets(panel, known);
+    });
     panel.querySelector(".close-form").addEventListener("submit", (event) => {
       event.preventDefault();
       closeWork(work.id, note.value);
     });
     panel.querySelector(".transfer-form").addEventListener("submit", (event) => {
       event.preventDefault();
-      if (queue.value) transferWork(work.id, Number(queue.value));
+      if (target.value) {
+        transferWork(work.id, kind.value, Number(target.value), level.value, handNote.value);
+      }
     });
     return [tab, panel];
   }
@@ -604,20 +636,58 @@ import { openLiveSocket } from "./livesocket.js";
     panel.querySelector(".units").textContent = fmt(
       ngettext("%(n)s unit", "%(n)s units", work.units), { n: work.units });
     panel.querySelector(".why").textContent = work.why || "–";
+    const skills = work.skills || [];
+    panel.querySelector(".skills").textContent = skills
+      .map((need) => {
+        const text = Number(need.min_level) > 0
+          ? fmt(gettext("%(name)s (level %(level)s or above)"), { name: need.name, level: need.min_level })
+          : need.name;
+        return need.additional ? fmt(gettext("%(skill)s, preferred"), { skill: text }) : text;
+      })
+      .join(", ");
+    panel.querySelector(".skills-row").hidden = !skills.length;
+    const handover = panel.querySelector(".transfer-note");
+    handover.hidden = !work.transfer;
+    if (work.transfer) {
+      panel.querySelector(".transfer-from").textContent = work.transfer.from
+        ? fmt(gettext("Note from %(name)s:"), { name: work.transfer.from })
+        : gettext("Transfer note:");
+      panel.querySelector(".transfer-text").textContent = work.transfer.note || gettext("(no note)");
+    }
     const payload = panel.querySelector(".payload");
     const json = JSON.stringify(work.payload || {}, null, 2);
     if (payload.textContent !== json) payload.textContent = json;
     tickWork(panel, work);
+    fillTransferTargets(panel, work);
+  }
 
-    const select = panel.querySelector("select");
+  // The transfer form's second list follows its first: queues other than the work's own,
+  // agents who share the work's queue, or skills.
+  function fillTransferTargets(panel, work) {
+    const kind = panel.querySelector(".transfer-kind").value;
+    const select = panel.querySelector(".transfer-target");
+    const label = panel.querySelector(".queue-label");
+    label.textContent = label.dataset[kind] || label.textContent;
+    panel.querySelector(".level-row").hidden = kind !== "skill";
+    let choices;
+    let prompt;
+    if (kind === "agent") {
+      choices = model.colleagues.filter((a) => a.queue_ids.includes(work.queue_id));
+      prompt = choices.length ? gettext("Choose an agent…") : gettext("No one else works this queue");
+    } else if (kind === "skill") {
+      choices = model.skills;
+      prompt = gettext("Choose a skill…");
+    } else {
+      choices = model.queues.filter((q) => q.id !== work.queue_id);
+      prompt = gettext("Choose a queue…");
+    }
     const current = select.value;
-    const choices = model.queues.filter((q) => q.id !== work.queue_id);
-    const signature = choices.map((q) => `${q.id}:${q.name}`).join("|");
+    const signature = kind + "/" + choices.map((c) => `${c.id}:${c.name}`).join("|");
     if (select.dataset.signature !== signature) {
-      const placeholder = new Option(gettext("Choose a queue…"), "");
-      select.replaceChildren(placeholder, ...choices.map((q) => new Option(q.name, String(q.id))));
+      const placeholder = new Option(prompt, "");
+      select.replaceChildren(placeholder, ...choices.map((c) => new Option(c.name, String(c.id))));
       select.dataset.signature = signature;
-      select.value = choices.some((q) => String(q.id) === current) ? current : "";
+      select.value = choices.some((c) => String(c.id) === current) ? current : "";
     }
   }
 
@@ -688,9 +758,13 @@ import { openLiveSocket } from "./livesocket.js";
   }
 
   function workFailed(error) {
-    if (error.code !== "offline") showNotice(errorText(error));
-    // The work may have moved on (timed out, taken elsewhere): fetch the truth.
-    send({ type: "sync" }, null, null, true);
+    // "offline" without a frame type is this console's own connection (send() says so itself).
+    const show = error.code !== "offline" || error.type === "error";
+    const text = errorText(error);
+    if (show) showNotice(text);
+    // The work may have moved on (timed out, taken elsewhere): fetch the truth. The state it
+    // brings clears notices, so the refusal is shown again once it has been drawn.
+    send({ type: "sync" }, () => { if (show) showNotice(text); }, null, true);
   }
 
   function finish(workId, outcome) {
@@ -794,13 +868,18 @@ import { openLiveSocket } from "./livesocket.js";
     );
   }
 
-  function transferWork(workId, queueId) {
+  function transferWork(workId, kind, targetId, minLevel, note) {
     const panel = el.workPanels.querySelector(`[data-work-id="${workId}"]`);
     const button = panel && panel.querySelector(".transfer-form button");
-    const note = panel ? panel.querySelector("textarea").value : "";
+    const message = { type: "transfer", work_id: workId, note };
+    if (kind === "agent") message.agent = targetId;
+    else if (kind === "skill") {
+      message.skill = targetId;
+      message.min_level = minLevel === "" ? 0 : Number(minLevel);
+    } else message.queue = targetId;
     busy(button, true);
     send(
-      { type: "transfer", work_id: workId, queue: queueId, note },
+      message,
       (ack) => {
         finish(workId, "transferred");
         mergeWork(ack.work, false);
@@ -808,7 +887,7 @@ import { openLiveSocket } from "./livesocket.js";
       },
       (error) => {
         busy(button, false);
-        workFailed(error);
+        workFailed({ ...error, action: "transfer" });
       },
     );
   }

@@ -13,6 +13,7 @@ import { openLiveSocket } from "./livesocket.js";
 const readJSON = (id) => JSON.parse(document.getElementById(id).textContent);
 const L = readJSON("sv-labels");
 const STATUSES = readJSON("sv-statuses");
+const SKILLS = readJSON("sv-skills");
 const CONFIG = readJSON("sv-config");
 const CSRF = document.querySelector("input[name=csrfmiddlewaretoken]")?.value || "";
 const fmt = (template, values) =>
@@ -186,7 +187,7 @@ function renderAgents(snap) {
   if (deferWhileFocused(body, "agents")) return;
   const agents = visibleAgents(snap);
   if (!agents.length) {
-    body.replaceChildren(h("tr", {}, h("td", { colspan: 9, class: "muted" }, L.no_agents)));
+    body.replaceChildren(h("tr", {}, h("td", { colspan: 10, class: "muted" }, L.no_agents)));
     return;
   }
   body.replaceChildren(...agents.map((a) => {
@@ -215,6 +216,12 @@ function renderAgents(snap) {
       h("td", { class: "num" }, `${a.declined_today} / ${a.timed_out_today}`),
       h("td", { class: "num" }, a.handled_today),
       h("td", { class: "num" }, duration(a.average_handle_seconds)),
+      h("td", { class: "sv-skills" },
+        h("div", { class: "sv-skill-chips" }, ...(a.skills || []).map((sk) =>
+          h("span", { class: "badge" }, `${sk.name} ${sk.level}`))),
+        h("button", { type: "button", class: "secondary small",
+                      "aria-label": fmt(L.edit_skills_of, { agent: a.name }),
+                      onclick: () => openSkillsDialog(a.id) }, L.edit_skills)),
       h("td", {}, statusForm(a)));
   }));
 }
@@ -270,6 +277,104 @@ function renderNext(snap) {
       h("td", {}, otherQueues.length ? move : h("span", { class: "muted" }, "–")),
       h("td", {}, push));
   }));
+}
+
+function renderBacklog(snap) {
+  const body = document.querySelector("#sv-backlog tbody");
+  const rows = snap.skills_backlog || [];
+  if (!rows.length) {
+    body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "muted" }, L.no_backlog)));
+    return;
+  }
+  body.replaceChildren(...rows.map((r) =>
+    h("tr", { dataset: { skill: r.skill_id }, class: r.nobody_online_can_take ? "sv-gap" : null },
+      h("th", { scope: "row" }, r.name),
+      h("td", { class: "num" }, r.waiting),
+      age(r.longest_wait_seconds),
+      h("td", { class: "num" }, r.agents_online),
+      h("td", { class: "num sv-gap-count" }, r.nobody_online_can_take))));
+}
+
+// --- Agents' skills --------------------------------------------------------------------------
+
+const skillsDialog = document.getElementById("sv-skills-dialog");
+const skillsError = document.getElementById("sv-skills-error");
+let skillsAgentId = null;
+document.getElementById("sv-skills-close").addEventListener("click", () => skillsDialog.close());
+skillsDialog.addEventListener("close", () => { skillsAgentId = null; });
+
+function dialogAgent() {
+  return state.snap.agents.find((a) => a.id === skillsAgentId) || null;
+}
+
+function openSkillsDialog(agentId) {
+  skillsAgentId = agentId;
+  delete document.getElementById("sv-skills-list").dataset.signature;
+  skillsError.textContent = "";
+  fillSkillsDialog();
+  if (!skillsDialog.open) skillsDialog.showModal();
+}
+
+/** The agent's skills with a level to change and a Remove button each; an Add form for the
+ * skills they do not have. Drawn from the latest snapshot (each change brings a new one). */
+function fillSkillsDialog() {
+  const agent = dialogAgent();
+  if (!agent) return;
+  setText("sv-skills-h", fmt(L.skills_title, { agent: agent.name }));
+  const list = document.getElementById("sv-skills-list");
+  const skills = agent.skills || [];
+  // Snapshots arrive while the dialog is open: redraw only when the skills changed, so a level
+  // being typed or a skill being chosen is not reset under the supervisor's hands.
+  const signature = `${agent.id}|` + skills.map((sk) => `${sk.id}:${sk.level}`).join(",");
+  if (list.dataset.signature === signature) return;
+  list.dataset.signature = signature;
+  list.replaceChildren(...(skills.length ? skills.map((sk) => {
+    const level = h("input", { type: "number", min: 0, max: 99.99, step: 0.01, value: sk.level,
+                               "aria-label": fmt(L.level_of, { skill: sk.name }) });
+    return h("li", { dataset: { skill: sk.skill_id } },
+      h("span", { class: "sv-skill-name" }, sk.name),
+      // novalidate: the API's message says the rule (0 to 99.99), in the dialog's own words.
+      h("form", { class: "sv-inline-form", novalidate: true, onsubmit: (ev) => {
+        ev.preventDefault();
+        skillCall("PATCH", `/api/agent-skills/${sk.id}/`, { level: level.value },
+                  fmt(L.done_skill, { agent: agent.name, skill: sk.name, level: level.value }));
+      } }, level, h("button", { type: "submit", class: "secondary" }, L.save)),
+      h("button", { type: "button", class: "secondary",
+                    "aria-label": fmt(L.remove_skill, { skill: sk.name }),
+                    onclick: () => skillCall("DELETE", `/api/agent-skills/${sk.id}/`, null,
+                      fmt(L.done_remove_skill, { agent: agent.name, skill: sk.name })) },
+        L.remove));
+  }) : [h("li", { class: "muted" }, L.no_skills)]));
+  const held = new Set(skills.map((sk) => sk.skill_id));
+  const missing = SKILLS.filter((sk) => !held.has(sk.id));
+  const select = document.getElementById("sv-skill-add-skill");
+  const chosen = select.value;
+  select.replaceChildren(...missing.map((sk) => h("option", { value: sk.id }, sk.name)));
+  if (missing.some((sk) => String(sk.id) === chosen)) select.value = chosen;
+  document.getElementById("sv-skill-add").hidden = !missing.length;
+}
+
+document.getElementById("sv-skill-add").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const agent = dialogAgent();
+  const select = document.getElementById("sv-skill-add-skill");
+  const level = document.getElementById("sv-skill-add-level").value;
+  if (!agent || !select.value) return;
+  skillCall("POST", "/api/agent-skills/",
+            { agent: agent.id, skill: Number(select.value), level },
+            fmt(L.done_skill, { agent: agent.name, skill: select.selectedOptions[0].textContent,
+                                level }));
+});
+
+async function skillCall(method, url, body, success) {
+  skillsError.textContent = "";
+  const reason = await send(method, url, body);
+  if (reason === null) {
+    say(success, true);
+    requestRefresh();
+  } else {
+    skillsError.textContent = fmt(L.failed, { reason });
+  }
 }
 
 // --- Push to agent ---------------------------------------------------------------------------
@@ -339,6 +444,8 @@ function render() {
   renderAgents(snap);
   renderWork(snap);
   renderNext(snap);
+  renderBacklog(snap);
+  if (skillsDialog.open) fillSkillsDialog();
   const time = new Date(snap.at).toLocaleTimeString();
   setText("sv-updated", fmt(L.updated, { time }));
 }
@@ -379,31 +486,37 @@ function say(text, ok) {
   feedback.textContent = text;
 }
 
-async function act(url, body, success) {
+/** Call the API; null when it succeeded, else the reason it gives. */
+async function send(method, url, body) {
   let response;
   try {
     response = await fetch(url, {
-      method: "POST",
+      method,
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": CSRF,
                  Accept: "application/json" },
-      body: JSON.stringify(body),
+      body: body === null ? undefined : JSON.stringify(body),
     });
   } catch (error) {
-    say(fmt(L.failed, { reason: String(error) }), false);
-    return;
+    return String(error);
   }
-  if (response.ok) {
-    say(success, true);
-    requestRefresh();
-    return;
-  }
+  if (response.ok) return null;
   let reason = response.statusText;
   try {
     const data = await response.json();
     reason = data.detail || Object.values(data).flat().join(" ") || reason;
   } catch (_error) { /* not JSON: keep the status text */ }
-  say(fmt(L.failed, { reason }), false);
+  return reason;
+}
+
+async function act(url, body, success) {
+  const reason = await send("POST", url, body);
+  if (reason === null) {
+    say(success, true);
+    requestRefresh();
+  } else {
+    say(fmt(L.failed, { reason }), false);
+  }
 }
 
 // --- Live connection -------------------------------------------------------------------------

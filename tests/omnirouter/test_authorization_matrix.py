@@ -21,8 +21,9 @@ from drf_spectacular.generators import SchemaGenerator
 
 from omnirouter import roles
 from omnirouter.asgi import application
+from presence.models import DeclineReason
 from routing import services
-from routing.models import AgentWork
+from routing.models import AgentSkill, AgentWork, Skill
 from tests.api_support import client_for, make_supervisor, make_user
 from tests.factories import (
     PresenceConfigurationFactory,
@@ -37,6 +38,8 @@ ROLES = ("anonymous", "agent", "intake", "supervisor", "admin")
 
 ADMIN = {"admin"}
 AGENT = {"agent"}
+SIGNED_IN = {"agent", "intake", "supervisor", "admin"}
+STAFF = {"agent", "supervisor", "admin"}
 SUPERVISION = {"supervisor", "admin"}
 CUSTOMERS = {"agent", "supervisor", "admin"}
 CONFIG = (
@@ -44,10 +47,12 @@ CONFIG = (
     "channels",
     "classification-rules",
     "exception-rules",
+    "decline-reasons",
     "presence-configs",
     "presence-statuses",
     "queues",
     "routing-configs",
+    "skills",
 )
 
 ALLOWED: dict[str, set[str]] = {
@@ -69,11 +74,19 @@ ALLOWED: dict[str, set[str]] = {
     "POST /api/customers/{customer_id}/merge/": CUSTOMERS,
     "POST /api/customers/{customer_id}/unmerge/": CUSTOMERS,
     "GET /api/schema/": set(ROLES),
+    "POST /api/auth/token/": set(ROLES),
+    "GET /api/agent-skills/": STAFF,
+    "POST /api/agent-skills/": SUPERVISION,
+    "GET /api/agent-skills/{id}/": STAFF,
+    "PUT /api/agent-skills/{id}/": SUPERVISION,
+    "PATCH /api/agent-skills/{id}/": SUPERVISION,
+    "DELETE /api/agent-skills/{id}/": SUPERVISION,
     "POST /api/supervisor/agents/{agent_id}/presence/": SUPERVISION,
     "GET /api/supervisor/history/": SUPERVISION,
     "GET /api/supervisor/items/{item_id}/eligible-agents/": SUPERVISION,
     "POST /api/supervisor/items/{item_id}/move/": SUPERVISION,
     "POST /api/supervisor/items/{item_id}/push/": SUPERVISION,
+    "POST /api/supervisor/work/{work_id}/transfer/": SUPERVISION,
     "GET /api/supervisor/snapshot/": SUPERVISION,
     "GET /api/work-items/": {"intake", "supervisor", "admin"},
     "POST /api/work-items/": {"intake", "admin"},
@@ -96,6 +109,16 @@ for family in ("classification-rules", "exception-rules", "routing-configs"):
     ALLOWED[f"POST /api/{family}/{{id}}/rollback/"] = ADMIN
 # Agents are created and edited, never deleted (their work history refers to them).
 del ALLOWED["DELETE /api/agents/{id}/"]
+# Names of what every role posts to, transfers to or asks for (agents, intake clients); decline
+# reasons for those who decline and watch.
+for family, readers in (
+    ("channels", SIGNED_IN),
+    ("queues", SIGNED_IN),
+    ("skills", SIGNED_IN),
+    ("decline-reasons", STAFF),
+):
+    ALLOWED[f"GET /api/{family}/"] = readers
+    ALLOWED[f"GET /api/{family}/{{id}}/"] = readers
 
 
 def _operations() -> list[str]:
@@ -121,13 +144,24 @@ def center(db, settings):
     queue = QueueFactory(name="Support")
     config = PresenceConfigurationFactory(name="api", capacity=3, console_required=False)
     agent = make_agent("alice", queues=[queue], config=config, status=status)
+    skill = Skill.objects.create(name="Japanese")
+    agent_skill = AgentSkill.objects.create(agent=agent, skill=skill, level=5)
+    reason = DeclineReason.objects.create(label="Busy")
     item = enqueue(queue=queue, channel=chat, subject="one")
     services.route_waiting_work()
     work = AgentWork.objects.get(agent=agent)
     ids = {
-        "id": {"agent-work": work.pk, "work-items": item.pk, "agents": agent.pk},
+        "id": {
+            "agent-work": work.pk,
+            "work-items": item.pk,
+            "agents": agent.pk,
+            "skills": skill.pk,
+            "agent-skills": agent_skill.pk,
+            "decline-reasons": reason.pk,
+        },
         "agent_id": agent.pk,
         "item_id": item.pk,
+        "work_id": work.pk,
     }
     users = {
         "anonymous": None,
@@ -151,7 +185,7 @@ def _path(template: str, center: dict[str, Any]) -> str:
         "routing-configs": center["queue"].routing_config_id,
     }
     path = template.replace("{id}", str(ids["id"].get(family, by_family.get(family, 999999))))
-    for name in ("agent_id", "item_id"):
+    for name in ("agent_id", "item_id", "work_id"):
         path = path.replace("{" + name + "}", str(ids[name]))
     # Conversations and customers: none exist here; an allowed role gets past authorization to
     # a 404, a refused one never reaches the lookup.

@@ -23,7 +23,8 @@ from rest_framework.authtoken.models import Token
 
 from omnirouter import roles
 from presence.models import Agent, DeclineReason, PresenceStatus
-from routing.models import AgentWork, Queue, ServiceChannel, WorkItem
+from routing.models import AgentWork, Queue, ServiceChannel, Skill, WorkItem
+from routing.services.skills import need, require_skills
 from tests.factories import (
     PresenceConfigurationFactory,
     QueueFactory,
@@ -513,3 +514,55 @@ def test_a_console_repairs_an_offer_whose_event_was_lost(stack, own_server, page
     # and later offers keep coming
     stack.enqueue("And the next one", queue=stack.patient)
     expect(offer_card(page, "And the next one")).to_be_visible(timeout=20_000)
+
+
+def test_an_agent_transfers_work_to_a_named_colleague_with_a_note(stack, page_factory):
+    """Transfer to a person: refused with the engine's reason while the colleague cannot take
+    it, offered to them directly once they can; they see the note and the skills it needs."""
+    japanese = Skill.objects.create(name="Japanese")
+    # given alice available and bob busy, each in their own browser
+    alice = open_console(page_factory, stack, "alice")
+    bob = open_console(page_factory, stack, "bob")
+    go_available(alice, stack)
+    bob.locator("#status-select").select_option(label="Busy")
+    expect(bob.locator("#status-select")).to_be_enabled()
+
+    # and an item that needs Japanese, accepted by alice
+    item_id = stack.enqueue("Question in Japanese", customer="Yuki Sato")
+    card = offer_card(alice, "Question in Japanese")
+    expect(card).to_be_visible(timeout=20_000)
+    require_skills(WorkItem.objects.get(pk=item_id), [need(japanese.pk, 3)])
+    card.get_by_role("button", name="Accept").click()
+    panel = alice.get_by_role("tabpanel", name="Question in Japanese")
+    expect(panel.locator(".skills")).to_have_text("Japanese (level 3.00 or above)")
+
+    # when she transfers it to bob while he is busy
+    panel.get_by_label("Transfer to", exact=True).select_option(label="an agent")
+    panel.get_by_label("Transfer to agent").select_option(label="Bob Tanaka")
+    panel.get_by_label("Note for the next agent").fill("Wants to pay by bank transfer.")
+    panel.get_by_role("button", name="Transfer").click()
+
+    # then she is told why not, and keeps the work
+    expect(alice.locator("#console-notice")).to_have_text(
+        "That agent cannot take this work: not available for its channel."
+    )
+    assert work_of(item_id) == [("alice", "opened")]
+
+    # when bob becomes available and she transfers again
+    go_available(bob, stack)
+    panel.get_by_role("button", name="Transfer").click()
+
+    # then the work leaves her console and is offered to bob, who sees why, the note and skills
+    expect(alice.get_by_role("tab", name="Question in Japanese")).to_have_count(0)
+    bobs_card = offer_card(bob, "Question in Japanese")
+    expect(bobs_card).to_be_visible(timeout=20_000)
+    expect(bobs_card.locator(".why")).to_have_text("Transferred to you by Alice Martin.")
+    assert work_of(item_id) == [("alice", "transferred"), ("bob", "pushed")]
+    bobs_card.get_by_role("button", name="Accept").click()
+    bobs_panel = bob.get_by_role("tabpanel", name="Question in Japanese")
+    expect(bobs_panel.locator(".transfer-note")).to_have_text(
+        "Note from Alice Martin: Wants to pay by bank transfer."
+    )
+    expect(bobs_panel.locator(".skills")).to_have_text("Japanese (level 3.00 or above)")
+    save_screenshot(bob, "console-transferred-to-agent")
+    assert WorkItem.objects.get(pk=item_id).status == "assigned"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -25,8 +26,8 @@ from omnirouter import realtime
 from omnirouter.asgi import application
 from presence.models import Agent
 from routing import services
-from routing.models import AgentWork, WorkItem
-from routing.selectors import presence_payloads, work_payload
+from routing.models import AgentWork, ItemSkill, Skill, WorkItem
+from routing.selectors import presence_payloads, with_item_skills, work_payload
 from tests.factories import enqueue
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -193,7 +194,8 @@ def test_the_first_frame_is_the_full_state_with_only_the_agents_own_work(center)
     # then the state has exactly her two works, oldest first, and her configuration's choices
     works = [AgentWork.objects.get(pk=w.pk) for w in (alice_open, alice_offer)]
     assert [w["id"] for w in state["work"]] == [alice_open.pk, alice_offer.pk]
-    assert state["work"] == [work_payload(w) for w in works]
+    assert state["work"] == [work_payload(with_item_skills(w)) for w in works]
+    assert state["work"][0]["skills"] == []
     assert state["work"][1]["payload"] == {"customer": {"name": "Yuki Sato"}}
     assert [s["name"] for s in state["statuses"]] == [
         "Offline",
@@ -307,7 +309,12 @@ def test_accept_over_the_socket_opens_the_offer(center):
     work = AgentWork.objects.get(pk=pushed.pk)
     assert work.state == "opened"
     assert work.item.status == "assigned"
-    assert ack == {"type": "ack", "ref": "a1", "action": "accept", "work": work_payload(work)}
+    assert ack == {
+        "type": "ack",
+        "ref": "a1",
+        "action": "accept",
+        "work": work_payload(with_item_skills(work)),
+    }
     assert changed["payload"]["state"] == "opened"
 
 
@@ -419,6 +426,90 @@ def test_transfer_puts_the_item_in_the_other_queue(center):
     assert (moved.state, moved.end_note) == ("transferred", "To Billing")
     assert (moved.item.status, moved.item.queue_id) == ("waiting", center.billing.pk)
     assert ack["work"]["state"] == "transferred"
+
+
+def test_transfer_to_a_colleague_who_cannot_take_it_is_an_error_frame(center):
+    work = accepted(center, center.alice)
+    ws = console(center.alice.user)  # bob is offline
+    before = snapshot()
+
+    async def conversation():
+        state = await open_console(ws)
+        await ws.send_json_to(
+            {"type": "transfer", "work_id": work.pk, "agent": center.bob.pk, "ref": "t"}
+        )
+        error = await next_of(ws, "error")
+        await ws.disconnect()
+        return state, error
+
+    state, error = talk(conversation)
+
+    assert state["colleagues"] == [
+        {"id": center.bob.pk, "name": "bob", "queue_ids": [center.support.pk, center.billing.pk]}
+    ]
+    assert error == {
+        "type": "error",
+        "ref": "t",
+        "code": "offline",
+        "message": "bob cannot take this item: offline.",
+    }
+    assert snapshot() == before
+
+
+def test_transfer_to_a_colleague_offers_it_to_them_with_the_note(center):
+    work = accepted(center, center.alice)
+    go_online(center, center.bob)
+    ws = console(center.alice.user)
+
+    async def conversation():
+        await open_console(ws)
+        await ws.send_json_to(
+            {
+                "type": "transfer",
+                "work_id": work.pk,
+                "agent": center.bob.pk,
+                "note": "Card refund",
+                "ref": "t",
+            }
+        )
+        ack = await next_of(ws, "ack")
+        await ws.disconnect()
+        return ack
+
+    ack = talk(conversation)
+
+    assert ack["work"]["state"] == "transferred"
+    bobs = AgentWork.objects.get(item_id=work.item_id, agent=center.bob)
+    assert bobs.state == "pushed"
+    assert work_payload(bobs)["transfer"] == {"from": "alice", "note": "Card refund"}
+
+
+def test_transfer_to_anyone_with_a_skill_requires_it(center):
+    japanese = Skill.objects.create(name="Japanese")
+    work = accepted(center, center.alice)
+    ws = console(center.alice.user)
+
+    async def conversation():
+        await open_console(ws)
+        await ws.send_json_to(
+            {"type": "transfer", "work_id": work.pk, "skill": japanese.pk, "min_level": 2.5}
+        )
+        ack = await next_of(ws, "ack")
+        await ws.send_json_to(
+            {"type": "transfer", "work_id": work.pk, "skill": japanese.pk, "min_level": "lots"}
+        )
+        error = await next_of(ws, "error")
+        await ws.disconnect()
+        return ack, error
+
+    ack, error = talk(conversation)
+
+    assert ack["work"]["state"] == "transferred"
+    assert list(ItemSkill.objects.values_list("skill_id", "min_level")) == [
+        (japanese.pk, Decimal("2.50"))
+    ]
+    assert error["code"] == "skills"
+    assert WorkItem.objects.get(pk=work.item_id).status == "waiting"
 
 
 def test_status_changes_go_through_the_configuration(center):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,7 +15,16 @@ from rest_framework.authtoken.models import Token
 
 from presence.models import Agent, DeclineReason, PresenceStatus
 from routing import services
-from routing.models import ActionLog, AgentWork, AgentWorkState, WorkItem, WorkItemStatus
+from routing.models import (
+    ActionLog,
+    AgentSkill,
+    AgentWork,
+    AgentWorkState,
+    ItemSkill,
+    Skill,
+    WorkItem,
+    WorkItemStatus,
+)
 from tests.api_support import make_user
 from tests.factories import PresenceConfigurationFactory, enqueue, make_agent
 
@@ -105,7 +115,8 @@ def test_pages_with_live_work_show_it_read_only(floor):
     waiting_page = floor.browser.get(admin_url(floor.waiting, "change", floor.waiting.pk))
     work_page = floor.browser.get(admin_url(work, "change", work.pk))
 
-    assert item_page.context["has_change_permission"] is False
+    # the item's own fields are all read-only; only its required skills (an inline) are edited
+    assert list(item_page.context["adminform"].form.fields) == []
     assert b"alice" in item_page.content  # the agent work inline
     assert b"The queue has no members." in waiting_page.content
     assert work_page.context["has_change_permission"] is False
@@ -219,3 +230,41 @@ def test_a_status_agents_are_in_cannot_be_deleted_in_the_admin(floor):
 
     assert b"alice is in status Available" in page.content
     assert PresenceStatus.objects.filter(pk=status.pk).exists()
+
+
+def test_an_agents_skills_are_edited_inline_and_logged(floor):
+    japanese = Skill.objects.create(name="Japanese")
+    page = floor.browser.get(admin_url(floor.alice, "change", floor.alice.pk))
+    data = form_data(page)
+    data["skills-0-skill"] = japanese.pk
+    data["skills-0-level"] = "5.5"
+
+    response = floor.browser.post(admin_url(floor.alice, "change", floor.alice.pk), data)
+
+    assert response.status_code == 302, response.context["inline_admin_formsets"][0].formset.errors
+    assert list(AgentSkill.objects.values_list("agent_id", "skill__name", "level")) == [
+        (floor.alice.pk, "Japanese", Decimal("5.50"))
+    ]
+    assert ActionLog.objects.filter(verb="set_agent_skill", actor=floor.root).count() == 1
+
+
+def test_a_waiting_items_requirements_are_edited_inline_and_nothing_else(floor):
+    japanese = Skill.objects.create(name="Japanese")
+    item = floor.waiting
+    page = floor.browser.get(admin_url(item, "change", item.pk))
+    data = form_data(page)
+    data["skills-0-skill"] = japanese.pk
+    data["skills-0-min_level"] = "3"
+
+    response = floor.browser.post(admin_url(item, "change", item.pk), data)
+
+    assert response.status_code == 302
+    assert list(ItemSkill.objects.values_list("item_id", "skill__name", "min_level")) == [
+        (item.pk, "Japanese", Decimal("3.00"))
+    ]
+    fresh = WorkItem.objects.get(pk=item.pk)
+    assert (fresh.status, fresh.queue_id, fresh.enqueued_at) == (
+        item.status,
+        item.queue_id,
+        item.enqueued_at,
+    )

@@ -18,7 +18,8 @@ from django.db import connection
 from presence.models import Agent
 from routing import services
 from routing.models import AgentSkill, AgentWork, Skill
-from routing.services.skills import need
+from routing.services.skills import need, require_skills
+from supervisor.selectors import all_queues_scope, skills_backlog
 from tests.factories import PresenceConfigurationFactory, enqueue, make_agent
 from tests.routing.scenario import at, route
 
@@ -182,3 +183,51 @@ def test_intake(world, kind, queries, django_assert_num_queries):
     }[kind]
     with django_assert_num_queries(queries):
         enqueue(world.support, world.chat, "new", now=at(0), **kwargs)
+
+
+def test_the_skills_backlog_is_two_queries_whatever_the_backlog(
+    world, agents, django_assert_num_queries
+):
+    """The supervisor's skills backlog (part of every snapshot): one grouped query over the
+    waiting items' requirements, one for the agents online with those skills. Its figures:
+    waiting, longest wait, agents online with the skill, and items no online member of their
+    queue has the skill for at the level asked."""
+    japanese, french = Skill.objects.create(name="Japanese"), Skill.objects.create(name="French")
+    AgentSkill.objects.create(agent=agents[0], skill=japanese, level=5)
+    AgentSkill.objects.create(agent=agents[1], skill=japanese, level=2)
+    for n in range(3):
+        require_skills(
+            enqueue(world.support, world.chat, f"ja {n}", now=at(n)), [need(japanese.pk, 4)]
+        )
+    require_skills(enqueue(world.support, world.chat, "ja 9", now=at(3)), [need(japanese.pk, 9)])
+    require_skills(enqueue(world.support, world.chat, "fr", now=at(5)), [need(french.pk)])
+    # an additional skill dropped after 10 s no longer counts once they have passed
+    require_skills(
+        enqueue(world.support, world.chat, "fr later", now=at(0)),
+        [need(french.pk, additional=True, drop_after_seconds=10)],
+    )
+    scope = all_queues_scope()
+
+    with django_assert_num_queries(2):
+        rows = skills_backlog(scope, at(20))
+
+    assert rows == [
+        {
+            "skill_id": japanese.pk,
+            "name": "Japanese",
+            "waiting": 4,
+            "longest_wait_seconds": 20,
+            "agents_online": 2,
+            "nobody_online_can_take": 1,
+        },
+        {
+            "skill_id": french.pk,
+            "name": "French",
+            "waiting": 1,
+            "longest_wait_seconds": 15,
+            "agents_online": 0,
+            "nobody_online_can_take": 1,
+        },
+    ]
+    # before the additional skill drops, its item is counted too
+    assert skills_backlog(scope, at(5))[1]["waiting"] == 2

@@ -23,7 +23,8 @@ from rest_framework.authtoken.models import Token
 from omnirouter import roles
 from presence.models import Agent
 from routing import services
-from routing.models import ActionLog, AgentWork
+from routing.models import ActionLog, AgentWork, Skill, WorkItem
+from routing.services.skills import need, require_skills
 from supervisor.services import record_queue_samples
 from tests.factories import make_agent
 from tests.harness import save_screenshot, wait_for
@@ -296,4 +297,71 @@ def test_supervisor_moves_pushes_and_sets_status_from_the_dashboard(stack, page_
         ("set_presence", "sue"),
         ("push_item", "sue"),
         ("set_presence", "sue"),
+    ]
+
+
+def test_supervisor_reads_the_skills_backlog_and_edits_an_agents_skills(stack, page_factory):
+    center = stack["center"]
+    japanese = Skill.objects.create(name="Japanese")
+    Skill.objects.create(name="French")
+    # given two items in Chat that need Japanese (Ann is busy, Hiro offline: they wait)
+    for subject in ("Question in Japanese", "Another in Japanese"):
+        item = api(
+            stack,
+            "POST",
+            "/api/work-items/",
+            stack["intake_token"],
+            {"queue": center.chat_queue.pk, "channel": center.chat.pk, "subject": subject},
+        )
+        require_skills(WorkItem.objects.get(pk=item["id"]), [need(japanese.pk, 3)])
+    page = open_dashboard(page_factory, stack)
+
+    # then the backlog shows them by skill: nobody online has it, so nobody can take them
+    backlog = page.locator("#sv-backlog tbody tr", has=page.locator("th", has_text="Japanese"))
+    expect(backlog.locator("td")).to_have_text([re.compile("2"), re.compile(r"\d+:\d\d"), "0", "2"])
+
+    # when Sue gives Ann Japanese at level 5 from her row
+    ann = agent_row(page, "Ann Lee")
+    ann.get_by_role("button", name="Edit skills of Ann Lee").click()
+    dialog = page.get_by_role("dialog", name="Skills of Ann Lee")
+    expect(dialog.locator("#sv-skills-list")).to_have_text("No skills yet.")
+    dialog.get_by_label("Add skill").select_option(label="Japanese")
+    dialog.get_by_label("Level", exact=True).fill("5")
+    dialog.get_by_role("button", name="Add").click()
+
+    # then her row and the backlog follow: one agent online has it (Ann is Busy, so still
+    # nobody available for Chat can take the items)
+    expect(page.locator("#sv-feedback")).to_have_text("Ann Lee: Japanese at level 5.")
+    expect(ann.locator(".sv-skill-chips")).to_have_text("Japanese 5.00")
+    expect(backlog.locator("td").nth(2)).to_have_text("1")
+    expect(backlog.locator("td").nth(3)).to_have_text("2")
+
+    # and a level out of range is refused with the rule, changing nothing
+    level = dialog.get_by_label("Level of Japanese")
+    level.fill("120")
+    dialog.locator("#sv-skills-list").get_by_role("button", name="Save").click()
+    expect(dialog.locator("#sv-skills-error")).to_have_text(
+        "Could not do that: Ensure this value is less than or equal to 99.99."
+    )
+    level.fill("4.5")
+    dialog.locator("#sv-skills-list").get_by_role("button", name="Save").click()
+    expect(ann.locator(".sv-skill-chips")).to_have_text("Japanese 4.50")
+    assert save_screenshot(page, "supervisor-skills").stat().st_size > 10_000
+    dialog.get_by_role("button", name="Close").click()
+    page.locator("#sv-backlog").scroll_into_view_if_needed()
+    assert save_screenshot(page, "supervisor-skills-backlog").stat().st_size > 10_000
+
+    # and each change is in the log with who made it
+    log = list(ActionLog.objects.order_by("id").values_list("verb", "actor__username", "detail"))
+    assert log == [
+        (
+            "set_agent_skill",
+            "sue",
+            {"skill": japanese.pk, "skill_name": "Japanese", "was": None, "level": "5.00"},
+        ),
+        (
+            "set_agent_skill",
+            "sue",
+            {"skill": japanese.pk, "skill_name": "Japanese", "was": "5.00", "level": "4.50"},
+        ),
     ]
