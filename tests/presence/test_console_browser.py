@@ -23,7 +23,7 @@ from rest_framework.authtoken.models import Token
 
 from omnirouter import roles
 from presence.models import Agent, DeclineReason, PresenceStatus
-from routing.models import AgentWork, Queue, ServiceChannel, Skill, WorkItem
+from routing.models import AgentSkill, AgentWork, Queue, ServiceChannel, Skill, WorkItem
 from routing.services.skills import need, require_skills
 from tests.factories import (
     PresenceConfigurationFactory,
@@ -520,6 +520,10 @@ def test_an_agent_transfers_work_to_a_named_colleague_with_a_note(stack, page_fa
     """Transfer to a person: refused with the engine's reason while the colleague cannot take
     it, offered to them directly once they can; they see the note and the skills it needs."""
     japanese = Skill.objects.create(name="Japanese")
+    # bob speaks Japanese (without it, the refusal would name the missing skill first)
+    AgentSkill.objects.create(
+        agent=Agent.objects.get(user__username="bob"), skill=japanese, level=4
+    )
     # given alice available and bob busy, each in their own browser
     alice = open_console(page_factory, stack, "alice")
     bob = open_console(page_factory, stack, "bob")
