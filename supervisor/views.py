@@ -95,4 +95,12 @@ def _labels() -> dict[str, str]:
         "remove_skill": _("Remove %(skill)s"),
         "done_skill": _("%(agent)s: %(skill)s at level %(level)s."),
         "done_remove_skill": _("%(agent)s no longer has %(skill)s."),
+        # An exception rule fired (the socket's alert frame); count is the number of items.
+        "alert_one": _("%(time)s · %(queue)s: rule “%(rule)s” fired for 1 item (%(trigger)s)."),
+        "alert_many": _(
+            "%(time)s · %(queue)s: rule “%(rule)s” fired for %(count)s items (%(trigger)s)."
+        ),
+        "trigger_waited": _("waited too long"),
+        "trigger_queue_length": _("queue too long"),
+        "trigger_no_agent": _("no agent online"),
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,7 +72,11 @@ def write_offers(
     configs: dict[int, QueueConfig],
     locked: LockedAgents,
     now: datetime,
+    needs: Mapping[int, tuple[engine.Requirement, ...]] | None = None,
 ) -> None:
+    """Write the batch's offers and tell the consoles; ``needs``: the requirements the pass read
+    for the page's items, so an offer shows what it needs (as ``selectors.work_payload``)."""
+    needs = needs or {}
     if not offers:
         return
     auto = locked.auto_accept
@@ -140,6 +145,19 @@ def write_offers(
             "payload": item_payloads.get(work.offer.item_id) or {},
             "priority": row.priority,
         }
+        if row.transfer_from or row.transfer_note:
+            payload["transfer"] = {"from": row.transfer_from, "note": row.transfer_note}
+        item_needs = needs.get(work.offer.item_id)
+        if item_needs:
+            payload["skills"] = [
+                {
+                    "skill_id": r.skill_id,
+                    "name": r.name,
+                    "min_level": f"{r.min_level // 100}.{r.min_level % 100:02d}",
+                    "additional": r.additional,
+                }
+                for r in item_needs
+            ]
         messages.append((realtime.agent_group(work.offer.agent_id), realtime.OFFER, payload))
     for queue_id in {rows[o.item_id].queue_id for o in offers}:
         messages.append(

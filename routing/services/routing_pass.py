@@ -171,7 +171,7 @@ def _route_batch(
         reoffer_cooldown=timedelta(seconds=settings.ROUTING_REOFFER_COOLDOWN_SECONDS),
     )
     rows_by_id = {row.id: row for row in page}
-    offer_writes.write_offers(offers, rows_by_id, configs, locked, now)
+    offer_writes.write_offers(offers, rows_by_id, configs, locked, now, needs=needs)
 
     taken: dict[int, int] = defaultdict(int)
     for offer in offers:
@@ -376,6 +376,8 @@ _PAGE_FIELDS = (
     "preferred_until",
     "record_type_id",
     "record_id",
+    "transfer_from",
+    "transfer_note",
 )
 
 

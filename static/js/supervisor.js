@@ -540,12 +540,36 @@ function showConnection(status) {
   }
 }
 
+// --- Alerts (exception rules that notify) -----------------------------------------------------
+
+const MAX_ALERTS = 20;
+
+function showAlert(alert) {
+  if (!alert || !alert.rule) return;
+  const queue = (state.snap && state.snap.queues || []).find((q) => q.id === alert.queue_id);
+  const count = (alert.items || []).length;
+  const text = fmt(count === 1 ? L.alert_one : L.alert_many, {
+    time: new Date(alert.at).toLocaleTimeString(),
+    queue: queue ? queue.name : `#${alert.queue_id}`,
+    rule: alert.rule.name,
+    count,
+    trigger: L[`trigger_${alert.rule.trigger}`] || alert.rule.trigger,
+  });
+  const list = document.getElementById("sv-alerts");
+  const li = document.createElement("li");
+  li.textContent = text;
+  list.prepend(li);
+  while (list.children.length > MAX_ALERTS) list.lastElementChild.remove();
+  document.getElementById("sv-alerts-panel").hidden = false;
+}
+
 function connect() {
   live = openLiveSocket("/ws/supervisor/", {
     resyncSeconds: CONFIG.resyncSeconds,
     onState: showConnection,
     onMessage: (frame) => {
       if (frame.type === "snapshot") applySnapshot(frame.snapshot);
+      else if (frame.type === "alert") showAlert(frame.alert);
     },
     // A snapshot follows every connect by itself; the timer asks for one in case the server's
     // own refresh went quiet.

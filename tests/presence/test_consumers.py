@@ -26,8 +26,9 @@ from omnirouter import realtime
 from omnirouter.asgi import application
 from presence.models import Agent
 from routing import services
-from routing.models import AgentWork, ItemSkill, Skill, WorkItem
+from routing.models import AgentSkill, AgentWork, ItemSkill, Skill, WorkItem
 from routing.selectors import presence_payloads, with_item_skills, work_payload
+from routing.services.skills import need
 from tests.factories import enqueue
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -273,6 +274,42 @@ def test_an_offer_routed_to_the_agent_appears_on_the_console(center):
     assert offered == {"type": "offer", "payload": work_payload(work)}
     assert offered["payload"]["payload"] == {"customer": {"name": "Hiro Tanaka"}}
     assert presence["payload"]["used_capacity"] == 1
+
+
+def test_a_routed_offer_shows_the_skills_it_needs_and_the_note_it_was_handed_on_with(center):
+    # given alice, who speaks Japanese, online with her console open
+    japanese = Skill.objects.create(name="Japanese")
+    AgentSkill.objects.create(agent=center.alice, skill=japanese, level=Decimal("4"))
+    go_online(center, center.alice)
+    ws = console(center.alice.user)
+    item = {}
+
+    def route_handed_on_item():
+        # an item a colleague handed on to anyone with Japanese, with a note
+        item["item"] = enqueue(
+            center.support, center.chat, "Refund in yen", skills=[need(japanese.pk, 3)]
+        )
+        WorkItem.objects.filter(pk=item["item"].pk).update(
+            transfer_from="bob", transfer_note="Customer prefers Japanese."
+        )
+        services.route_waiting_work()
+
+    async def conversation():
+        await open_console(ws)
+        await database_sync_to_async(route_handed_on_item)()
+        offered = await next_of(ws, "offer")
+        await ws.disconnect()
+        return offered
+
+    offered = talk(conversation)
+
+    # then the offer itself (not only a later resync) says what the item needs and the note
+    work = with_item_skills(AgentWork.objects.get(item=item["item"]))
+    assert offered["payload"] == work_payload(work)
+    assert offered["payload"]["skills"] == [
+        {"skill_id": japanese.pk, "name": "Japanese", "min_level": "3.00", "additional": False}
+    ]
+    assert offered["payload"]["transfer"] == {"from": "bob", "note": "Customer prefers Japanese."}
 
 
 def test_events_of_other_agents_never_reach_the_console(center):

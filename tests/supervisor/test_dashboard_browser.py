@@ -23,7 +23,7 @@ from rest_framework.authtoken.models import Token
 from omnirouter import roles
 from presence.models import Agent
 from routing import services
-from routing.models import ActionLog, AgentWork, Skill, WorkItem
+from routing.models import ActionLog, AgentWork, ExceptionRule, Skill, WorkItem
 from routing.services.skills import need, require_skills
 from supervisor.services import record_queue_samples
 from tests.factories import make_agent
@@ -172,6 +172,22 @@ def test_dashboard_follows_an_item_from_waiting_to_accepted(stack, page_factory)
         lambda: seconds_of(longest.inner_text()) >= first + 2,
         timeout=10,
         what="the longest wait to grow",
+    )
+
+    # when an exception rule that notifies finds it waited too long, the alert shows at once
+    services.save_exception_rule(
+        rule=ExceptionRule(),
+        changes={
+            "name": "Slow chat",
+            "trigger": "waited",
+            "threshold": 1,
+            "actions": {"notify": True},
+            "queue": center.chat_queue,
+        },
+    )
+    assert services.run_exception_rules() == {"Slow chat": 1}
+    expect(page.locator("#sv-alerts li").first).to_contain_text(
+        "Chat: rule “Slow chat” fired for 1 item (waited too long)."
     )
 
     # when Ann becomes available, the worker offers it to her, and she accepts through the API
