@@ -4,7 +4,8 @@
 Twilio-signed form webhook, WhatsApp and Messenger as ``X-Hub-Signature-256``-signed JSON, each
 through the real webhook view (signature check and parsing included, in-process, no network);
 web chat through the same service the widget's socket calls. Customers come from a small pool,
-so some return (sticky routing, history) and answer the bot's questions as a person would.
+so some return (sticky routing, history), on SMS or WhatsApp from the same number (one customer,
+demo.messaging_seed), and answer the bot's questions as a person would.
 """
 
 from __future__ import annotations
@@ -27,10 +28,7 @@ from messaging import services, webhooks
 from messaging.models import AccountKind, ChannelAccount, Conversation, Message
 
 KINDS = ("sms", "whatsapp", "messenger", "webchat")
-NAMES = [
-    "Aiko Sato", "Ben Carter", "Chloe Martin", "Diego Garcia", "Emma Müller", "Farid Haddad",
-    "Grace Kim", "Hiro Tanaka", "Ines Silva", "Jonas Berg", "Kenji Ito", "Lena Rossi",
-]  # fmt: skip
+NAMES = demo.NAMES
 OPENERS = [
     "Hi, where is my order?",
     "Hello, I'd like to return a jacket.",
@@ -120,12 +118,12 @@ def simulate_inbound(
         text = _customer_text(account, visitor, name, rng, opener=text)
         return services.receive_webchat(account=account, visitor=visitor, text=text).message
     if channel_kind == AccountKind.SMS:
-        address = f"+1555010{n:04d}"
+        address = demo.demo_mobile(n)  # the same person's number on SMS and WhatsApp
         text = _customer_text(account, address, name, rng, opener=text)
         pid = "SM" + uuid.uuid4().hex
         _post_sms(account, address, text, pid)
     elif channel_kind == AccountKind.WHATSAPP:
-        address = f"4477009{n:05d}"
+        address = demo.demo_mobile(n).lstrip("+")
         text = _customer_text(account, address, name, rng, opener=text)
         pid = "wamid." + base64.b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         _post_meta(account, _whatsapp_body(account, address, name, text, pid))

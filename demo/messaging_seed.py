@@ -1,5 +1,7 @@
 """Demo messaging accounts for the embedded run: one per channel, sandboxed (no provider calls),
-each with a pre-chat bot; quick replies. Idempotent. Needs the routing demo (queues, channels)."""
+each with a pre-chat bot; quick replies; the demo's customers, each one person with one mobile
+number (used on SMS and on WhatsApp) and one e-mail address. Idempotent. Needs the routing demo
+(queues, channels)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ import secrets
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
-from messaging.models import AccountKind, ChannelAccount, QuickReply
+from messaging.identity import normalize
+from messaging.models import AccountKind, ChannelAccount, Customer, CustomerIdentity, QuickReply
 from routing.models import Queue, ServiceChannel
 
 BOT_FLOW: list[dict[str, Any]] = [
@@ -41,6 +45,23 @@ BOT_FLOW_JA: list[dict[str, Any]] = [
         ],
     },
 ]
+# The simulated customers (demo.inbound): the same number writes by SMS and on WhatsApp, so a
+# person who comes back on the other channel is one customer with one history.
+NAMES = [
+    "Aiko Sato", "Ben Carter", "Chloe Martin", "Diego Garcia", "Emma Müller", "Farid Haddad",
+    "Grace Kim", "Hiro Tanaka", "Ines Silva", "Jonas Berg", "Kenji Ito", "Lena Rossi",
+]  # fmt: skip
+
+
+def demo_mobile(n: int) -> str:
+    """Person ``n``'s mobile number in E.164 (valid numbers of the 555-01xx fiction range)."""
+    return f"+1415555{100 + n:04d}"
+
+
+def demo_email(n: int) -> str:
+    return f"{NAMES[n].split()[0].lower()}@example.com"
+
+
 QUICK_REPLIES = [
     ("Greeting", "Hello! Thanks for reaching out. How can I help?", "en"),
     ("Checking", "Let me check that for you, one moment please.", "en"),
@@ -86,9 +107,32 @@ def seed_messaging_demo() -> dict[str, ChannelAccount]:
             },
         )
         accounts[kind] = account
+    seed_demo_customers()
     if not QuickReply.objects.exists():
         QuickReply.objects.bulk_create(
             QuickReply(title=title, text=text, language=lang, position=n)
             for n, (title, text, lang) in enumerate(QUICK_REPLIES)
         )
     return accounts
+
+
+def seed_demo_customers() -> int:
+    """One customer per demo person, known by their mobile number and e-mail address (a case
+    from the help page and a message by SMS or WhatsApp all land on them). Returns how many
+    were made (0 when they exist)."""
+    now = timezone.now()
+    made = 0
+    for n, name in enumerate(NAMES):
+        phone = normalize("phone", demo_mobile(n))
+        if CustomerIdentity.objects.filter(kind="phone", value=phone.value).exists():
+            continue
+        customer = Customer.objects.create(display_name=name, created_at=now)
+        email = normalize("email", demo_email(n))
+        for address in (phone, email):
+            CustomerIdentity.objects.get_or_create(
+                kind=address.kind,
+                value=address.value,
+                defaults={"customer": customer, "match_key": address.match_key, "created_at": now},
+            )
+        made += 1
+    return made

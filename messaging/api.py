@@ -8,7 +8,13 @@ Every read is scoped by who asks (``selectors.visible_*``): out-of-scope ids ans
 - ``POST /api/customers/<id>/unmerge/`` ``{"merge": id}`` (optional): undo a merge into it.
 - ``POST /api/cases/``: open a case, the customer named by ``email``, ``phone`` or
   ``identity`` (``{"kind", "value"}``), or by ``customer`` id (staff only).
-- ``GET /api/conversations/<id>/``: one conversation, its transcript, customer, quick replies.
+- ``GET /api/customers/<id>/timeline/?q=&page=``: every conversation (transcript) and case the
+  caller may see, newest first, searchable, paged (``messaging.timeline``).
+- ``POST /api/customers/<id>/identities/`` ``{"kind", "value", "conversation"?}``: the customer
+  says this phone/e-mail is theirs (``messaging.linking.add_identity``).
+- ``POST /api/customers/<id>/suggestions/merge/`` ``{"other": id}``: merge a suggested match.
+- ``GET /api/conversations/<id>/``: one conversation, its transcript, customer, quick replies,
+  and the "also wrote on SMS 2 days ago" line.
 - ``POST /api/conversations/<id>/reply/`` ``{"text"}``; ``POST .../close/``; ``POST .../cases/``.
 """
 
@@ -24,8 +30,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from messaging import selectors, services
-from messaging.models import CaseOrigin, CasePriority, Customer, IdentityKind
+from messaging import linking, selectors, services, timeline
+from messaging.models import CaseOrigin, CasePriority, Conversation, Customer, IdentityKind
 from omnirouter import roles
 from omnirouter.errors import Forbidden, NotFound
 
@@ -56,13 +62,109 @@ def _agent(request: Request) -> Any:
     return agent
 
 
+class MergeInputSuggested(serializers.Serializer):
+    other = serializers.IntegerField(
+        help_text="The suggested customer (suggestions[].customer_id)."
+    )
+
+
 class CustomerView(APIView):
     permission_classes = [IsAgentOrSupervisor]
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request, customer_id: int) -> Response:
         customer = selectors.visible_customer(request.user, customer_id)
-        return Response(selectors.customer_record(customer, request.user))
+        body = selectors.customer_record(customer, request.user)
+        body["suggestions"] = linking.suggested_matches(customer, request.user)
+        return Response(body)
+
+
+class TimelineQuery(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    page = serializers.IntegerField(required=False, default=1, min_value=1)
+    page_size = serializers.IntegerField(
+        required=False, default=timeline.PAGE_SIZE, min_value=1, max_value=timeline.MAX_PAGE_SIZE
+    )
+
+
+class CustomerTimelineView(APIView):
+    """The customer's conversations and cases on every channel, newest first, that you may
+    see; ``q`` searches message text and case subjects."""
+
+    permission_classes = [IsAgentOrSupervisor]
+
+    @extend_schema(parameters=[TimelineQuery], responses={200: dict})
+    def get(self, request: Request, customer_id: int) -> Response:
+        query = TimelineQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        customer = selectors.visible_customer(request.user, customer_id)
+        body = timeline.customer_timeline(customer, request.user, **query.validated_data)
+        body["suggestions"] = linking.suggested_matches(customer, request.user)
+        return Response(body)
+
+
+class AddIdentityInput(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=[(k, k) for k in linking.LINKABLE_KINDS], help_text="phone, whatsapp or email."
+    )
+    value = serializers.CharField(max_length=200)
+    conversation = serializers.IntegerField(
+        required=False, help_text="Where the customer writes now: a code can be typed there."
+    )
+
+
+class CustomerIdentitiesView(APIView):
+    """The customer says this address is theirs: added, or a code sent to prove it, or a
+    suggested match (``status``)."""
+
+    permission_classes = [IsAgentOrSupervisor]
+
+    @extend_schema(request=AddIdentityInput, responses={200: dict, 201: dict})
+    def post(self, request: Request, customer_id: int) -> Response:
+        data = AddIdentityInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        customer = selectors.visible_customer(request.user, customer_id)
+        conversation: Conversation | None = None
+        if data.validated_data.get("conversation"):
+            conversation = selectors.visible_conversation(
+                request.user, data.validated_data["conversation"]
+            )
+        outcome = services.add_customer_identity(
+            customer=customer,
+            kind=data.validated_data["kind"],
+            value=data.validated_data["value"],
+            actor=roles.signed_in(request.user),
+            conversation=conversation,
+        )
+        body: dict[str, Any] = {"status": outcome.status}
+        if outcome.claim is not None:
+            body["claim"] = {
+                "id": outcome.claim.pk,
+                "status": outcome.claim.status,
+                "sent_to": outcome.claim.sent_to,
+                "other_customer_id": outcome.claim.owner_id,
+            }
+        body["customer"] = selectors.customer_summary(customer)
+        code = status.HTTP_201_CREATED if outcome.status == "added" else status.HTTP_200_OK
+        return Response(body, status=code)
+
+
+class SuggestedMergeView(APIView):
+    """Merge a suggested match into one customer (supervisors; the agent answering both)."""
+
+    permission_classes = [IsAgentOrSupervisor]
+
+    @extend_schema(request=MergeInputSuggested, responses={200: dict})
+    def post(self, request: Request, customer_id: int) -> Response:
+        data = MergeInputSuggested(data=request.data)
+        data.is_valid(raise_exception=True)
+        customer = selectors.visible_customer(request.user, customer_id)
+        record = linking.merge_suggested(
+            customer=customer,
+            other_id=data.validated_data["other"],
+            actor=roles.signed_in(request.user),
+        )
+        return Response(selectors.merge_payload(record))
 
 
 class MergeInput(serializers.Serializer):
@@ -191,6 +293,7 @@ class ConversationView(APIView):
         detail = selectors.conversation_detail(conversation)
         detail["quick_replies"] = selectors.quick_replies(request.LANGUAGE_CODE or "")
         detail["customer_url"] = f"/customers/{conversation.customer_id}/"
+        detail["also_wrote"] = timeline.also_wrote(conversation, request.user)
         return Response(detail)
 
 

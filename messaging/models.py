@@ -63,6 +63,10 @@ class CustomerIdentity(models.Model):
     )
     kind = models.CharField(_("kind"), max_length=12, choices=IdentityKind.choices)
     value = models.CharField(_("value"), max_length=200)
+    # What the address means across channels ("tel:+14155550100" for a valid phone number on
+    # SMS or WhatsApp, "mailto:ana@example.com"); null when it means nothing beyond its channel
+    # (a Messenger id, a web-chat visitor, a number that is not valid). See messaging.identity.
+    match_key = models.CharField(_("match key"), max_length=210, null=True, blank=True)
     created_at = models.DateTimeField(_("created"))
 
     class Meta:
@@ -71,6 +75,14 @@ class CustomerIdentity(models.Model):
         verbose_name_plural = _("customer identities")
         constraints = [
             models.UniqueConstraint(fields=["kind", "value"], name="identity_unique_kind_value")
+        ]
+        indexes = [
+            # The webhook's lookup: (kind, value) exactly, or the same address on another channel.
+            models.Index(
+                fields=["match_key"],
+                condition=Q(match_key__isnull=False),
+                name="identity_match_key",
+            )
         ]
 
     def __str__(self) -> str:
@@ -525,6 +537,84 @@ class MergeRecord(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.merged_id} -> #{self.survivor_id}"
+
+
+class ClaimStatus(models.TextChoices):
+    PENDING = "pending", _("Code sent")
+    VERIFIED = "verified", _("Verified")
+    SUGGESTED = "suggested", _("Suggested match")
+    MERGED = "merged", _("Merged")
+    DISMISSED = "dismissed", _("Dismissed")
+
+
+class IdentityClaim(models.Model):
+    """A customer said an address is theirs that another customer already has.
+
+    Either a one-time code went to that address over its own channel and the customer is to
+    type it back in ``conversation`` (PENDING: only its salted hash is stored), or no code could
+    be sent, or it was not typed right in time, and the match is suggested to agents
+    (SUGGESTED) until someone merges or dismisses it.
+    """
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="claims", verbose_name=_("claimed by")
+    )
+    owner = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="claimed", verbose_name=_("known as")
+    )
+    identity = models.ForeignKey(
+        CustomerIdentity,
+        on_delete=models.CASCADE,
+        related_name="claims",
+        verbose_name=_("matching address"),
+    )
+    kind = models.CharField(_("kind"), max_length=12, choices=IdentityKind.choices)
+    value = models.CharField(_("address as given"), max_length=200)
+    conversation = models.ForeignKey(
+        Conversation,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="claims",
+        verbose_name=_("conversation"),
+    )
+    status = models.CharField(_("status"), max_length=10, choices=ClaimStatus.choices)
+    code_salt = models.CharField(max_length=32, blank=True, default="")
+    code_hash = models.CharField(max_length=128, blank=True, default="")
+    sent_to = models.CharField(_("code sent to"), max_length=40, blank=True, default="")
+    expires_at = models.DateTimeField(_("code expires"), null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("wrong codes"), default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"))
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    merge = models.ForeignKey(
+        MergeRecord, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("identity claim")
+        verbose_name_plural = _("identity claims")
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(customer=models.F("owner")), name="claim_two_customers"
+            ),
+            # One code at a time per conversation: the customer types back the latest one.
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(status="pending"),
+                name="claim_one_pending_per_conversation",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "status"], name="claim_customer_status"),
+            models.Index(fields=["owner", "status"], name="claim_owner_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.customer_id} ~ #{self.owner_id} ({self.status})"
 
 
 class QuickReply(models.Model):

@@ -33,14 +33,16 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core import signing
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from messaging import bot, dispatch
+from messaging import bot, dispatch, linking, timeline
 from messaging.adapters import ProviderError, adapter_for
+from messaging.identity import identify_or_create_customer
+from messaging.merging import apply_merge, ids_of, lock_customers
 from messaging.models import (
     CASE_ITEM_PRIORITY,
     OPEN_CONVERSATION,
@@ -94,21 +96,6 @@ MAX_TEXT_LENGTH = 4000
 # --- Customers -------------------------------------------------------------------------------
 
 
-def normalize_address(kind: str, value: str) -> str:
-    """One spelling per address: "+81 90-1234-5678" and "+819012345678" are the same phone."""
-    value = (value or "").strip()
-    if kind == IdentityKind.PHONE:
-        digits = re.sub(r"[^\d]", "", value)
-        if value.startswith("00"):
-            return f"+{digits[2:]}"
-        return f"+{digits}" if value.startswith("+") else digits
-    if kind == IdentityKind.WHATSAPP:
-        return re.sub(r"[^\d]", "", value)
-    if kind == IdentityKind.EMAIL:
-        return value.casefold()
-    return value
-
-
 def _visitor_signer() -> signing.Signer:
     return signing.Signer(salt="messaging.webchat.visitor", sep=".")
 
@@ -136,64 +123,11 @@ def visitor_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:40]
 
 
-def identify_or_create_customer(
-    *, kind: str, value: str, name: str = "", now: datetime | None = None
-) -> CustomerIdentity:
-    """The identity (and its customer) for an address, created if new.
-
-    A WhatsApp id is a phone number without "+": a new WhatsApp id whose phone number is known
-    (or the reverse) joins that customer. A name is kept only if the customer had none.
-    """
-    now = now or timezone.now()
-    if kind not in IdentityKind.values:
-        raise DomainError(f"Unknown identity kind {kind!r}.", "kind")
-    value = normalize_address(kind, value)
-    if not value:
-        raise DomainError("The address is empty.", "address")
-    name = (name or "").strip()[:200]
-    identity = CustomerIdentity.objects.select_related("customer").filter(kind=kind, value=value)
-    found = identity.first()
-    if found is None:
-        linked = _linked_customer(kind, value)
-        try:
-            with transaction.atomic():
-                customer = linked or Customer.objects.create(display_name=name, created_at=now)
-                found = CustomerIdentity.objects.create(
-                    customer=customer, kind=kind, value=value, created_at=now
-                )
-        except IntegrityError:
-            # Created at the same moment by another message from this address.
-            found = identity.get()
-    if name and not found.customer.display_name:
-        Customer.objects.filter(pk=found.customer_id, display_name="").update(display_name=name)
-        found.customer.display_name = name
-    return found
-
-
-def _linked_customer(kind: str, value: str) -> Customer | None:
-    other = None
-    if kind == IdentityKind.WHATSAPP:
-        other = CustomerIdentity.objects.filter(kind=IdentityKind.PHONE, value=f"+{value}").first()
-    elif kind == IdentityKind.PHONE and value.startswith("+"):
-        other = CustomerIdentity.objects.filter(kind=IdentityKind.WHATSAPP, value=value[1:]).first()
-    return other.customer if other else None
-
-
 def _sides(customer: Customer) -> tuple[QuerySet[Conversation], QuerySet[Case]]:
     return (
         Conversation.objects.filter(customer=customer),
         Case.objects.filter(customer=customer),
     )
-
-
-def _lock_customers(*ids: int) -> dict[int, Customer]:
-    # Rows locked in id order: a merge the other way round waits instead of deadlocking.
-    locked = {
-        c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk")
-    }
-    if len(locked) != len(set(ids)):
-        raise NotFound(_("No such customer."), "not_found")
-    return locked
 
 
 def merge_customers(
@@ -221,41 +155,7 @@ def merge_customers(
             _("Only a supervisor, or the agent answering both customers, may merge them."),
             "merge_not_allowed",
         )
-    with transaction.atomic():
-        locked = _lock_customers(survivor.pk, other.pk)
-        keep, gone = locked[survivor.pk], locked[other.pk]
-        for customer in (keep, gone):
-            if customer.merged_into_id:
-                raise Conflict(
-                    _("Customer #%(id)s was already merged into #%(into)s.")
-                    % {"id": customer.pk, "into": customer.merged_into_id},
-                    "already_merged",
-                )
-        moved = {
-            "identity_ids": _ids(CustomerIdentity.objects.filter(customer=gone)),
-            "conversation_ids": _ids(Conversation.objects.filter(customer=gone)),
-            "case_ids": _ids(Case.objects.filter(customer=gone)),
-            # Earlier merges into ``gone`` now lead straight to the survivor.
-            "redirected_customer_ids": _ids(Customer.objects.filter(merged_into=gone)),
-        }
-        CustomerIdentity.objects.filter(pk__in=moved["identity_ids"]).update(customer=keep)
-        Conversation.objects.filter(pk__in=moved["conversation_ids"]).update(customer=keep)
-        Case.objects.filter(pk__in=moved["case_ids"]).update(customer=keep)
-        Customer.objects.filter(pk__in=moved["redirected_customer_ids"]).update(merged_into=keep)
-        gone.merged_into, gone.merged_at, gone.merged_by = keep, now, actor
-        gone.save(update_fields=["merged_into", "merged_at", "merged_by"])
-        took_name = not keep.display_name and bool(gone.display_name)
-        if took_name:
-            keep.display_name = gone.display_name
-            keep.save(update_fields=["display_name"])
-        return MergeRecord.objects.create(
-            survivor=keep,
-            merged=gone,
-            actor=actor,
-            merged_at=now,
-            took_display_name=took_name,
-            **moved,
-        )
+    return apply_merge(survivor_id=survivor.pk, other_id=other.pk, actor=actor, now=now)
 
 
 def unmerge_customers(
@@ -299,7 +199,7 @@ def unmerge_customers(
             "merge_not_allowed",
         )
     with transaction.atomic():
-        locked = _lock_customers(record.survivor_id, record.merged_id)
+        locked = lock_customers(record.survivor_id, record.merged_id)
         keep, gone = locked[record.survivor_id], locked[record.merged_id]
         record = MergeRecord.objects.select_for_update().get(pk=record.pk)
         if record.undone_at is not None:
@@ -313,7 +213,7 @@ def unmerge_customers(
         CustomerIdentity.objects.filter(pk__in=record.identity_ids, customer=keep).update(
             customer=gone
         )
-        conversations = _ids(
+        conversations = ids_of(
             Conversation.objects.filter(customer=keep).filter(
                 Q(pk__in=record.conversation_ids) | Q(identity_id__in=record.identity_ids)
             )
@@ -335,8 +235,27 @@ def unmerge_customers(
     return record
 
 
-def _ids(queryset: QuerySet[Any]) -> list[int]:
-    return sorted(queryset.values_list("pk", flat=True))
+def add_customer_identity(
+    *,
+    customer: Customer,
+    kind: str,
+    value: str,
+    actor: User | None,
+    conversation: Conversation | None = None,
+    now: datetime | None = None,
+) -> linking.ClaimOutcome:
+    """The customer says this phone number or e-mail is theirs: added, or proven by a code
+    typed back in ``conversation``, or suggested to agents (``messaging.linking.add_identity``
+    says which, and who may)."""
+    return linking.add_identity(
+        customer=customer,
+        kind=kind,
+        value=value,
+        actor=actor,
+        conversation=conversation,
+        now=now,
+        say=say_to_customer,
+    )
 
 
 # --- Inbound ---------------------------------------------------------------------------------
@@ -409,7 +328,14 @@ def receive_inbound(
         conversation.last_activity_at = now
         conversation.save(update_fields=["last_activity_at"])
         _tell_agents(conversation, realtime.MESSAGE_NEW, _message_event(message, conversation))
-        if conversation.status == ConversationStatus.BOT:
+        # Six digits may answer a code sent to prove an address (messaging.linking); any other
+        # message costs no query here.
+        answered_code = False
+        if not is_new and linking.looks_like_code(text):
+            answered_code = linking.take_code_reply(
+                conversation=conversation, text=text, now=now, say=say_to_customer
+            )
+        if conversation.status == ConversationStatus.BOT and not answered_code:
             _run_bot(conversation, text, first=is_new, now=now)
     return InboundResult(message, created=True)
 
@@ -448,12 +374,16 @@ def _run_bot(conversation: Conversation, text: str, *, first: bool, now: datetim
             choices=list(reply.choices),
             now=now,
         )
+    before = conversation.bot_answers
     conversation.bot_state, conversation.bot_answers = turn.state, turn.answers
     name = str(turn.answers.get("name") or "").strip()
     if name and not customer.display_name:
         Customer.objects.filter(pk=customer.pk, display_name="").update(display_name=name[:200])
         customer.display_name = name[:200]
     conversation.save(update_fields=["bot_state", "bot_answers"])
+    linking.take_bot_answers(
+        conversation=conversation, before=before, after=turn.answers, now=now, say=say_to_customer
+    )
     if turn.handoff:
         _hand_off(conversation, queue_name=turn.queue, reason=turn.reason, now=now)
 
@@ -463,7 +393,13 @@ def _hand_off(conversation: Conversation, *, queue_name: str, reason: str, now: 
     account = conversation.account
     queue = Queue.objects.filter(name=queue_name).first() if queue_name else None
     queue = queue or account.queue
-    preferred = _previous_agent(conversation, now)
+    # The same customer live on another channel with an agent: that agent first (grouped);
+    # otherwise the agent of their last conversation (sticky).
+    grouped = timeline.live_agent_for(conversation)
+    preferred = grouped or _previous_agent(conversation, now)
+    prefer_seconds = (
+        settings.MESSAGING_GROUP_PREFER_SECONDS if grouped else settings.MESSAGING_STICKY_SECONDS
+    )
     customer = conversation.customer
     first = conversation.messages.filter(author=Author.CUSTOMER).order_by("created_at").first()
     label = account.get_kind_display()
@@ -482,9 +418,13 @@ def _hand_off(conversation: Conversation, *, queue_name: str, reason: str, now: 
         "bot_answers": conversation.bot_answers,
         "handoff_reason": reason,
         "first_message": first.text[:500] if first else "",
+        "linked_conversation_ids": timeline.open_siblings(conversation),
     }
     if preferred is not None:
         payload["preferred_agent"] = {"id": preferred.pk, "name": str(preferred)}
+    if grouped is not None:
+        # The agent's console shows it as the same customer's other channel.
+        payload["grouped_with_agent"] = grouped.pk
     item = routing.enqueue_work(
         queue=queue,
         channel=account.service_channel,
@@ -492,7 +432,7 @@ def _hand_off(conversation: Conversation, *, queue_name: str, reason: str, now: 
         payload=payload,
         record=conversation,
         preferred_agent=preferred,
-        preferred_for=timedelta(seconds=settings.MESSAGING_STICKY_SECONDS) if preferred else None,
+        preferred_for=timedelta(seconds=prefer_seconds) if preferred else None,
         now=now,
     )
     conversation.work_item = item
@@ -576,6 +516,12 @@ def send_reply(
         conversation.last_activity_at = now
         conversation.save(update_fields=["last_activity_at"])
     return message
+
+
+def say_to_customer(*, conversation: Conversation, text: str, now: datetime) -> Message:
+    """A system line to the customer in their conversation (e.g. "we sent you a code"), sent
+    through its channel like any reply; agents holding it see it too."""
+    return _add_outbound(conversation, author=Author.SYSTEM, text=text, now=now)
 
 
 def _add_outbound(

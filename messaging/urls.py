@@ -29,6 +29,21 @@ urlpatterns = [
         api.CustomerUnmergeView.as_view(),
         name="api-customer-unmerge",
     ),
+    path(
+        "api/customers/<int:customer_id>/timeline/",
+        api.CustomerTimelineView.as_view(),
+        name="api-customer-timeline",
+    ),
+    path(
+        "api/customers/<int:customer_id>/identities/",
+        api.CustomerIdentitiesView.as_view(),
+        name="api-customer-identities",
+    ),
+    path(
+        "api/customers/<int:customer_id>/suggestions/merge/",
+        api.SuggestedMergeView.as_view(),
+        name="api-customer-suggested-merge",
+    ),
     path("api/cases/", api.CasesView.as_view(), name="api-cases"),
     path(
         "api/conversations/<int:conversation_id>/",

@@ -382,6 +382,15 @@ MESSAGING_CASE_CHANNEL = env("MESSAGING_CASE_CHANNEL", default="case")
 MESSAGING_CASE_CONFIRM_MAX_AGE_SECONDS = env.int(
     "MESSAGING_CASE_CONFIRM_MAX_AGE_SECONDS", default=3 * 24 * 3600
 )
+# Phone numbers written without a country code ("(415) 555-0100") are read as numbers of this
+# region (ISO 3166 code) when customers are matched across channels.
+PHONE_DEFAULT_REGION = env("PHONE_DEFAULT_REGION", default="US")
+# A customer proving an address another customer has: the one-time code's life and tries.
+MESSAGING_IDENTITY_CODE_TTL_SECONDS = env.int("MESSAGING_IDENTITY_CODE_TTL_SECONDS", default=600)
+MESSAGING_IDENTITY_CODE_MAX_ATTEMPTS = env.int("MESSAGING_IDENTITY_CODE_MAX_ATTEMPTS", default=3)
+# A customer writing on a second channel while an agent holds their live conversation is
+# offered to that agent first, for this long.
+MESSAGING_GROUP_PREFER_SECONDS = env.int("MESSAGING_GROUP_PREFER_SECONDS", default=120)
 
 # --- E-mail ---------------------------------------------------------------------------------
 # EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587; the embedded run prints

@@ -301,13 +301,17 @@ import { openLiveSocket } from "./livesocket.js";
       const customer = data.customer;
       const box = el("div", { class: "conv-customer" });
       box.append(el("h4", {}, customer.display_name || gettext("Customer")));
+      if (data.also_wrote) {
+        // A returning customer: where else they wrote (translated on the server, plural forms).
+        box.append(el("p", { class: "also-wrote", "data-conversation-id": String(data.also_wrote.conversation_id) }, data.also_wrote.text));
+      }
       const ids = el("ul", { class: "identities" });
       for (const identity of customer.identities) {
         const item = el("li");
         item.append(el("span", { class: "badge" }, identity.kind_label), ` ${identity.value}`);
         ids.append(item);
       }
-      box.append(ids);
+      box.append(ids, this.identityForm(customer));
       const answers = Object.entries(data.bot_answers || {});
       if (answers.length) {
         const dl = el("dl", { class: "bot-answers" });
@@ -316,38 +320,141 @@ import { openLiveSocket } from "./livesocket.js";
       }
       const link = el("a", { href: data.customer_url, target: "_blank", rel: "noopener" }, gettext("Full customer record"));
       box.append(link);
-      const history = el("div", { class: "conv-history" });
-      box.append(el("h4", {}, gettext("History")), history);
+      this.suggestions = el("div", { class: "conv-suggestions" });
+      box.append(this.suggestions);
+      box.append(this.timelinePanel(customer));
       this.side.replaceChildren(box);
+      this.loadTimeline(customer, "", 1);
+    }
+
+    identityForm(customer) {
+      // "Add an address": the customer gives a phone or e-mail another customer may have.
+      const form = el("form", { class: "identity-form" });
+      const uid = `conv-${this.id}-identity`;
+      const kind = el("select", { id: `${uid}-kind`, "aria-label": gettext("Kind of address") });
+      for (const [value, label] of [["email", gettext("E-mail")], ["phone", gettext("Phone")], ["whatsapp", gettext("WhatsApp")]]) {
+        kind.append(el("option", { value }, label));
+      }
+      const input = el("input", { id: `${uid}-value`, type: "text", maxlength: "200", autocomplete: "off", "aria-label": gettext("Address the customer gives") });
+      const button = el("button", { type: "submit", class: "secondary small" }, gettext("Add an address"));
+      const result = el("p", { class: "identity-result muted", role: "status" }, this.identityNote || "");
+      form.append(kind, input, button, result);
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        if (!input.value.trim()) return;
+        const response = await fetch(`/api/customers/${customer.id}/identities/`, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+          body: JSON.stringify({ kind: kind.value, value: input.value.trim(), conversation: this.id }),
+        });
+        const body = await response.json().catch(() => ({}));
+        if (!response.ok) {
+          result.textContent = body.detail || gettext("Could not add the address.");
+          return;
+        }
+        const said = {
+          added: () => gettext("Added to this customer."),
+          already: () => gettext("This customer has it already."),
+          code_sent: () => fmt(gettext("A code went to %(to)s: the customer types it back here."), { to: body.claim.sent_to }),
+          suggested: () => gettext("Another customer has it: shown below as a suggested match."),
+        };
+        this.identityNote = (said[body.status] || (() => body.status))();
+        result.textContent = this.identityNote;
+        input.value = "";
+        this.reload();
+      });
+      return form;
+    }
+
+    timelinePanel(customer) {
+      const section = el("section", { class: "conv-timeline", "aria-label": gettext("Timeline") });
+      section.append(el("h4", {}, gettext("Timeline")));
+      const search = el("form", { class: "timeline-search", role: "search" });
+      const q = el("input", { type: "search", maxlength: "200", placeholder: gettext("Search messages and cases"), "aria-label": gettext("Search messages and cases") });
+      search.append(q, el("button", { type: "submit", class: "secondary small" }, gettext("Search")));
+      search.addEventListener("submit", (event) => {
+        event.preventDefault();
+        this.loadTimeline(customer, q.value.trim(), 1);
+      });
+      this.timeline = el("div", { class: "conv-history" });
+      this.more = el("button", { type: "button", class: "secondary small timeline-more", hidden: "" }, gettext("Show older"));
+      section.append(search, this.timeline, this.more);
+      return section;
+    }
+
+    async loadTimeline(customer, q, page) {
       try {
-        const response = await fetch(`/api/customers/${customer.id}/`, { credentials: "same-origin" });
+        const params = new URLSearchParams({ q, page: String(page) });
+        const response = await fetch(`/api/customers/${customer.id}/timeline/?${params}`, { credentials: "same-origin" });
         if (!response.ok) return;
-        const record = await response.json();
-        const earlier = record.conversations.filter((c) => c.id !== this.id);
-        if (!earlier.length && !record.cases.length) {
-          history.append(el("p", { class: "muted" }, gettext("No earlier conversations or cases.")));
+        const body = await response.json();
+        if (page === 1) {
+          this.timeline.replaceChildren();
+          this.renderSuggestions(customer, body.suggestions || []);
         }
-        for (const conversation of earlier) {
-          const details = el("details", { class: "past-conversation", "data-conversation-id": String(conversation.id) });
-          details.append(
-            el("summary", {}, `${conversation.channel_label} · ${new Date(conversation.started_at).toLocaleString()} · ${conversation.status_label}`),
-          );
-          const list = el("ol", { class: "transcript" });
-          for (const message of conversation.messages) {
-            const row = el("li", { class: `msg msg-${message.direction} msg-${message.author}` });
-            row.append(el("span", { class: "msg-meta" }, `${message.author_name} · ${timeOf(message.created_at)}`), el("span", { class: "msg-text" }, message.text));
-            list.append(row);
-          }
-          details.append(list);
-          history.append(details);
+        const entries = body.results.filter((e) => !(e.type === "conversation" && e.conversation.id === this.id));
+        if (page === 1 && !entries.length) {
+          this.timeline.append(el("p", { class: "muted" }, q ? gettext("Nothing matches.") : gettext("No earlier conversations or cases.")));
         }
-        for (const item of record.cases) {
-          const row = el("p", { class: "past-case" }, `${gettext("Case")} #${item.id} · ${item.subject} · ${item.status_label}`);
-          if (item.unverified) row.append(" ", el("span", { class: "unverified-label" }, gettext("Unverified")));
-          history.append(row);
-        }
+        for (const entry of entries) this.timeline.append(this.timelineEntry(entry));
+        this.more.hidden = !body.next_page;
+        this.more.onclick = () => this.loadTimeline(customer, q, body.next_page);
       } catch (error) {
         /* the side panel is a help, not the work: the transcript stays usable */
+      }
+    }
+
+    timelineEntry(entry) {
+      if (entry.type === "case") {
+        const item = entry.case;
+        const row = el("p", { class: "past-case" }, `${gettext("Case")} #${item.id} · ${item.origin_label} · ${new Date(item.created_at).toLocaleString()} · ${item.subject} · ${item.status_label}`);
+        if (item.unverified) row.append(" ", el("span", { class: "unverified-label" }, gettext("Unverified")));
+        return row;
+      }
+      const conversation = entry.conversation;
+      const matches = new Set(conversation.matches || []);
+      const details = el("details", { class: "past-conversation", "data-conversation-id": String(conversation.id) });
+      if (matches.size) details.open = true;
+      const summary = el("summary");
+      summary.append(el("span", { class: "badge channel" }, conversation.channel_label), ` ${new Date(conversation.started_at).toLocaleString()} · ${conversation.status_label}`);
+      details.append(summary);
+      const list = el("ol", { class: "transcript" });
+      for (const message of conversation.messages) {
+        const row = el("li", { class: `msg msg-${message.direction} msg-${message.author}` });
+        if (matches.has(message.id)) row.classList.add("msg-match");
+        row.append(el("span", { class: "msg-meta" }, `${message.author_name} · ${timeOf(message.created_at)}`), el("span", { class: "msg-text" }, message.text));
+        list.append(row);
+      }
+      details.append(list);
+      return details;
+    }
+
+    renderSuggestions(customer, suggestions) {
+      this.suggestions.replaceChildren();
+      if (!suggestions.length) return;
+      this.suggestions.append(el("h4", {}, gettext("Suggested matches")));
+      for (const match of suggestions) {
+        const row = el("p", { class: "suggestion" });
+        row.append(fmt(gettext("Customer #%(id)s also has %(kind)s %(value)s."), { id: match.customer_id, kind: match.kind_label, value: match.value }), " ");
+        if (match.can_merge) {
+          const button = el("button", { type: "button", class: "small" }, gettext("Merge"));
+          button.addEventListener("click", async () => {
+            const response = await fetch(`/api/customers/${customer.id}/suggestions/merge/`, {
+              method: "POST",
+              credentials: "same-origin",
+              headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+              body: JSON.stringify({ other: match.customer_id }),
+            });
+            const body = await response.json().catch(() => ({}));
+            if (!response.ok) this.fail({ message: body.detail || gettext("Could not merge.") });
+            this.reload();
+          });
+          row.append(button);
+        } else {
+          row.append(el("span", { class: "muted" }, gettext("A supervisor can merge them.")));
+        }
+        this.suggestions.append(row);
       }
     }
 

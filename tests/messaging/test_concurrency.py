@@ -10,7 +10,7 @@ import threading
 from django.db import connections
 
 from messaging import services
-from messaging.models import Conversation
+from messaging.models import Conversation, Customer, MergeRecord
 from omnirouter.errors import Conflict, Forbidden
 from presence.models import Agent
 from routing import services as routing
@@ -127,3 +127,37 @@ def test_replies_racing_closes_through_routing_never_deadlock(world, transaction
         ("ended", "agent")
     ]
     assert Agent.objects.values_list("used_capacity", "open_count").get(pk=alice.pk) == (0, 0)
+
+
+def test_two_merges_of_the_same_customers_at_once_do_not_interleave(center, transactional_db):
+    # given customers A and B, merged into each other by two supervisors at the same moment
+    a, b, admin = center.customer_a, center.customer_b, center.admin
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def merge(survivor, other):
+        def body():
+            try:
+                start.wait()
+                services.merge_customers(survivor=survivor, other=other, actor=admin)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        return body
+
+    threads = [threading.Thread(target=merge(a, b)), threading.Thread(target=merge(b, a))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # then exactly one merge happened, the other was refused, and the rows agree with it
+    assert not [t for t in threads if t.is_alive()]
+    assert [type(e) for e in errors] == [Conflict]
+    (record,) = MergeRecord.objects.all()
+    gone = Customer.objects.get(pk=record.merged_id)
+    assert gone.merged_into_id == record.survivor_id
+    assert Customer.objects.get(pk=record.survivor_id).merged_into_id is None
+    assert set(Conversation.objects.values_list("customer_id", flat=True)) == {record.survivor_id}

@@ -17,8 +17,13 @@ from routing import services as routing
 
 
 def _orders_conversation(center):
-    """Customer A writes again on WhatsApp, and it is routed to the Orders queue's agent."""
+    """Customer A writes again on WhatsApp, and it is routed to the Orders queue's agent. Her
+    number (+1 555..., not a valid one) does not join channels by itself: her WhatsApp id is
+    on her record, as an agent adds it."""
     world = center.world
+    services.add_customer_identity(
+        customer=center.customer_a, kind="whatsapp", value="15550000001", actor=center.admin
+    )
     services.receive_inbound(account=world.whatsapp, sender="15550000001", text="Order?")
     conversation = Conversation.objects.get(account=world.whatsapp)
     routing.move_item(item_id=conversation.work_item_id, queue=world.orders, actor=center.admin)

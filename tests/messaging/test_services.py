@@ -37,21 +37,37 @@ def test_same_phone_lands_on_the_same_customer(world, client):
 
 
 def test_whatsapp_id_of_a_known_phone_joins_that_customer(world, client):
-    _sms(client, world, "+15551230001", "Hi by SMS", "SM01")
+    _sms(client, world, "+1 (415) 555-0100", "Hi by SMS", "SM01")
 
+    post_meta(
+        client,
+        world.whatsapp,
+        whatsapp_payload(world.whatsapp, "14155550100", "Hi by WA", "wamid.1"),
+    )
+
+    customer = Customer.objects.get()
+    assert sorted((i.kind, i.value, i.match_key) for i in customer.identities.all()) == [
+        ("phone", "+14155550100", "tel:+14155550100"),
+        ("whatsapp", "14155550100", "tel:+14155550100"),
+    ]
+    assert customer.conversations.count() == 2
+    assert customer.display_name == "Yuki Sato"
+
+
+def test_an_invalid_number_is_kept_and_never_joins_another_channel(world, client):
+    # "+1 555 123 0001" is no valid number (no area code 555): kept, matched only exactly
+    _sms(client, world, "+1 555 123-0001", "Hi by SMS", "SM01")
     post_meta(
         client,
         world.whatsapp,
         whatsapp_payload(world.whatsapp, "15551230001", "Hi by WA", "wamid.1"),
     )
 
-    customer = Customer.objects.get()
-    assert sorted((i.kind, i.value) for i in customer.identities.all()) == [
+    assert sorted(Customer.objects.values_list("identities__kind", "identities__value")) == [
         ("phone", "+15551230001"),
         ("whatsapp", "15551230001"),
     ]
-    assert customer.conversations.count() == 2
-    assert customer.display_name == "Yuki Sato"
+    assert Customer.objects.count() == 2
 
 
 def test_merge_joins_histories(world, client):

@@ -54,3 +54,12 @@ def test_routing_simulator_call_with_service_channel_keys(demo_accounts):
     assert (chat.account.kind, chat.text) == ("webchat", "Is the store open Sunday?")
     assert other.account.kind in {"sms", "whatsapp", "messenger"}
     assert other.text == "Wrong item received"
+
+
+def test_a_demo_customer_is_one_person_on_sms_and_whatsapp(demo_accounts):
+    sms = simulate_inbound("sms", rng=random.Random(7))
+    whatsapp = simulate_inbound("whatsapp", rng=random.Random(7))
+
+    assert sms.conversation.customer == whatsapp.conversation.customer
+    identities = sms.conversation.customer.identities.values_list("kind", flat=True)
+    assert sorted(identities) == ["email", "phone", "whatsapp"]
