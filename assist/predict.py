@@ -211,3 +211,18 @@ def suggestions(item: WorkItem, *, k: int = 3) -> dict[str, Any]:
         if len(out) == k:
             break
     return {"available": True, "version": loaded.version_id, "suggestions": out}
+
+
+def guess_for_rules(item: WorkItem) -> dict[str, Any] | None:
+    """What classification rules read as ``model.*`` for ``item`` (registered with routing in
+    ``AssistConfig.ready``): the queue the model is sure enough of, its confidence, the words
+    that weighed most and the version; ``None`` when it is unsure or has no usable model."""
+    guess = classify_for_rules(selectors.item_fields(item))
+    if guess is None:
+        return None
+    return {
+        "queue": guess.label,
+        "confidence": round(guess.confidence, 3),
+        "terms": [term for term, _weight in guess.top_terms[:5]],
+        "version": guess.version_id,
+    }

@@ -17,7 +17,10 @@ view of an item and returns what they decide and why:
 Conditions: ``{"field": "payload.order_total", "op": "gt", "value": 100}``. Fields:
 ``channel`` (key), ``queue`` (id), ``subject``, ``language``, ``priority``,
 ``secondary_priority``, ``payload.<path>``, ``bot.<key>`` (= ``payload.bot_answers.<key>``,
-what the pre-chat bot asked), ``customer.<path>`` (what the record's app tells of its customer).
+what the pre-chat bot asked), ``customer.<path>`` (what the record's app tells of its
+customer), ``model.queue`` and ``model.confidence`` (what the assistance model predicts, present
+only when it is at least as sure as the admin's threshold: below it, rules on the model do not
+match and the others decide).
 Operators: ``eq ne gt gte lt lte in not_in contains exists``. Strings compare case-insensitively;
 numeric strings compare as numbers.
 
@@ -47,7 +50,7 @@ SYMBOLS = {
     "exists": "exists",
 }
 PLAIN_FIELDS = ("channel", "queue", "subject", "language", "priority", "secondary_priority")
-PREFIXES = ("payload.", "bot.", "customer.")
+PREFIXES = ("payload.", "bot.", "customer.", "model.")
 ACTION_KEYS = ("queue", "priority", "secondary_priority", "skills", "stop")
 MAX_DEPTH = 4
 

@@ -265,8 +265,29 @@ def _asks_for_facts(rules: Iterable[evaluator.Rule]) -> bool:
     return "'customer." in text or "'language'" in text
 
 
+def _asks_for_model(rules: Iterable[evaluator.Rule]) -> bool:
+    return "'model." in repr([r.conditions for r in rules])
+
+
+def _prediction(item: WorkItem, rules: list[evaluator.Rule]) -> dict[str, Any] | None:
+    """The model's guess, asked only when an active rule reads ``model.*``; a failing model
+    is a rule that does not match, never a failed intake."""
+    if not _asks_for_model(rules):
+        return None
+    try:
+        return records.prediction_for(item)
+    except Exception:
+        logger.exception("classification: the model's guess for item %s failed", item.pk)
+        metrics.RULE_FAILURES.labels("model").inc()
+        return None
+
+
 def item_view(
-    item: WorkItem, *, channel_key: str, facts: Mapping[str, Any] | None = None
+    item: WorkItem,
+    *,
+    channel_key: str,
+    facts: Mapping[str, Any] | None = None,
+    model: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The plain dict the evaluator reads (``routing.rules``)."""
     payload = item.payload if isinstance(item.payload, dict) else {}
@@ -283,6 +304,7 @@ def item_view(
         "secondary_priority": item.secondary_priority,
         "payload": payload,
         "customer": facts.get("customer") or {},
+        "model": dict(model or {}),
     }
 
 
@@ -306,13 +328,14 @@ def classify_at_intake(item: WorkItem, *, now: datetime) -> evaluator.Outcome | 
         rules = active_rules()
         if not rules:
             return None
-        view = item_view(item, channel_key=item.channel.key, facts=_facts(item, rules))
+        model = _prediction(item, rules)
+        view = item_view(item, channel_key=item.channel.key, facts=_facts(item, rules), model=model)
         outcome = evaluator.classify(rules, view)
         _record_failures(outcome)
         if outcome.matched:
             # A savepoint: a failure while applying leaves the item as intake made it.
             with transaction.atomic():
-                _apply(item, outcome, actor=None, now=now, fresh=True)
+                _apply(item, outcome, actor=None, now=now, fresh=True, model=model)
         return outcome
     except Exception:
         logger.exception("classification of item %s failed; it keeps intake's values", item.pk)
@@ -336,11 +359,12 @@ def classify_item(
                 item.status,
             )
         rules = active_rules()
-        view = item_view(item, channel_key=item.channel.key, facts=_facts(item, rules))
+        model = _prediction(item, rules)
+        view = item_view(item, channel_key=item.channel.key, facts=_facts(item, rules), model=model)
         outcome = evaluator.classify(rules, view)
         _record_failures(outcome)
         if outcome.matched:
-            _apply(item, outcome, actor=actor, now=now, fresh=False)
+            _apply(item, outcome, actor=actor, now=now, fresh=False, model=model)
     item.refresh_from_db()
     return item, outcome
 
@@ -356,7 +380,13 @@ def _record_failures(outcome: evaluator.Outcome) -> None:
 
 
 def _apply(
-    item: WorkItem, outcome: evaluator.Outcome, *, actor: User | None, now: datetime, fresh: bool
+    item: WorkItem,
+    outcome: evaluator.Outcome,
+    *,
+    actor: User | None,
+    now: datetime,
+    fresh: bool,
+    model: Mapping[str, Any] | None = None,
 ) -> None:
     changes: dict[str, Any] = {}
     fields: list[str] = []
@@ -414,6 +444,9 @@ def _apply(
             "skipped": [
                 {"id": f.rule_id, "name": f.name, "error": f.error} for f in outcome.failures
             ],
+            # What the model predicted, with its confidence and the words that weighed most,
+            # when a rule asked it.
+            **({"model": dict(model)} if model else {}),
         },
     )
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
@@ -136,6 +137,8 @@ __all__ = [
     "lock_item_for_record",
     "register",
     "register_facts",
+    "register_prediction",
+    "prediction_for",
 ]
 
 
@@ -162,3 +165,23 @@ def facts_for(record_type_id: int | None, record_id: str) -> dict:
     label = ContentType.objects.get_for_id(record_type_id)
     hook = _facts.get(f"{label.app_label}.{label.model}")
     return dict(hook(record_id) or {}) if hook is not None else {}
+
+
+# --- A model's guess for classification rules -------------------------------------------------
+# The assistance app may tell classification rules what its model predicts for an item
+# (``model.queue``, ``model.confidence`` in conditions). Routing imports nothing of it.
+
+Prediction = Callable[[Any], dict | None]
+
+_prediction: list[Prediction] = []
+
+
+def register_prediction(predict: Prediction) -> None:
+    """``predict(item)`` answers ``{"queue": label, "confidence": p, "terms": [...],
+    "version": id}`` when the model is sure enough, else ``None`` (the rules decide)."""
+    _prediction[:] = [predict]
+
+
+def prediction_for(item: Any) -> dict | None:
+    """The registered model's guess for ``item``, or ``None`` (no model app, unsure)."""
+    return _prediction[0](item) if _prediction else None

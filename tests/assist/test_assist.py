@@ -21,7 +21,7 @@ from assist.models import (
 )
 from messaging.models import Case
 from routing import services as routing
-from routing.models import ActionLog, Queue, ServiceChannel
+from routing.models import ActionLog, ClassificationRule, Queue, ServiceChannel
 from tests.api_support import client_for, make_supervisor, make_user
 from tests.factories import PresenceConfigurationFactory, QueueFactory, make_agent, make_status
 
@@ -361,3 +361,44 @@ def test_masking_catches_addresses_cut_short_and_numbers():
         "Change my email to [e-mail] or call [phone]"
     )
     assert prefill.redact("Refund for ORD-123456 and #654321") == "Refund for [order] and [order]"
+
+
+def test_a_classification_rule_routes_on_the_models_guess_and_the_item_history_shows_it(past):
+    # given a rule "if the model says Billing, route to Billing with priority 2", and an item
+    # arriving in another queue
+    technical = Queue.objects.get(name=history.TECHNICAL)
+    case = ServiceChannel.objects.get(key="case")
+    routing.save_classification_rule(
+        rule=ClassificationRule(),
+        changes={
+            "name": "Model says billing",
+            "position": 1,
+            "conditions": [{"field": "model.queue", "op": "eq", "value": history.BILLING}],
+            "actions": {"queue": past.pk, "priority": 2},
+        },
+    )
+    subject = "I was charged twice, please refund the duplicate payment on my card"
+
+    # when there is no trained model, intake works as without assistance: the rule never matches
+    untouched = routing.enqueue_work(queue=technical, channel=case, subject=subject)
+    assert (untouched.queue_id, untouched.priority) == (technical.pk, 5)
+
+    # when a model is trained and sure enough
+    services.train_version(now=NOW)
+    AssistConfiguration.objects.create(confidence_threshold=Decimal("0.30"))
+    item = routing.enqueue_work(queue=technical, channel=case, subject=subject)
+
+    # then the rule moved it, and the item's history says why, with the model's confidence and
+    # the words that weighed most
+    item.refresh_from_db()
+    assert (item.queue_id, item.priority) == (past.pk, 2)
+    entry = ActionLog.objects.get(item=item, verb="classified")
+    assert entry.detail["rules"][0]["name"] == "Model says billing"
+    assert entry.detail["model"]["queue"] == history.BILLING
+    assert 0.30 <= entry.detail["model"]["confidence"] <= 1
+    assert entry.detail["model"]["terms"]
+
+    # and an unsure model (threshold above its confidence) leaves the decision to the rules
+    AssistConfiguration.objects.update(confidence_threshold=Decimal("0.999"))
+    unsure = routing.enqueue_work(queue=technical, channel=case, subject=subject)
+    assert unsure.queue_id == technical.pk
