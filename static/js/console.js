@@ -151,6 +151,38 @@ import { openLiveSocket } from "./livesocket.js";
     el.connection.textContent = text;
     if (state !== "offline") el.reconnectNow.hidden = true;
     document.body.classList.toggle("console-offline", state !== "online");
+    syncConnectionButtons();
+  }
+
+  // Accept, Decline, Close and Transfer cannot reach the server while the console is not
+  // connected: they are disabled rather than failing when pressed.
+  function syncConnectionButtons(root = document) {
+    const connected = el.connection.dataset.state === "online";
+    for (const button of root.querySelectorAll("[data-needs-connection]")) {
+      button.disabled = !connected;
+      button.title = connected ? "" : gettext("Not connected: this waits until the console is back online.");
+    }
+  }
+
+  // The item's details as labelled rows: nested fields read "Customer › Name".
+  function payloadRows(payload, prefix = [], rows = []) {
+    for (const [key, value] of Object.entries(payload || {})) {
+      const path = [...prefix, key];
+      if (value && typeof value === "object" && !Array.isArray(value)) {
+        payloadRows(value, path, rows);
+      } else {
+        const text = Array.isArray(value)
+          ? value.map((v) => (v && typeof v === "object" ? JSON.stringify(v) : String(v))).join(", ")
+          : value === null || value === undefined ? "–" : String(value);
+        rows.push([path.map(humanKey).join(" › "), text]);
+      }
+    }
+    return rows;
+  }
+
+  function humanKey(key) {
+    const words = String(key).replace(/[_-]+/g, " ").trim();
+    return words.charAt(0).toUpperCase() + words.slice(1);
   }
 
   function startHeartbeat() {
@@ -203,6 +235,7 @@ import { openLiveSocket } from "./livesocket.js";
         mergeWork(message.payload, false);
         break;
       case "presence.changed":
+        tellStatusChange(model.presence, message.payload);
         model.presence = message.payload;
         renderPresence();
         break;
@@ -404,6 +437,19 @@ import { openLiveSocket } from "./livesocket.js";
     el.notice.hidden = false;
   }
 
+  // A status the agent did not pick (an offer timed out, a supervisor set it, a lost console)
+  // is said in the notice, so a change never goes unnoticed.
+  let requestedStatus;
+  function tellStatusChange(before, after) {
+    if (!before || !after || before.status_id === after.status_id) return;
+    if (requestedStatus !== undefined && after.status_id === requestedStatus) return;
+    const text = fmt(gettext("Your status changed from %(before)s to %(after)s."), {
+      before: before.status, after: after.status,
+    });
+    showNotice(text);
+    announce(text);
+  }
+
   function hideNotice() {
     el.notice.hidden = true;
     el.notice.textContent = "";
@@ -524,6 +570,7 @@ import { openLiveSocket } from "./livesocket.js";
     card.querySelector(".customer-row").hidden = !customer;
     card.querySelector(".why").textContent = work.why || "–";
     card.querySelector(".decline").hidden = !model.allowDecline;
+    syncConnectionButtons(card);
     tickOffer(card, work);
   }
 
@@ -656,7 +703,21 @@ import { openLiveSocket } from "./livesocket.js";
     }
     const payload = panel.querySelector(".payload");
     const json = JSON.stringify(work.payload || {}, null, 2);
-    if (payload.textContent !== json) payload.textContent = json;
+    if (payload.textContent !== json) {
+      payload.textContent = json;
+      const rows = payloadRows(work.payload);
+      panel.querySelector(".payload-rows").replaceChildren(...rows.map(([label, text]) => {
+        const row = document.createElement("div");
+        const dt = document.createElement("dt");
+        const dd = document.createElement("dd");
+        dt.textContent = label;
+        dd.textContent = text;
+        row.append(dt, dd);
+        return row;
+      }));
+      panel.querySelector(".payload-box").hidden = !rows.length;
+    }
+    syncConnectionButtons(panel);
     tickWork(panel, work);
     fillTransferTargets(panel, work);
   }
@@ -894,6 +955,7 @@ import { openLiveSocket } from "./livesocket.js";
 
   el.status.addEventListener("change", () => {
     const value = el.status.value;
+    requestedStatus = value === "" ? null : Number(value);
     el.status.disabled = true;
     send(
       { type: "status", status: value === "" ? null : Number(value) },

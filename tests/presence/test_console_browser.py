@@ -23,6 +23,7 @@ from rest_framework.authtoken.models import Token
 
 from omnirouter import roles
 from presence.models import Agent, DeclineReason, PresenceStatus
+from routing import services
 from routing.models import AgentSkill, AgentWork, Queue, ServiceChannel, Skill, WorkItem
 from routing.services.skills import need, require_skills
 from tests.factories import (
@@ -201,10 +202,22 @@ def test_an_agent_takes_an_offer_from_push_to_close(stack, page_factory):
     expect(tab).to_have_attribute("aria-selected", "true")
     panel = page.get_by_role("tabpanel", name="Refund not received")
     expect(panel.locator(".customer")).to_have_text("Yuki Sato")
+    # the item's details read as labelled rows; the raw data only on demand
+    rows = panel.locator(".payload-rows > div")
+    expect(rows).to_have_text(["OrderA-1001", "Customer › NameYuki Sato"])
+    expect(panel.locator(".payload")).to_be_hidden()
     expect(panel.locator(".payload")).to_contain_text('"order": "A-1001"')
     expect(panel.locator(".since")).to_have_text(re.compile(r"^\d+ s ago$"))
     assert work_of(item_id) == [("alice", "opened")]
     save_screenshot(page, "console-accepted")
+
+    # when a supervisor sets her Busy, the console says so (she did not pick it)
+    busy = PresenceStatus.objects.get(name="Busy")
+    services.set_presence(agent=stack.alice, status=busy)
+    expect(page.locator("#console-notice")).to_have_text(
+        "Your status changed from Available to Busy."
+    )
+    expect(page.locator("#status-select")).to_have_value(str(busy.pk))
 
     # and a reload (a new connection) draws the same state from the server
     page.reload()
@@ -452,12 +465,18 @@ def test_a_console_whose_server_restarts_reconnects_and_shows_what_came_meanwhil
     go_available(page, stack)
     connection = page.locator("#connection")
     expect(connection).to_have_text("Connected")
+    before = stack.enqueue("Offered before the outage", queue=stack.patient)
+    earlier = offer_card(page, "Offered before the outage")
+    expect(earlier.get_by_role("button", name="Accept")).to_be_enabled(timeout=20_000)
 
     # when the server goes away
     own_server.stop()
 
     # then the console says it is offline, counts down to its next try and offers to try now
     expect(connection).to_have_text(re.compile(r"^Offline: reconnecting in \d+ s$"))
+    # and what needs the server cannot be pressed meanwhile
+    expect(earlier.get_by_role("button", name="Accept")).to_be_disabled()
+    expect(earlier.get_by_role("button", name="Decline")).to_be_disabled()
     expect(connection).to_have_attribute("data-state", "offline")
     expect(page.get_by_role("button", name="Reconnect now")).to_be_visible()
     save_screenshot(page, "console-reconnecting")
@@ -478,7 +497,9 @@ def test_a_console_whose_server_restarts_reconnects_and_shows_what_came_meanwhil
     expect(card.locator(".customer")).to_have_text("Mia Chen")
     expect(page.locator("#announcer")).to_have_text("New offer: Came while you were away")
     expect(page.get_by_role("button", name="Reconnect now")).to_be_hidden()
-    expect(page.locator("#capacity-text")).to_have_text("1 / 4 units")
+    expect(page.locator("#capacity-text")).to_have_text("2 / 4 units")
+    expect(earlier.get_by_role("button", name="Accept")).to_be_enabled()
+    assert work_of(before) == [("alice", "pushed")]
     save_screenshot(page, "console-reconnected")
 
     # and the reconnect waits had full jitter within 1 s doubling to 30 s
