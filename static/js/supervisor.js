@@ -175,9 +175,10 @@ function statusForm(agent) {
     onsubmit: (ev) => {
       ev.preventDefault();
       const status = select.value === "" ? null : Number(select.value);
-      const statusName = select.selectedOptions[0]?.textContent || "";
       act(`/api/supervisor/agents/${agent.id}/presence/`, { status },
-          fmt(L.done_status, { agent: agent.name, status: statusName }));
+          (answer) => fmt(L.done_status, {
+            agent: agent.name, status: answer && answer.online ? answer.status : L.offline,
+          }));
     },
   }, select, h("button", { type: "submit", class: "secondary" }, L.set_status));
 }
@@ -488,6 +489,11 @@ function say(text, ok) {
 
 /** Call the API; null when it succeeded, else the reason it gives. */
 async function send(method, url, body) {
+  return (await request(method, url, body)).reason;
+}
+
+/** Call the API: ``{reason: null, data}`` when it succeeded (its JSON answer), else the reason. */
+async function request(method, url, body) {
   let response;
   try {
     response = await fetch(url, {
@@ -498,21 +504,27 @@ async function send(method, url, body) {
       body: body === null ? undefined : JSON.stringify(body),
     });
   } catch (error) {
-    return String(error);
+    return { reason: String(error), data: null };
   }
-  if (response.ok) return null;
+  if (response.ok) {
+    let data = null;
+    try { data = await response.json(); } catch (_error) { /* no body */ }
+    return { reason: null, data };
+  }
   let reason = response.statusText;
   try {
     const data = await response.json();
     reason = data.detail || Object.values(data).flat().join(" ") || reason;
   } catch (_error) { /* not JSON: keep the status text */ }
-  return reason;
+  return { reason, data: null };
 }
 
+/** ``success``: the words to say, or a function of the server's answer giving them (so what
+ * is said is what the server did, never what the page asked for). */
 async function act(url, body, success) {
-  const reason = await send("POST", url, body);
+  const { reason, data } = await request("POST", url, body);
   if (reason === null) {
-    say(success, true);
+    say(typeof success === "function" ? success(data) : success, true);
     requestRefresh();
   } else {
     say(fmt(L.failed, { reason }), false);
