@@ -11,8 +11,9 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -21,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from simple_history.admin import SimpleHistoryAdmin
 
+from omnirouter import roles
 from omnirouter.errors import DomainError
 from omnirouter.roles import signed_in
 from routing import services
@@ -139,6 +141,22 @@ class QueueAdmin(admin.ModelAdmin):
     autocomplete_fields = ["routing_config"]
     filter_horizontal = ["supervisors"]
     inlines = [QueueMembershipInline]
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """A new queue is supervised by the admins unless the form says otherwise: a queue
+        nobody supervises would be invisible on every dashboard."""
+        initial: dict[str, Any] = dict(super().get_changeform_initial_data(request))
+        initial.setdefault(
+            "supervisors",
+            list(
+                get_user_model()
+                .objects.filter(is_active=True)
+                .filter(Q(is_superuser=True) | Q(groups__name=roles.ADMIN))
+                .distinct()
+                .values_list("pk", flat=True)
+            ),
+        )
+        return initial
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Queue]:
         # Subqueries, not joins: a join would aggregate over every item the queue ever held.

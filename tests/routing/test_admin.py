@@ -21,6 +21,7 @@ from routing.models import (
     AgentWork,
     AgentWorkState,
     ItemSkill,
+    Queue,
     Skill,
     WorkItem,
     WorkItemStatus,
@@ -268,3 +269,12 @@ def test_a_waiting_items_requirements_are_edited_inline_and_nothing_else(floor):
         item.queue_id,
         item.enqueued_at,
     )
+
+
+def test_a_new_queue_is_supervised_by_the_admins_unless_the_form_says_otherwise(floor):
+    # when an admin opens the add page of a queue, every admin is chosen as its supervisor
+    page = floor.browser.get(admin_url(Queue, "add"))
+    chosen = page.context["adminform"].form["supervisors"].value()
+    admins = get_user_model().objects.filter(is_superuser=True).values_list("pk", flat=True)
+    assert sorted(int(pk) for pk in chosen) == sorted(admins)
+    assert floor.root.pk in [int(pk) for pk in chosen]
