@@ -119,6 +119,7 @@ class PresenceConfigurationAdmin(admin.ModelAdmin):
         "name",
         "capacity",
         "auto_accept",
+        "max_offers",
         "console_required",
         "allow_decline",
         "require_decline_reason",
@@ -128,7 +129,10 @@ class PresenceConfigurationAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     filter_horizontal = ["decline_reasons", "allowed_statuses"]
     fieldsets = [
-        (None, {"fields": ["name", "capacity", "auto_accept", "console_required"]}),
+        (
+            None,
+            {"fields": ["name", "capacity", "auto_accept", "max_offers", "console_required"]},
+        ),
         (
             _("Declining"),
             {"fields": ["allow_decline", "require_decline_reason", "decline_reasons"]},

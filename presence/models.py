@@ -79,7 +79,11 @@ class PresenceConfiguration(models.Model):
         _("offers at once"),
         null=True,
         blank=True,
-        help_text=_("Most offers an agent holds unanswered at one time; empty: no limit."),
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "Most offers an agent holds unanswered at one time; empty: no limit. Accepted "
+            "work does not count; auto-accept agents never hold an offer unanswered."
+        ),
     )
     allow_decline = models.BooleanField(_("allow decline"), default=True)
     require_decline_reason = models.BooleanField(_("require a decline reason"), default=False)
@@ -115,7 +119,11 @@ class PresenceConfiguration(models.Model):
         verbose_name = _("presence configuration")
         verbose_name_plural = _("presence configurations")
         constraints = [
-            models.CheckConstraint(condition=Q(capacity__gte=1), name="presence_config_capacity")
+            models.CheckConstraint(condition=Q(capacity__gte=1), name="presence_config_capacity"),
+            models.CheckConstraint(
+                condition=Q(max_offers__isnull=True) | Q(max_offers__gte=1),
+                name="presence_config_max_offers_positive",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -41,6 +41,7 @@ class PresenceConfigurationSerializer(serializers.ModelSerializer):
             "name",
             "capacity",
             "auto_accept",
+            "max_offers",
             "console_required",
             "allow_decline",
             "require_decline_reason",

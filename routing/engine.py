@@ -12,6 +12,8 @@ Rules (see docs/architecture.md):
    becomes a candidate again after the re-offer cooldown, but only when no one who has not
    refused it can take it. ``eligibility`` and ``explain`` give that rule, with the reason for
    each agent left out; ``match`` decides by the same checks.
+   An agent whose configuration limits offers at once (``max_offers``) is not offered more while
+   they hold that many unanswered (pacing); accepted work does not count.
 3. The queue's routing model picks among candidates; ties go to the agent idle longest since their
    last assignment (never assigned counts as longest), then to the lowest agent id.
 4. A preferred agent (sticky routing) gets the item while the preference lasts; the item waits for
@@ -91,10 +93,19 @@ class AgentView:
     # prefilter), hence the defaults; other readers (``routing.selectors.agent_views``) say.
     online: bool = True
     console_live: bool = True
+    # Pacing: offers the agent holds unanswered (pushed), and the most they may (None: no
+    # limit; always None for auto-accept agents, whose offers are opened at once).
+    pending_offers: int = 0
+    max_offers: int | None = None
 
     @property
     def spare(self) -> int:
         return self.capacity - self.used
+
+
+def _paced(agent: AgentView, pending: int) -> bool:
+    """Holding as many unanswered offers as the agent's configuration allows."""
+    return agent.max_offers is not None and pending >= agent.max_offers
 
 
 class Reason(StrEnum):
@@ -105,15 +116,23 @@ class Reason(StrEnum):
     NO_CONSOLE = "no_console"  # console required and not seen within the grace period
     CHANNEL = "channel"  # online, but the status does not cover the item's channel
     CAPACITY = "capacity"  # spare capacity below the item's size
+    PACING = "pacing"  # holds ``offers`` unanswered offers, the most their configuration allows
     REFUSED = "refused"  # declined it or let it time out; cooling down ``until``
     REFUSED_OTHERS_FIRST = "refused_others_first"  # cooled down, but others who did not refuse can
     PREFERRED_AGENT = "preferred_agent"  # held for its preferred agent ``until``
 
 
-# What stops an agent whatever the routing state of the item (a supervisor's push obeys these);
-# the others are the router's choices among those who could.
+# What stops an agent whatever the routing state of the item (a supervisor's push obeys these:
+# a push is an offer, so pacing too); the others are the router's choices among those who could.
 HARD_REASONS = frozenset(
-    {Reason.NOT_MEMBER, Reason.OFFLINE, Reason.CHANNEL, Reason.NO_CONSOLE, Reason.CAPACITY}
+    {
+        Reason.NOT_MEMBER,
+        Reason.OFFLINE,
+        Reason.CHANNEL,
+        Reason.NO_CONSOLE,
+        Reason.CAPACITY,
+        Reason.PACING,
+    }
 )
 
 
@@ -123,19 +142,26 @@ class Ineligible:
     until: datetime | None = None  # REFUSED: cooldown ends; PREFERRED_AGENT: preference lapses
     spare: int | None = None  # CAPACITY: the agent's spare units ...
     needed: int | None = None  # ... and the item's size for them
+    offers: int | None = None  # PACING: the unanswered offers they hold (their limit)
 
     @property
     def hard(self) -> bool:
         return self.reason in HARD_REASONS
 
 
-def _hard_reason(item: ItemView, agent: AgentView, spare: int) -> Reason | None:
-    """The checks of rule 2 that depend on the agent alone (``spare``: their room now)."""
+def _hard_reason(
+    item: ItemView, agent: AgentView, spare: int, pending: int | None = None
+) -> Reason | None:
+    """The checks of rule 2 that depend on the agent alone (``spare``: their room now;
+    ``pending``: the unanswered offers they hold now, by default the view's)."""
     if item.queue_id not in agent.queue_ids:
         return Reason.NOT_MEMBER
     if not _can_work(agent):
         return Reason.OFFLINE if not agent.online else Reason.NO_CONSOLE
-    return _fits(item, agent, spare, size_for(item, agent.capacity))
+    fits = _fits(item, agent, spare, size_for(item, agent.capacity))
+    if fits is None and _paced(agent, agent.pending_offers if pending is None else pending):
+        return Reason.PACING
+    return fits
 
 
 def _can_work(agent: AgentView) -> bool:
@@ -168,7 +194,13 @@ def _cooling(refused_at: datetime, now: datetime, cooldown: timedelta) -> bool:
 def has_room(agent: AgentView) -> bool:
     """Room for more: could take a one-unit item of some channel (the supervisor's view of an
     agent across their queues; an item's own size is checked by ``eligibility``)."""
-    return agent.online and bool(agent.channel_ids) and agent.console_live and agent.spare > 0
+    return (
+        agent.online
+        and bool(agent.channel_ids)
+        and agent.console_live
+        and agent.spare > 0
+        and not _paced(agent, agent.pending_offers)
+    )
 
 
 def hard_ineligibility(item: ItemView, agent: AgentView) -> Ineligible | None:
@@ -177,6 +209,8 @@ def hard_ineligibility(item: ItemView, agent: AgentView) -> Ineligible | None:
     hard = _hard_reason(item, agent, agent.spare)
     if hard is Reason.CAPACITY:
         return Ineligible(hard, spare=agent.spare, needed=size_for(item, agent.capacity))
+    if hard is Reason.PACING:
+        return Ineligible(hard, offers=agent.pending_offers)
     return None if hard is None else Ineligible(hard)
 
 
@@ -245,6 +279,7 @@ class _AgentState:
         "pass_seq",
         "version",
         "buckets",
+        "pending",
     )
 
     def __init__(self, view: AgentView) -> None:
@@ -252,6 +287,7 @@ class _AgentState:
         self.used = view.used
         self.spare = view.capacity - view.used
         self.open_count = view.open_count
+        self.pending = view.pending_offers
         self.last_assigned_at = view.last_assigned_at
         # Order of assignment within this pass: all of them happen at ``now``, and the agent
         # served earlier in the pass has been idle longer than the one served later.
@@ -262,6 +298,10 @@ class _AgentState:
 
     def idle_key(self) -> tuple[datetime, int]:
         return (self.last_assigned_at or _NEVER, self.pass_seq)
+
+    def open_to_offers(self) -> bool:
+        """Room and not paced: could be offered something (the index holds only these)."""
+        return self.spare > 0 and not _paced(self.view, self.pending)
 
 
 def _model_key(state: _AgentState, model: str) -> tuple[Any, ...]:
@@ -291,7 +331,7 @@ class _Bucket:
         self.heaps: dict[int, list[_Entry]] = defaultdict(list)
         self.counts: dict[int, int] = defaultdict(int)  # spare -> agents with exactly that spare
         for state in members:
-            if state.spare > 0:
+            if state.open_to_offers():
                 self.heaps[state.spare].append((_model_key(state, model), state.version, state))
                 self.counts[state.spare] += 1
                 state.buckets.append(self)
@@ -301,7 +341,7 @@ class _Bucket:
     def moved(self, state: _AgentState, old_spare: int, key: tuple[Any, ...]) -> None:
         """``state`` was just assigned work; ``key`` is its new key under this model."""
         self.counts[old_spare] -= 1
-        if state.spare > 0:
+        if state.open_to_offers():
             self.counts[state.spare] += 1
             heapq.heappush(self.heaps[state.spare], (key, state.version, state))
 
@@ -403,6 +443,7 @@ def match(
         chosen.used += offer.units
         chosen.spare -= offer.units
         chosen.open_count += 1
+        chosen.pending += 1
         chosen.last_assigned_at = now
         chosen.pass_seq = len(offers) + 1
         chosen.version += 1
@@ -425,7 +466,10 @@ def _match_indexed(
         return _UNINDEXED
     for agent_id in item.refused_by:
         refuser = states.get(agent_id)
-        if refuser is not None and _hard_reason(item, refuser.view, refuser.spare) is None:
+        if (
+            refuser is not None
+            and _hard_reason(item, refuser.view, refuser.spare, refuser.pending) is None
+        ):
             return _UNINDEXED
     buckets = index.for_item(item)
     candidates = sum(
@@ -464,7 +508,9 @@ def _match_one(
             units = sizes.get(state.view.capacity)
             if units is None:
                 units = sizes[state.view.capacity] = size_for(item, state.view.capacity)
-        if _fits(item, state.view, state.spare, units) is not None:
+        if _fits(item, state.view, state.spare, units) is not None or _paced(
+            state.view, state.pending
+        ):
             continue
         refused_at = item.refused_by.get(state.view.id)
         if refused_at is None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -99,10 +99,31 @@ def presence_payload(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def offer_limit(max_offers: int | None, auto_accept: bool) -> int | None:
+    """The pacing limit in force: none for auto-accept agents (they never hold an offer)."""
+    return None if auto_accept else max_offers
+
+
+def pending_offers(agent_ids: Iterable[int]) -> dict[int, int]:
+    """Unanswered offers (pushed) each of these agents holds; agents with none are left out.
+    Read after the agents' rows are locked, it is exact: every offer is made and ended under
+    its agent's lock."""
+    ids = sorted(set(agent_ids))
+    if not ids:
+        return {}
+    return dict(
+        AgentWork.objects.filter(agent_id__in=ids, state=AgentWorkState.PUSHED)
+        .values_list("agent_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+
+
 def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.AgentView]:
     """The engine's view of ``agents`` (any queryset of them), by id: load, status channels,
-    queues, online and whether their console is live at ``now``. Three queries whatever the
-    number of agents."""
+    queues, online, whether their console is live at ``now``, and for agents with an offer
+    limit the offers they hold unanswered. Three queries whatever the number of agents (four
+    when some have an offer limit)."""
     grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
     rows = list(
         agents.order_by().values_list(
@@ -115,10 +136,14 @@ def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.A
             "last_assigned_at",
             "console_seen_at",
             "presence_config__console_required",
+            "presence_config__max_offers",
+            "presence_config__auto_accept",
         )
     )
     if not rows:
         return {}
+    limits = {r[0]: offer_limit(r[9], r[10]) for r in rows}
+    pending = pending_offers(a for a, limit in limits.items() if limit is not None)
     ids = [r[0] for r in rows]
     queues: dict[int, set[int]] = defaultdict(set)
     for agent_id, queue_id in QueueMembership.objects.filter(agent_id__in=ids).values_list(
@@ -131,7 +156,8 @@ def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.A
     ).values_list("presencestatus_id", "servicechannel_id"):
         channels[status_id].add(channel_id)
     views = {}
-    for agent_id, status_id, online, capacity, used, open_count, last, seen, required in rows:
+    for row in rows:
+        agent_id, status_id, online, capacity, used, open_count, last, seen, required = row[:9]
         views[agent_id] = engine.AgentView(
             id=agent_id,
             capacity=capacity,
@@ -142,6 +168,8 @@ def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.A
             queue_ids=frozenset(queues.get(agent_id, ())),
             online=bool(online),
             console_live=not required or (seen is not None and seen >= now - grace),
+            pending_offers=pending.get(agent_id, 0),
+            max_offers=limits[agent_id],
         )
     return views
 
@@ -233,6 +261,12 @@ def reason_text(why: engine.Ineligible, *, channel: str) -> str:
             "spare": why.spare,
             "needed": why.needed,
         }
+    if reason is engine.Reason.PACING:
+        return ngettext(
+            "holds %(count)d unanswered offer, the most their configuration allows",
+            "holds %(count)d unanswered offers, the most their configuration allows",
+            why.offers or 0,
+        ) % {"count": why.offers or 0}
     if reason is engine.Reason.REFUSED:
         return _("refused it (offered again after %(time)s)") % {"time": _clock(why.until)}
     if reason is engine.Reason.REFUSED_OTHERS_FIRST:
@@ -256,6 +290,7 @@ def _reason_count_text(
         engine.Reason.OFFLINE: _("%(count)d offline"),
         engine.Reason.CHANNEL: _("%(count)d not available for %(channel)s"),
         engine.Reason.NO_CONSOLE: _("%(count)d without a live console"),
+        engine.Reason.PACING: _("%(count)d at their limit of unanswered offers"),
         engine.Reason.REFUSED_OTHERS_FIRST: _("%(count)d refused it (others first)"),
         engine.Reason.PREFERRED_AGENT: _("%(count)d not its preferred agent"),
     }

@@ -309,7 +309,7 @@ class _PushChoiceSerializer(serializers.Serializer):
         allow_null=True,
         help_text=_(
             "Why not (or why the router would not): not_member, offline, channel, no_console, "
-            "capacity, refused, refused_others_first, preferred_agent."
+            "capacity, pacing, refused, refused_others_first, preferred_agent."
         ),
     )
     text = serializers.CharField(help_text=_("The reason in words; empty when none."))
@@ -325,7 +325,8 @@ class PushChoicesSerializer(serializers.Serializer):
 class ItemPushChoicesView(APIView):
     """The members of a waiting item's queue, those a push would reach first, each with the
     reason when they cannot take it (offline, not available for its channel, no live console,
-    at capacity) or when the router would not offer it to them (refused it, preferred agent)."""
+    at capacity, at their limit of unanswered offers) or when the router would not offer it to
+    them (refused it, preferred agent)."""
 
     permission_classes = [IsSupervisor]
 

@@ -37,7 +37,7 @@ def item(id, queue=1, channel=1, rp=1, prio=5, age=0, model=LEAST_ACTIVE, units=
     )
 
 
-def agent(id, cap=10, used=0, open=0, idle=None, channels=(1,), queues=(1,)):
+def agent(id, cap=10, used=0, open=0, idle=None, channels=(1,), queues=(1,), pending=0, limit=None):
     return AgentView(
         id=id,
         capacity=cap,
@@ -46,6 +46,8 @@ def agent(id, cap=10, used=0, open=0, idle=None, channels=(1,), queues=(1,)):
         last_assigned_at=None if idle is None else NOW - timedelta(seconds=idle),
         channel_ids=frozenset(channels),
         queue_ids=frozenset(queues),
+        pending_offers=pending,
+        max_offers=limit,
     )
 
 
@@ -230,6 +232,8 @@ def test_indexed_matching_decides_exactly_as_scanning_every_member(seed, monkeyp
             idle=rng.choice([None, 10, 20, 20, 300]),
             channels=rng.sample([1, 2, 3], rng.randint(1, 3)),
             queues=rng.sample([1, 2, 3, 4], rng.randint(1, 3)),
+            pending=(pending := rng.randint(0, 2)),
+            limit=rng.choice([None, None, 1, 2, 3]) if pending < 2 else rng.choice([None, 3]),
         )
         for a in range(1, rng.randint(2, 25))
     ]
@@ -289,7 +293,9 @@ def test_indexed_matching_decides_exactly_as_scanning_every_member(seed, monkeyp
 # --- Eligibility: who may take an item, and why not --------------------------------------------
 
 
-def view(id, cap=10, used=0, channels=(1,), queues=(1,), online=True, console=True):
+def view(
+    id, cap=10, used=0, channels=(1,), queues=(1,), online=True, console=True, pending=0, limit=None
+):
     return AgentView(
         id=id,
         capacity=cap,
@@ -300,6 +306,8 @@ def view(id, cap=10, used=0, channels=(1,), queues=(1,), online=True, console=Tr
         queue_ids=frozenset(queues),
         online=online,
         console_live=console,
+        pending_offers=pending,
+        max_offers=limit,
     )
 
 
@@ -324,6 +332,22 @@ def view(id, cap=10, used=0, channels=(1,), queues=(1,), online=True, console=Tr
             Ineligible(Reason.CAPACITY, spare=1, needed=2),
         ),
         (item(1, units=None, size_percent=25), view(7, cap=6, used=4), None),
+        # Pacing: two unanswered offers, two allowed at once; one fewer, or no limit, is fine.
+        (item(1), view(7, pending=2, limit=2), Ineligible(Reason.PACING, offers=2)),
+        (item(1), view(7, pending=1, limit=2), None),
+        (item(1), view(7, pending=5), None),
+        # Capacity is named before pacing.
+        (
+            item(1, units=3),
+            view(7, used=8, pending=2, limit=2),
+            Ineligible(Reason.CAPACITY, spare=2, needed=3),
+        ),
+        # A pacing limit stops even the preferred agent, and is hard (a push obeys it).
+        (
+            item(1, preferred_agent_id=7, preferred_until=NOW + timedelta(seconds=30)),
+            view(7, pending=1, limit=1),
+            Ineligible(Reason.PACING, offers=1),
+        ),
         (
             item(1, refused_by={7: NOW - timedelta(seconds=20)}),
             view(7),
@@ -374,6 +398,7 @@ def test_hard_reasons_are_what_a_supervisor_push_obeys():
         Reason.CHANNEL,
         Reason.NO_CONSOLE,
         Reason.CAPACITY,
+        Reason.PACING,
     }
 
 
@@ -386,10 +411,36 @@ def test_hard_reasons_are_what_a_supervisor_push_obeys():
         (view(7, channels=()), False),
         (view(7, online=False), False),
         (view(7, console=False), False),
+        (view(7, pending=3, limit=3), False),
+        (view(7, pending=2, limit=3), True),
     ],
 )
 def test_room_for_more(who, expected):
     assert has_room(who) is expected
+
+
+FIXED = [item(i, age=10 - i) for i in range(1, 7)]
+PERCENT = [item(i, age=10 - i, units=None, size_percent=10) for i in range(1, 7)]
+
+
+@pytest.mark.parametrize(
+    ("items", "agents", "expected"),
+    [
+        # Six items, room for all of them, two offers at once: two offers.
+        (FIXED, [agent(7, limit=2)], [(1, 7), (2, 7)]),
+        # One already pending: one more.
+        (FIXED, [agent(7, pending=1, limit=2)], [(1, 7)]),
+        # Accepted work (open, used) does not count against the limit.
+        (FIXED, [agent(7, used=4, open=4, limit=2)], [(1, 7), (2, 7)]),
+        # The rest go to an agent without a limit.
+        (FIXED, [agent(7, limit=1), agent(8, cap=3)], [(1, 7), (2, 8), (3, 8), (4, 8)]),
+        # Percentage sizes are matched by scanning the members: paced all the same.
+        (PERCENT, [agent(7, limit=1)], [(1, 7)]),
+        (PERCENT, [agent(7, pending=1, limit=1), agent(8, cap=2)], [(1, 8), (2, 8)]),
+    ],
+)
+def test_match_counts_the_offers_it_makes_against_the_agents_limit(items, agents, expected):
+    assert pairs(match(items, agents, now=NOW, reoffer_cooldown=COOLDOWN)) == expected
 
 
 def test_match_leaves_out_agents_offline_or_without_a_live_console():
@@ -421,6 +472,8 @@ def test_match_offers_an_item_to_one_of_the_agents_explain_calls_eligible(seed):
             queues=rng.sample([1, 2], rng.randint(1, 2)),
             online=rng.random() < 0.8,
             console=rng.random() < 0.8,
+            pending=(pending := rng.randint(0, 2)),
+            limit=rng.choice([None, 1, 2, 3]) if pending < 2 else rng.choice([None, 2, 3]),
         )
         for a in range(1, rng.randint(1, 8))
     ]

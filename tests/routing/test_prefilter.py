@@ -1,7 +1,7 @@
 """The routing pass's prefilter (SQL on PostgreSQL, the ORM elsewhere) against the engine's rule,
 on random small worlds in the database: it must leave out no agent and no item the engine would
 offer. Refusals and preferred agents are the engine's to apply afterwards, so the worlds have
-none."""
+none. Agents may hold unanswered offers, some under an offer limit (pacing)."""
 
 import random
 from datetime import timedelta
@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from presence.models import Agent, PresenceConfiguration
 from routing import engine
-from routing.models import QueueMembership, WorkItem
+from routing.models import AgentWork, QueueMembership, WorkItem
 from routing.selectors import agent_views
 from routing.services.routing_pass import _lock_agents_with_room, _room_by_queue, _WaitingFilter
 from tests.factories import QueueFactory, ServiceChannelFactory, make_status
@@ -35,6 +35,13 @@ def build_world(rng: random.Random):
     configs = [
         PresenceConfiguration.objects.create(name="console", console_required=True),
         PresenceConfiguration.objects.create(name="api", console_required=False),
+        PresenceConfiguration.objects.create(
+            name="paced", console_required=rng.random() < 0.5, max_offers=rng.randint(1, 2)
+        ),
+        # A limit an auto-accept configuration ignores.
+        PresenceConfiguration.objects.create(
+            name="auto", console_required=False, auto_accept=True, max_offers=1
+        ),
     ]
     queues = [QueueFactory() for _ in range(rng.randint(1, 3))]
     users = get_user_model().objects
@@ -53,6 +60,27 @@ def build_world(rng: random.Random):
         )
         for queue in rng.sample(queues, rng.randint(0, len(queues))):
             QueueMembership.objects.create(queue=queue, agent=agent)
+        for k in range(rng.choice([0, 0, 1, 2])):
+            offered = WorkItem.objects.create(
+                queue=queues[0],
+                channel=channels[0],
+                status="offered",
+                routing_priority=1,
+                size_units=1,
+                subject=f"offered {n}.{k}",
+                created_at=NOW,
+                enqueued_at=NOW,
+            )
+            AgentWork.objects.create(
+                item=offered,
+                agent=agent,
+                queue=queues[0],
+                channel=channels[0],
+                state=rng.choice(["pushed", "pushed", "opened"]),
+                units=1,
+                pushed_at=NOW,
+                enqueued_at=NOW,
+            )
     for n in range(rng.randint(0, 8)):
         percent = rng.random() < 0.3
         WorkItem.objects.create(
@@ -95,7 +123,7 @@ def test_prefilter_keeps_exactly_the_agents_and_items_the_engine_would_offer(
     settings.CONSOLE_GRACE_SECONDS = GRACE
     queues = build_world(random.Random(seed))
     every_agent = agent_views(Agent.objects.all(), now=NOW)
-    items = [as_view(i) for i in WorkItem.objects.all()]
+    items = [as_view(i) for i in WorkItem.objects.filter(status="waiting")]
 
     most_spare, channel_ids = _room_by_queue(NOW, raw_sql=raw_sql)
     page = {pk for _, (*_, pk) in _WaitingFilter(most_spare, channel_ids, None).peek(100)}
@@ -103,8 +131,16 @@ def test_prefilter_keeps_exactly_the_agents_and_items_the_engine_would_offer(
     for queue in queues:
         locked = _lock_agents_with_room(NOW, {queue.pk}, raw_sql=raw_sql).agents
         members = [a for a in every_agent.values() if queue.pk in a.queue_ids]
-        # The agents it locks: members online, with a live console (or none needed) and room ...
-        assert set(locked) == {a.id for a in members if a.online and a.console_live and a.spare > 0}
+        # The agents it locks: members online, with a live console (or none needed), room, and
+        # fewer unanswered offers than their limit ...
+        assert set(locked) == {
+            a.id
+            for a in members
+            if a.online
+            and a.console_live
+            and a.spare > 0
+            and (a.max_offers is None or a.pending_offers < a.max_offers)
+        }
         # ... read as the selector reads them (the pass leaves online and console at True).
         for agent_id, view in locked.items():
             assert view == every_agent[agent_id]

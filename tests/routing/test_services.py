@@ -391,3 +391,54 @@ def test_sticky_item_waits_for_its_preferred_agent_then_falls_back(world, api_co
     assert route(3).offers == 0  # ann is full: held for her, bob gets nothing
     assert route(63).offers == 1  # preference lapsed
     assert live(bob) == ["returning customer"]
+
+
+def test_pacing_limits_unanswered_offers_not_accepted_work(world, api_config):
+    api_config.max_offers = 2
+    api_config.save()
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    for n in range(6):
+        enqueue(world.support, world.chat, f"chat {n}", now=at(n * 0.1))
+
+    # Room for all six; two offers at once.
+    assert route(1).offers == 2
+    assert live(ann) == ["chat 0", "chat 1"]
+    assert route(2).offers == 0
+
+    # Accepting one makes room for one more offer; the accepted item no longer counts.
+    first = AgentWork.objects.get(agent=ann, item__subject="chat 0")
+    services.accept_work(work_id=first.pk, agent=ann, now=at(3))
+    assert route(4).offers == 1
+    assert live(ann) == ["chat 0", "chat 1", "chat 2"]
+    assert load(ann) == (3, 3)
+
+    # Declining one frees its place too (the declined item goes to someone else later).
+    second = AgentWork.objects.get(agent=ann, item__subject="chat 1")
+    services.decline_work(work_id=second.pk, agent=ann, now=at(5))
+    assert route(6).offers == 1
+    assert live(ann) == ["chat 0", "chat 2", "chat 3"]
+
+
+def test_pacing_sends_the_rest_to_agents_under_their_limit(world, api_config):
+    paced = PresenceConfigurationFactory(name="paced", max_offers=1, console_required=False)
+    ann = make_agent("ann", queues=[world.support], config=paced, status=world.available)
+    bob = make_agent("bob", queues=[world.support], config=api_config, status=world.available)
+    for n in range(4):
+        enqueue(world.support, world.chat, f"chat {n}", now=at(n * 0.1))
+
+    assert route(1).offers == 4
+    assert len(live(ann)) == 1
+    assert len(live(bob)) == 3
+
+
+def test_auto_accept_agents_are_not_paced(world):
+    # Their offers are opened at once: they never hold one unanswered.
+    auto = PresenceConfigurationFactory(
+        name="auto", auto_accept=True, console_required=False, max_offers=1
+    )
+    ann = make_agent("ann", queues=[world.support], config=auto, status=world.available)
+    for n in range(3):
+        enqueue(world.support, world.chat, f"chat {n}", now=at(n * 0.1))
+
+    assert route(1).offers == 3
+    assert load(ann) == (3, 3)
