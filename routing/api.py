@@ -102,7 +102,9 @@ class WorkItemViewSet(viewsets.GenericViewSet):
         return WorkItemSerializer
 
     def get_queryset(self) -> QuerySet[WorkItem]:
-        items = visible_work_items(self.request.user).select_related("queue", "channel")
+        items = visible_work_items(self.request.user).select_related(
+            "queue", "channel", "preferred_agent__user"
+        )
         if self.action == "retrieve":
             items = items.prefetch_related(
                 Prefetch(

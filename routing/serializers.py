@@ -6,6 +6,7 @@ serializers render what the services return.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -112,6 +113,46 @@ class WorkItemCreateSerializer(serializers.Serializer):
         default=dict,
         help_text=_("Anything the agent needs to handle the item (a JSON object)."),
     )
+    preferred_agent = serializers.CharField(
+        required=False,
+        max_length=150,
+        help_text=_(
+            "An agent of the queue (id or username) the item waits for first, while they are "
+            "online for its channel; after preferred_for_seconds any member may have it."
+        ),
+    )
+    preferred_for_seconds = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=7 * 24 * 3600,
+        help_text=_(
+            "How long the item waits for its preferred agent (default: "
+            "ROUTING_PREFERRED_AGENT_SECONDS, 60)."
+        ),
+        error_messages={
+            "min_value": _("Wait at least one second for the preferred agent."),
+            "max_value": _("Wait at most a week (604800 seconds) for the preferred agent."),
+        },
+    )
+
+    def validate_preferred_agent(self, value: str) -> Agent:
+        agent = (
+            Agent.objects.filter(pk=int(value)).first()
+            if value.isdigit()
+            else Agent.objects.filter(user__username=value).first()
+        )
+        if agent is None:
+            raise serializers.ValidationError(
+                _("No agent with the id or username %(value)s.") % {"value": value}
+            )
+        return agent
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The service's own words: the intake option is ``preferred_agent`` + ``preferred_for``.
+        seconds = attrs.pop("preferred_for_seconds", None)
+        if seconds is not None:
+            attrs["preferred_for"] = timedelta(seconds=seconds)
+        return attrs
 
 
 class WorkItemFilterSerializer(serializers.Serializer):
@@ -132,6 +173,13 @@ class WorkItemSerializer(serializers.ModelSerializer):
     queue_name = serializers.CharField(source="queue.name", read_only=True)
     channel_key = serializers.CharField(source="channel.key", read_only=True)
     size = SizeSerializer(source="*", read_only=True)
+    preferred_agent_username = serializers.CharField(
+        source="preferred_agent.user.username",
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text=_("The agent the item waits for first, if any."),
+    )
 
     class Meta:
         model = WorkItem
@@ -148,6 +196,9 @@ class WorkItemSerializer(serializers.ModelSerializer):
             "routing_priority",
             "payload",
             "size",
+            "preferred_agent",
+            "preferred_agent_username",
+            "preferred_until",
             "created_at",
             "enqueued_at",
             "ended_at",

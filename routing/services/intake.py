@@ -6,6 +6,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
@@ -18,6 +19,7 @@ from routing.dispatch import request_routing
 from routing.models import (
     AgentWorkState,
     Queue,
+    QueueMembership,
     ServiceChannel,
     WorkItem,
     WorkItemStatus,
@@ -50,8 +52,11 @@ def enqueue_work(
     """Create a waiting work item in ``queue``.
 
     Size comes from the queue's routing configuration (units or a percentage of capacity), else
-    the channel's default. Side effects: a routing pass is requested and the queue's supervisors
-    are told, both after commit.
+    the channel's default. ``preferred_agent``: a member of ``queue`` the item waits for, for
+    ``preferred_for`` (default ``ROUTING_PREFERRED_AGENT_SECONDS``) while they are online for
+    its channel, before any member may have it (``DomainError`` for someone outside the queue,
+    or a time below one second). Side effects: a routing pass is requested and the queue's
+    supervisors are told, both after commit.
     """
     now = now or timezone.now()
     if not 1 <= priority <= 10:
@@ -60,6 +65,7 @@ def enqueue_work(
         raise DomainError(
             _("Secondary priority must be between 1 (most urgent) and 10."), "secondary_priority"
         )
+    preferred_until = _preferred_until(queue, preferred_agent, preferred_for, now)
     config = queue.routing_config
     size_units, size_percent = size_from(config, channel)
     item = WorkItem(
@@ -76,7 +82,7 @@ def enqueue_work(
         enqueued_at=now,
         created_by=created_by if created_by and created_by.is_authenticated else None,
         preferred_agent=preferred_agent,
-        preferred_until=now + preferred_for if preferred_agent and preferred_for else None,
+        preferred_until=preferred_until,
     )
     if record is not None:
         item.record_type = ContentType.objects.get_for_model(record)
@@ -86,6 +92,34 @@ def enqueue_work(
         queue_changed(queue.pk)
         request_routing()
     return item
+
+
+def _preferred_until(
+    queue: Queue, agent: Agent | None, hold: timedelta | None, now: datetime
+) -> datetime | None:
+    """Until when an item waits for its preferred ``agent``; checks the preference is one the
+    router can honour (a hold for an agent outside the queue would only delay the item)."""
+    if agent is None:
+        if hold is not None:
+            raise DomainError(
+                _("A time to wait for the preferred agent needs a preferred agent."),
+                "preferred_for_seconds",
+            )
+        return None
+    if hold is None:
+        hold = timedelta(seconds=settings.ROUTING_PREFERRED_AGENT_SECONDS)
+    if hold < timedelta(seconds=1):
+        raise DomainError(
+            _("The time to wait for the preferred agent must be at least one second."),
+            "preferred_for_seconds",
+        )
+    if not QueueMembership.objects.filter(queue=queue, agent=agent).exists():
+        raise DomainError(
+            _("%(agent)s is not a member of the queue %(queue)s, so cannot be its preferred agent.")
+            % {"agent": agent, "queue": queue},
+            "preferred_agent",
+        )
+    return now + hold
 
 
 def cancel_work_item(*, item_id: int, now: datetime | None = None) -> WorkItem:
