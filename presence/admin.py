@@ -23,8 +23,22 @@ from omnirouter.errors import DomainError
 from omnirouter.roles import signed_in
 from presence import services as presence_services
 from presence.models import Agent, DeclineReason, PresenceConfiguration, PresenceStatus
+from routing import engine
 from routing import services as routing_services
 from routing.models import Queue
+
+
+class LoadDisplay:
+    """Capacity in units, exact to a hundredth: shown as 3 or 1.5, not 3.00 (the stored form)."""
+
+    @admin.display(description=_("capacity"), ordering="capacity")
+    def capacity_units(self, agent: Agent) -> int | float:
+        return engine.as_number(agent.capacity)
+
+    @admin.display(description=_("used capacity"), ordering="used_capacity")
+    def used_units(self, agent: Agent) -> int | float:
+        return engine.as_number(agent.used_capacity)
+
 
 # --- Statuses and decline reasons ------------------------------------------------------------
 
@@ -85,7 +99,7 @@ class DeclineReasonAdmin(admin.ModelAdmin):
 # --- Presence configurations -----------------------------------------------------------------
 
 
-class ConfigurationAgentInline(admin.TabularInline):
+class ConfigurationAgentInline(LoadDisplay, admin.TabularInline):
     """The configuration's agents, read-only: an agent changes configuration on their own page."""
 
     model = Agent
@@ -95,8 +109,8 @@ class ConfigurationAgentInline(admin.TabularInline):
     fields = readonly_fields = (
         "user",
         "status",
-        "capacity",
-        "used_capacity",
+        "capacity_units",
+        "used_units",
         "open_count",
         "console_seen_at",
     )
@@ -180,14 +194,14 @@ class AgentAdminForm(forms.ModelForm):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(LoadDisplay, admin.ModelAdmin):
     form = AgentAdminForm
     list_display = [
         "__str__",
         "presence_config",
         "status",
-        "capacity",
-        "used_capacity",
+        "capacity_units",
+        "used_units",
         "open_count",
         "console_seen_at",
     ]
@@ -199,8 +213,8 @@ class AgentAdmin(admin.ModelAdmin):
         "status",
         "status_changed_at",
         "configured_capacity",
-        "capacity",
-        "used_capacity",
+        "capacity_units",
+        "used_units",
         "open_count",
         "last_assigned_at",
         "console_seen_at",
@@ -258,7 +272,7 @@ class AgentAdmin(admin.ModelAdmin):
 # --- Users: show the agent record on the user's page ------------------------------------------
 
 
-class UserAgentInline(admin.StackedInline):
+class UserAgentInline(LoadDisplay, admin.StackedInline):
     model = Agent
     extra = 0
     can_delete = False
@@ -266,8 +280,8 @@ class UserAgentInline(admin.StackedInline):
     fields = readonly_fields = (
         "presence_config",
         "status",
-        "capacity",
-        "used_capacity",
+        "capacity_units",
+        "used_units",
         "open_count",
     )
     verbose_name = _("agent record")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -158,8 +160,12 @@ class Agent(models.Model):
     )
     status_changed_at = models.DateTimeField(_("status since"), null=True, blank=True)
     configured_capacity = models.PositiveSmallIntegerField(_("configured capacity"), default=10)
-    capacity = models.PositiveSmallIntegerField(_("capacity"), default=10)
-    used_capacity = models.PositiveSmallIntegerField(_("used capacity"), default=0)
+    # Units, exact to a hundredth: a percentage-sized item takes its share of the agent's
+    # capacity exactly (50 % of 3 is 1.5), and the CHECK below compares the exact load.
+    capacity = models.DecimalField(_("capacity"), max_digits=7, decimal_places=2, default=10)
+    used_capacity = models.DecimalField(
+        _("used capacity"), max_digits=7, decimal_places=2, default=0
+    )
     open_count = models.PositiveSmallIntegerField(_("open items"), default=0)
     last_assigned_at = models.DateTimeField(_("last assignment"), null=True, blank=True)
     console_seen_at = models.DateTimeField(_("console last seen"), null=True, blank=True)
@@ -184,5 +190,5 @@ class Agent(models.Model):
         return self.user.get_full_name() or self.user.username
 
     @property
-    def spare_capacity(self) -> int:
+    def spare_capacity(self) -> Decimal:
         return self.capacity - self.used_capacity

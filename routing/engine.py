@@ -27,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -34,6 +35,12 @@ LEAST_ACTIVE = "least_active"
 MOST_AVAILABLE = "most_available"
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
+
+# Capacity is counted in units, exact to a hundredth: fixed sizes are whole units (ints), a
+# percentage of an agent's capacity is a Decimal with two places (the database stores load as
+# numeric(7, 2), so its CHECK "used <= capacity" holds exactly: 50 % of 3 is 1.5, two fit).
+Units = Decimal | int
+_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -71,20 +78,35 @@ class Sized(Protocol):
     def size_percent(self) -> int | None: ...
 
 
-def size_for(item: Sized, capacity: int) -> int:
+def size_for(item: Sized, capacity: Units) -> Units:
     """Capacity units ``item`` takes from an agent of ``capacity``: its fixed size, else its
-    percentage of that capacity rounded up to whole units (at least one; no size: all of it)."""
+    percentage of that capacity, exact to a hundredth of a unit (rounded up only past that, as
+    for a capacity in force that is not whole; at least 0.01; no size: all of it)."""
     if item.size_units is not None:
         return item.size_units
     percent = item.size_percent if item.size_percent is not None else 100
-    return max(1, -(-capacity * percent // 100))
+    share = (Decimal(capacity) * percent / 100).quantize(_CENT, rounding=ROUND_CEILING)
+    return max(_CENT, share)
+
+
+def whole_or_exact(units: Units) -> Units:
+    """Whole units as an int (the common case: int arithmetic in the engine is the fast one),
+    else the exact Decimal. Readers of the database's numeric load build views with it."""
+    whole = int(units)
+    return whole if whole == units else units
+
+
+def as_number(units: Units) -> int | float:
+    """Units for JSON and display: a whole number as an int, else the hundredths as a float."""
+    whole = int(units)
+    return whole if whole == units else float(units)
 
 
 @dataclass(frozen=True)
 class AgentView:
     id: int
-    capacity: int
-    used: int
+    capacity: Units
+    used: Units
     open_count: int
     last_assigned_at: datetime | None
     channel_ids: frozenset[int]
@@ -99,7 +121,7 @@ class AgentView:
     max_offers: int | None = None
 
     @property
-    def spare(self) -> int:
+    def spare(self) -> Units:
         return self.capacity - self.used
 
 
@@ -140,8 +162,8 @@ HARD_REASONS = frozenset(
 class Ineligible:
     reason: Reason
     until: datetime | None = None  # REFUSED: cooldown ends; PREFERRED_AGENT: preference lapses
-    spare: int | None = None  # CAPACITY: the agent's spare units ...
-    needed: int | None = None  # ... and the item's size for them
+    spare: Units | None = None  # CAPACITY: the agent's spare units ...
+    needed: Units | None = None  # ... and the item's size for them
     offers: int | None = None  # PACING: the unanswered offers they hold (their limit)
 
     @property
@@ -150,7 +172,7 @@ class Ineligible:
 
 
 def _hard_reason(
-    item: ItemView, agent: AgentView, spare: int, pending: int | None = None
+    item: ItemView, agent: AgentView, spare: Units, pending: int | None = None
 ) -> Reason | None:
     """The checks of rule 2 that depend on the agent alone (``spare``: their room now;
     ``pending``: the unanswered offers they hold now, by default the view's)."""
@@ -169,7 +191,7 @@ def _can_work(agent: AgentView) -> bool:
     return agent.online and agent.console_live
 
 
-def _fits(item: ItemView, agent: AgentView, spare: int, units: int) -> Reason | None:
+def _fits(item: ItemView, agent: AgentView, spare: Units, units: Units) -> Reason | None:
     """The per-item part of ``_hard_reason`` (``units``: the item's ``size_for`` the agent),
     which ``match`` checks for each member it scans."""
     if item.channel_id not in agent.channel_ids:
@@ -263,7 +285,7 @@ def explain(
 class Offer:
     item_id: int
     agent_id: int
-    units: int
+    units: Units
     reason: dict[str, Any]
 
 
@@ -328,8 +350,8 @@ class _Bucket:
     def __init__(self, model: str, channel_ids: frozenset[int], members: list[_AgentState]):
         self.model = model
         self.channel_ids = channel_ids
-        self.heaps: dict[int, list[_Entry]] = defaultdict(list)
-        self.counts: dict[int, int] = defaultdict(int)  # spare -> agents with exactly that spare
+        self.heaps: dict[Units, list[_Entry]] = defaultdict(list)
+        self.counts: dict[Units, int] = defaultdict(int)  # spare -> agents with exactly that spare
         for state in members:
             if state.open_to_offers():
                 self.heaps[state.spare].append((_model_key(state, model), state.version, state))
@@ -338,7 +360,7 @@ class _Bucket:
         for heap in self.heaps.values():
             heapq.heapify(heap)
 
-    def moved(self, state: _AgentState, old_spare: int, key: tuple[Any, ...]) -> None:
+    def moved(self, state: _AgentState, old_spare: Units, key: tuple[Any, ...]) -> None:
         """``state`` was just assigned work; ``key`` is its new key under this model."""
         self.counts[old_spare] -= 1
         if state.open_to_offers():
@@ -357,7 +379,7 @@ def _purge(heap: list[_Entry]) -> bool:
 
 
 def _best_two(
-    buckets: list[_Bucket], units: int, want_second: bool
+    buckets: list[_Bucket], units: Units, want_second: bool
 ) -> tuple[_AgentState, _AgentState | None]:
     """The best and (if wanted) second-best agent with ``units`` spare in ``buckets``; the
     caller has counted that there is one (and a second, if wanted)."""
@@ -403,7 +425,7 @@ class _Index:
         return [b for b in buckets if channel in b.channel_ids]
 
     @staticmethod
-    def moved(state: _AgentState, old_spare: int) -> None:
+    def moved(state: _AgentState, old_spare: Units) -> None:
         keys: dict[str, tuple[Any, ...]] = {}
         for bucket in state.buckets:
             key = keys.get(bucket.model)
@@ -501,9 +523,9 @@ def _match_one(
     # the item's queue who can work: see ``match``). A percentage size is worked out once per
     # capacity, not once per member.
     fixed = item.size_units
-    sizes: dict[int, int] = {}
+    sizes: dict[Units, Units] = {}
     for state in members:
-        units = fixed
+        units: Units | None = fixed
         if units is None:
             units = sizes.get(state.view.capacity)
             if units is None:
@@ -566,8 +588,8 @@ def _offer(item: ItemView, state: _AgentState, *, reason: dict[str, Any]) -> Off
     reason = {
         **reason,
         "open_items_before": state.open_count,
-        "spare_before": state.spare,
-        "capacity": state.view.capacity,
+        "spare_before": as_number(state.spare),
+        "capacity": as_number(state.view.capacity),
         "idle_since": state.last_assigned_at.isoformat() if state.last_assigned_at else None,
     }
     return Offer(item_id=item.id, agent_id=state.view.id, units=units, reason=reason)
@@ -582,7 +604,7 @@ def _explain(
     skipped_refusals: int,
 ) -> dict[str, Any]:
     if model == MOST_AVAILABLE:
-        text = f"Most available: {state.spare} spare units"
+        text = f"Most available: {as_number(state.spare)} spare units"
     else:
         text = f"Least active: {state.open_count} open items"
     text += f", best of {candidates} eligible agent{'s' if candidates != 1 else ''}"

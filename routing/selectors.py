@@ -44,7 +44,7 @@ def work_payload(work: AgentWork) -> dict[str, Any]:
         "queue_id": work.queue_id,
         "channel": work.channel.key,
         "channel_label": work.channel.label,
-        "units": work.units,
+        "units": engine.as_number(work.units),
         "pushed_at": work.pushed_at.isoformat(),
         "expires_at": work.expires_at.isoformat() if work.expires_at else None,
         "opened_at": work.opened_at.isoformat() if work.opened_at else None,
@@ -93,8 +93,8 @@ def presence_payload(row: Mapping[str, Any]) -> dict[str, Any]:
         "status": row["status__name"] or "Offline",
         "online": bool(row["status__is_online"]),
         "status_since": row["status_changed_at"].isoformat() if row["status_changed_at"] else None,
-        "capacity": row["capacity"],
-        "used_capacity": row["used_capacity"],
+        "capacity": engine.as_number(row["capacity"]),
+        "used_capacity": engine.as_number(row["used_capacity"]),
         "open_count": row["open_count"],
     }
 
@@ -160,8 +160,8 @@ def agent_views(agents: QuerySet[Agent], *, now: datetime) -> dict[int, engine.A
         agent_id, status_id, online, capacity, used, open_count, last, seen, required = row[:9]
         views[agent_id] = engine.AgentView(
             id=agent_id,
-            capacity=capacity,
-            used=used,
+            capacity=engine.whole_or_exact(capacity),
+            used=engine.whole_or_exact(used),
             open_count=open_count,
             last_assigned_at=last,
             channel_ids=frozenset(channels.get(status_id, ())),
@@ -258,8 +258,8 @@ def reason_text(why: engine.Ineligible, *, channel: str) -> str:
         return _("no live console")
     if reason is engine.Reason.CAPACITY:
         return _("at capacity (%(spare)s spare, needs %(needed)s)") % {
-            "spare": why.spare,
-            "needed": why.needed,
+            "spare": engine.as_number(why.spare or 0),
+            "needed": engine.as_number(why.needed or 0),
         }
     if reason is engine.Reason.PACING:
         return ngettext(

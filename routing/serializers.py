@@ -11,9 +11,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from presence.models import Agent
+from routing import engine
 from routing.models import (
     AgentWork,
     Queue,
@@ -23,6 +26,22 @@ from routing.models import (
     WorkItemStatus,
 )
 from routing.selectors import explain_wait
+
+
+@extend_schema_field(OpenApiTypes.NUMBER)
+class UnitsField(serializers.Field):
+    """Capacity units, exact to a hundredth: a number, whole when it is (3, 1.5, 0.33)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("read_only", True)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: Any) -> int | float:
+        return engine.as_number(value)
+
+    def to_internal_value(self, data: Any) -> Any:  # read only: never called
+        raise NotImplementedError
+
 
 # --- Configuration ---------------------------------------------------------------------------
 
@@ -207,6 +226,7 @@ class WorkItemSerializer(serializers.ModelSerializer):
 
 
 class AgentWorkHistorySerializer(serializers.ModelSerializer):
+    units = UnitsField()
     agent_username = serializers.CharField(source="agent.user.username", read_only=True)
     queue_name = serializers.CharField(source="queue.name", read_only=True)
     note = serializers.CharField(source="end_note", read_only=True)
@@ -283,7 +303,7 @@ class WorkPayloadSerializer(serializers.Serializer):
     queue_id = serializers.IntegerField()
     channel = serializers.CharField()
     channel_label = serializers.CharField()
-    units = serializers.IntegerField()
+    units = UnitsField()
     pushed_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField(allow_null=True)
     opened_at = serializers.DateTimeField(allow_null=True)

@@ -18,7 +18,7 @@ from omnirouter.permissions import IsSupervisor
 from omnirouter.viewsets import validated
 from presence.serializers import PresencePayloadSerializer
 from routing.selectors import presence_payloads, work_payload
-from routing.serializers import WorkPayloadSerializer
+from routing.serializers import UnitsField, WorkPayloadSerializer
 from supervisor import services
 from supervisor.selectors import history, parse_since, push_choices, snapshot
 
@@ -74,9 +74,9 @@ class _AgentSnapshotSerializer(serializers.Serializer):
     connected = serializers.BooleanField()
     status_since = serializers.DateTimeField(allow_null=True)
     seconds_in_status = _seconds()
-    capacity = serializers.IntegerField()
-    used_capacity = serializers.IntegerField()
-    spare_capacity = serializers.IntegerField()
+    capacity = UnitsField()
+    used_capacity = UnitsField()
+    spare_capacity = UnitsField()
     open_count = serializers.IntegerField()
     has_room = serializers.BooleanField(
         help_text=_("Online for a channel, connected (or no console needed), spare capacity.")
@@ -103,7 +103,7 @@ class _LiveWorkSerializer(serializers.Serializer):
     channel_label = serializers.CharField()
     state = serializers.CharField()
     state_label = serializers.CharField()
-    units = serializers.IntegerField()
+    units = UnitsField()
     state_since = serializers.DateTimeField()
     seconds_in_state = serializers.IntegerField()
     expires_at = serializers.DateTimeField(allow_null=True)
@@ -301,8 +301,8 @@ class ItemPushActionView(APIView):
 class _PushChoiceSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
-    used_capacity = serializers.IntegerField()
-    capacity = serializers.IntegerField()
+    used_capacity = UnitsField()
+    capacity = UnitsField()
     can_push = serializers.BooleanField(help_text=_("A push to this agent would be accepted."))
     routable = serializers.BooleanField(help_text=_("The router itself may offer it to them."))
     reason = serializers.CharField(

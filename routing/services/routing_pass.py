@@ -168,7 +168,7 @@ def _route_batch(
     rows_by_id = {row.id: row for row in page}
     offer_writes.write_offers(offers, rows_by_id, configs, locked, now)
 
-    taken: dict[int, int] = defaultdict(int)
+    taken: dict[int, engine.Units] = defaultdict(int)
     made: dict[int, int] = defaultdict(int)
     for offer in offers:
         taken[offer.agent_id] += offer.units
@@ -325,8 +325,8 @@ def _lock_agents_with_room(
         agent_id, status_id, _, _, _, capacity, used, open_count, last_assigned_at, auto = row[:10]
         agents[agent_id] = engine.AgentView(
             id=agent_id,
-            capacity=capacity,
-            used=used,
+            capacity=engine.whole_or_exact(capacity),
+            used=engine.whole_or_exact(used),
             open_count=open_count,
             last_assigned_at=last_assigned_at,
             channel_ids=status_channels.get(status_id, none),
@@ -374,8 +374,8 @@ def _lock_agents_with_room_pg(now: datetime, queue_ids: set[int]) -> LockedAgent
             channels = channel_sets[status_id] = frozenset(row[11])
         agents[agent_id] = engine.AgentView(
             id=agent_id,
-            capacity=capacity,
-            used=used,
+            capacity=engine.whole_or_exact(capacity),
+            used=engine.whole_or_exact(used),
             open_count=open_count,
             last_assigned_at=last_assigned_at,
             channel_ids=channels,

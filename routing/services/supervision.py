@@ -37,7 +37,7 @@ from routing.services.locks import (
     lock_item_and_live_work,
     retry_if_live_work_moved,
 )
-from routing.services.transitions import end_work, requeue
+from routing.services.transitions import end_work, exact_units, requeue
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def push_item_to_agent(
             status=WorkItemStatus.ASSIGNED if is_auto else WorkItemStatus.OFFERED
         )
         Agent.objects.filter(pk=fresh.pk).update(
-            used_capacity=F("used_capacity") + units,
+            used_capacity=exact_units(F("used_capacity") + units),
             open_count=F("open_count") + 1,
             last_assigned_at=now,
         )

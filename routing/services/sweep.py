@@ -15,7 +15,6 @@ from django.db.models import (
     Sum,
     Value,
 )
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from omnirouter import metrics
@@ -30,7 +29,12 @@ from routing.services.locks import (
     lock_agents,
 )
 from routing.services.routing_pass import route_waiting_work
-from routing.services.transitions import apply_status, end_work, return_item
+from routing.services.transitions import (
+    apply_status,
+    capacity_in_force,
+    end_work,
+    return_item,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +147,7 @@ def reconcile_capacity() -> int:
                 Agent.objects.filter(pk=agent_id).update(
                     used_capacity=units,
                     open_count=count,
-                    capacity=Greatest(F("configured_capacity"), Value(units)),
+                    capacity=capacity_in_force(F("configured_capacity"), Value(units)),
                 )
                 fixed += 1
     if fixed:

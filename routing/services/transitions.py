@@ -9,9 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import (
+    DecimalField,
     F,
 )
-from django.db.models.functions import Greatest
+from django.db.models.functions import Greatest, Round
 
 from omnirouter import realtime
 from presence.models import Agent, PresenceStatus
@@ -39,6 +40,21 @@ def size_from(config: Any, channel: ServiceChannel) -> tuple[int | None, int | N
     return channel.default_size_units, None
 
 
+def exact_units(expression: Any) -> Round:
+    """A load computed in SQL, to the hundredth of a unit it is counted in (``engine.Units``).
+    Exact already on PostgreSQL (numeric); SQLite (embedded) adds decimals in floating point,
+    where a full agent's load could come out 1e-16 over capacity and fail the CHECK."""
+    return Round(expression, 2, output_field=_UNITS)
+
+
+def capacity_in_force(configured: Any, held: Any) -> Greatest:
+    """An agent's capacity in force: the configured one, never below what they hold."""
+    return Greatest(configured, held, output_field=_UNITS)
+
+
+_UNITS = DecimalField(max_digits=7, decimal_places=2)
+
+
 def end_work(
     work: AgentWork, state: str, *, now: datetime, reason: str = "", note: str = ""
 ) -> None:
@@ -50,9 +66,11 @@ def end_work(
     work.state, work.ended_at, work.decline_reason, work.end_note = state, now, reason, note
     if was in LIVE_STATES:
         Agent.objects.filter(pk=work.agent_id).update(
-            used_capacity=F("used_capacity") - work.units,
+            used_capacity=exact_units(F("used_capacity") - work.units),
             open_count=F("open_count") - 1,
-            capacity=Greatest(F("configured_capacity"), F("used_capacity") - work.units),
+            capacity=capacity_in_force(
+                F("configured_capacity"), exact_units(F("used_capacity") - work.units)
+            ),
         )
         realtime.publish(*presence_message(work.agent_id))
     work_changed(work)

@@ -5,6 +5,7 @@ embedded run uses): see the SQLite pass of ``./dev test``.
 """
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -12,6 +13,7 @@ from omnirouter.errors import Conflict, DomainError, NotFound
 from presence.models import Agent
 from routing import services
 from routing.models import AgentWork, WorkItem
+from routing.selectors import explain_item, explain_wait
 from tests.factories import (
     PresenceConfigurationFactory,
     QueueFactory,
@@ -442,3 +444,78 @@ def test_auto_accept_agents_are_not_paced(world):
 
     assert route(1).offers == 3
     assert load(ann) == (3, 3)
+
+
+def percent_queue(name: str, percent: int, routing_priority: int = 1):
+    return QueueFactory(
+        name=name,
+        routing_config=RoutingConfigurationFactory(
+            name=name.lower(),
+            routing_priority=routing_priority,
+            size_units=None,
+            size_percent=percent,
+        ),
+    )
+
+
+def test_half_of_an_odd_capacity_lets_exactly_two_fit(world, api_config):
+    # 50 % of 3 is 1.5 units: two fit, and the third is refused for capacity.
+    api_config.capacity = 3
+    api_config.save()
+    half = percent_queue("Half", 50)
+    ann = make_agent("ann", queues=[half], config=api_config, status=world.available)
+    for n in range(3):
+        enqueue(half, world.chat, f"half {n}", now=at(n))
+
+    assert route(10).offers == 2
+
+    assert live(ann) == ["half 0", "half 1"]
+    assert load(ann) == (3, 2)
+    assert sorted(AgentWork.objects.values_list("units", flat=True)) == [Decimal("1.5")] * 2
+    third = WorkItem.objects.get(subject="half 2")
+    assert explain_wait(third, now=at(11)) == "No one can take it now: 1 at capacity."
+    [(_, why)] = explain_item(third, now=at(11))
+    assert (why.reason, why.spare, why.needed) == ("capacity", 0, Decimal("1.5"))
+    # Closing one frees exactly its share: the third fits.
+    first = AgentWork.objects.get(item__subject="half 0")
+    services.accept_work(work_id=first.pk, agent=ann, now=at(12))
+    services.close_work(work_id=first.pk, agent=ann, now=at(13))
+    assert load(ann) == (Decimal("1.5"), 1)
+    assert route(14).offers == 1
+    assert load(ann) == (3, 2)
+    assert services.reconcile_capacity() == 0
+
+
+def test_fixed_and_percentage_sizes_share_capacity_exactly(world, api_config):
+    # Capacity 3: two chats of the higher-priority queue (1 unit each), then one 33 % item
+    # (0.99): 2.99 in all; the next 33 % item finds 0.01 spare.
+    api_config.capacity = 3
+    api_config.save()
+    third = percent_queue("Third", 33, routing_priority=2)
+    ann = make_agent("ann", queues=[world.vip, third], config=api_config, status=world.available)
+    enqueue(world.vip, world.chat, "chat", now=at(0))
+    for n in range(3):
+        enqueue(third, world.chat, f"third {n}", now=at(1 + n))
+    enqueue(world.vip, world.chat, "chat late", now=at(5))
+
+    route(10)
+
+    assert live(ann) == ["chat", "chat late", "third 0"]
+    assert load(ann) == (Decimal("2.99"), 3)
+    assert services.reconcile_capacity() == 0
+    ann.refresh_from_db()
+    assert ann.spare_capacity == Decimal("0.01")
+
+
+@pytest.mark.parametrize("capacity", [1, 2, 3, 7])
+def test_a_third_of_capacity_lets_three_fit_whatever_the_capacity(world, api_config, capacity):
+    api_config.capacity = capacity
+    api_config.save()
+    third = percent_queue("Third", 33)
+    ann = make_agent("ann", queues=[third], config=api_config, status=world.available)
+    for n in range(4):
+        enqueue(third, world.chat, f"third {n}", now=at(n))
+
+    assert route(10).offers == 3
+
+    assert load(ann) == (Decimal(capacity) * Decimal("0.99"), 3)
