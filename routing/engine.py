@@ -214,7 +214,7 @@ def _cooling(refused_at: datetime, now: datetime, cooldown: timedelta) -> bool:
 
 
 def has_room(agent: AgentView) -> bool:
-    """Room for more: could take a one-unit item of some channel (the supervisor's view of an
+    """Room for more: some spare capacity, a channel, not paced (the supervisor's view of an
     agent across their queues; an item's own size is checked by ``eligibility``)."""
     return (
         agent.online

@@ -155,9 +155,11 @@ class WorkItemCreateSerializer(serializers.Serializer):
     )
 
     def validate_preferred_agent(self, value: str) -> Agent:
+        # An id when it is one (ASCII digits within a bigint), else a username.
+        is_id = value.isascii() and value.isdigit() and len(value) <= 18
         agent = (
             Agent.objects.filter(pk=int(value)).first()
-            if value.isdigit()
+            if is_id
             else Agent.objects.filter(user__username=value).first()
         )
         if agent is None:

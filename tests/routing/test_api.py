@@ -315,6 +315,15 @@ def test_intake_names_a_preferred_agent_by_id_or_username_and_the_item_shows_it(
             {"preferred_agent": "999999"},
             {"preferred_agent": ["No agent with the id or username 999999."]},
         ),
+        # Digits past a bigint, or not ASCII, are looked up as a username.
+        (
+            {"preferred_agent": "9" * 40},
+            {"preferred_agent": [f"No agent with the id or username {'9' * 40}."]},
+        ),
+        (
+            {"preferred_agent": "\u00b2"},
+            {"preferred_agent": ["No agent with the id or username \u00b2."]},
+        ),
         (
             {"preferred_agent": "bob", "preferred_for_seconds": -5},
             {"preferred_for_seconds": ["Wait at least one second for the preferred agent."]},
