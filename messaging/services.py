@@ -463,7 +463,7 @@ def _hand_off(conversation: Conversation, *, queue_name: str, reason: str, now: 
     account = conversation.account
     queue = Queue.objects.filter(name=queue_name).first() if queue_name else None
     queue = queue or account.queue
-    preferred = _previous_agent(conversation, now)
+    preferred = _previous_agent(conversation, queue, now)
     customer = conversation.customer
     first = conversation.messages.filter(author=Author.CUSTOMER).order_by("created_at").first()
     label = account.get_kind_display()
@@ -501,14 +501,16 @@ def _hand_off(conversation: Conversation, *, queue_name: str, reason: str, now: 
     _conversation_changed(conversation)
 
 
-def _previous_agent(conversation: Conversation, now: datetime) -> Agent | None:
-    """The agent of the customer's last conversation, if it ended recently (sticky routing)."""
+def _previous_agent(conversation: Conversation, queue: Queue, now: datetime) -> Agent | None:
+    """The agent of the customer's last conversation, if it ended recently and they serve
+    ``queue`` (sticky routing: intake's preferred agent, who must be a member)."""
     since = now - timedelta(hours=settings.MESSAGING_STICKY_LOOKBACK_HOURS)
     previous = (
         Conversation.objects.filter(
             customer_id=conversation.customer_id,
             status=ConversationStatus.ENDED,
             assigned_agent__isnull=False,
+            assigned_agent__memberships__queue=queue,
             ended_at__gte=since,
         )
         .exclude(pk=conversation.pk)
