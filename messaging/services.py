@@ -393,10 +393,11 @@ def _hand_off(conversation: Conversation, *, queue_name: str, reason: str, now: 
     account = conversation.account
     queue = Queue.objects.filter(name=queue_name).first() if queue_name else None
     queue = queue or account.queue
-    # The same customer live on another channel with an agent: that agent first (grouped);
-    # otherwise the agent of their last conversation (sticky).
-    grouped = timeline.live_agent_for(conversation)
-    preferred = grouped or _previous_agent(conversation, now)
+    # The same customer live on another channel with an agent who serves this queue: that agent
+    # first (grouped); otherwise the agent of their last conversation (sticky). Intake's
+    # preferred agent must be a member of the queue.
+    grouped = timeline.live_agent_for(conversation, queue=queue)
+    preferred = grouped or _previous_agent(conversation, queue, now)
     prefer_seconds = (
         settings.MESSAGING_GROUP_PREFER_SECONDS if grouped else settings.MESSAGING_STICKY_SECONDS
     )
@@ -441,14 +442,16 @@ def _hand_off(conversation: Conversation, *, queue_name: str, reason: str, now: 
     _conversation_changed(conversation)
 
 
-def _previous_agent(conversation: Conversation, now: datetime) -> Agent | None:
-    """The agent of the customer's last conversation, if it ended recently (sticky routing)."""
+def _previous_agent(conversation: Conversation, queue: Queue, now: datetime) -> Agent | None:
+    """The agent of the customer's last conversation, if it ended recently and they serve
+    ``queue`` (sticky routing: intake's preferred agent, who must be a member)."""
     since = now - timedelta(hours=settings.MESSAGING_STICKY_LOOKBACK_HOURS)
     previous = (
         Conversation.objects.filter(
             customer_id=conversation.customer_id,
             status=ConversationStatus.ENDED,
             assigned_agent__isnull=False,
+            assigned_agent__memberships__queue=queue,
             ended_at__gte=since,
         )
         .exclude(pk=conversation.pk)

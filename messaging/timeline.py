@@ -34,7 +34,7 @@ from messaging.selectors import (
     visible_conversations,
 )
 from presence.models import Agent
-from routing.models import LIVE_STATES, AgentWork, AgentWorkState
+from routing.models import LIVE_STATES, AgentWork, AgentWorkState, Queue
 
 PAGE_SIZE = 20
 MAX_PAGE_SIZE = 50
@@ -159,25 +159,20 @@ def also_wrote(
     }
 
 
-def live_agent_for(conversation: Conversation) -> Agent | None:
+def live_agent_for(conversation: Conversation, *, queue: Queue | None = None) -> Agent | None:
     """The agent holding (accepted, or offered right now) another open conversation of the same
     customer: a second channel's conversation goes to them first. Accepted work wins over an
-    offer, the most recent over older."""
-    works = list(
-        AgentWork.objects.filter(
-            state__in=LIVE_STATES,
-            item__conversation__customer_id=conversation.customer_id,
-            item__conversation__status__in=[
-                ConversationStatus.WAITING,
-                ConversationStatus.ACTIVE,
-            ],
-        )
-        .exclude(item__conversation=conversation)
-        .select_related("agent__user")
-        .order_by("-pk")[:10]
-    )
-    accepted = [w for w in works if w.state == AgentWorkState.OPENED]
-    chosen = accepted or works
+    offer, the most recent over older. ``queue``: only an agent who is a member of it."""
+    works = AgentWork.objects.filter(
+        state__in=LIVE_STATES,
+        item__conversation__customer_id=conversation.customer_id,
+        item__conversation__status__in=[ConversationStatus.WAITING, ConversationStatus.ACTIVE],
+    ).exclude(item__conversation=conversation)
+    if queue is not None:
+        works = works.filter(agent__memberships__queue=queue)
+    live = list(works.select_related("agent__user").order_by("-pk")[:10])
+    accepted = [w for w in live if w.state == AgentWorkState.OPENED]
+    chosen = accepted or live
     return chosen[0].agent if chosen else None
 
 

@@ -278,6 +278,9 @@ ROUTING_BATCH_SIZE = env.int("ROUTING_BATCH_SIZE", default=1000)
 ROUTING_MAX_PAGES_PER_PASS = env.int("ROUTING_MAX_PAGES_PER_PASS", default=20)
 ROUTING_SWEEP_INTERVAL_SECONDS = env.float("ROUTING_SWEEP_INTERVAL_SECONDS", default=1.0)
 ROUTING_REOFFER_COOLDOWN_SECONDS = env.int("ROUTING_REOFFER_COOLDOWN_SECONDS", default=60)
+# How long an item given a preferred agent at intake waits for them (when the request does not
+# say) before any member may have it.
+ROUTING_PREFERRED_AGENT_SECONDS = env.int("ROUTING_PREFERRED_AGENT_SECONDS", default=60)
 CONSOLE_GRACE_SECONDS = env.int("CONSOLE_GRACE_SECONDS", default=30)
 CONSOLE_HEARTBEAT_SECONDS = env.int("CONSOLE_HEARTBEAT_SECONDS", default=10)
 # A heartbeat within this many seconds of the stored one writes nothing (one agent row write per

@@ -23,8 +23,22 @@ from omnirouter.errors import DomainError
 from omnirouter.roles import signed_in
 from presence import services as presence_services
 from presence.models import Agent, DeclineReason, PresenceConfiguration, PresenceStatus
+from routing import engine
 from routing import services as routing_services
 from routing.models import AgentSkill, Queue
+
+
+class LoadDisplay:
+    """Capacity in units, exact to a hundredth: shown as 3 or 1.5, not 3.00 (the stored form)."""
+
+    @admin.display(description=_("capacity"), ordering="capacity")
+    def capacity_units(self, agent: Agent) -> int | float:
+        return engine.as_number(agent.capacity)
+
+    @admin.display(description=_("used capacity"), ordering="used_capacity")
+    def used_units(self, agent: Agent) -> int | float:
+        return engine.as_number(agent.used_capacity)
+
 
 # --- Statuses and decline reasons ------------------------------------------------------------
 
@@ -85,7 +99,7 @@ class DeclineReasonAdmin(admin.ModelAdmin):
 # --- Presence configurations -----------------------------------------------------------------
 
 
-class ConfigurationAgentInline(admin.TabularInline):
+class ConfigurationAgentInline(LoadDisplay, admin.TabularInline):
     """The configuration's agents, read-only: an agent changes configuration on their own page."""
 
     model = Agent
@@ -95,8 +109,8 @@ class ConfigurationAgentInline(admin.TabularInline):
     fields = readonly_fields = (
         "user",
         "status",
-        "capacity",
-        "used_capacity",
+        "capacity_units",
+        "used_units",
         "open_count",
         "console_seen_at",
     )
@@ -119,6 +133,7 @@ class PresenceConfigurationAdmin(admin.ModelAdmin):
         "name",
         "capacity",
         "auto_accept",
+        "max_offers",
         "console_required",
         "allow_decline",
         "require_decline_reason",
@@ -128,7 +143,10 @@ class PresenceConfigurationAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     filter_horizontal = ["decline_reasons", "allowed_statuses"]
     fieldsets = [
-        (None, {"fields": ["name", "capacity", "auto_accept", "console_required"]}),
+        (
+            None,
+            {"fields": ["name", "capacity", "auto_accept", "max_offers", "console_required"]},
+        ),
         (
             _("Declining"),
             {"fields": ["allow_decline", "require_decline_reason", "decline_reasons"]},
@@ -188,7 +206,7 @@ class AgentSkillInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(LoadDisplay, admin.ModelAdmin):
     form = AgentAdminForm
     inlines = [AgentSkillInline]
 
@@ -200,8 +218,8 @@ class AgentAdmin(admin.ModelAdmin):
         "__str__",
         "presence_config",
         "status",
-        "capacity",
-        "used_capacity",
+        "capacity_units",
+        "used_units",
         "open_count",
         "console_seen_at",
     ]
@@ -213,8 +231,8 @@ class AgentAdmin(admin.ModelAdmin):
         "status",
         "status_changed_at",
         "configured_capacity",
-        "capacity",
-        "used_capacity",
+        "capacity_units",
+        "used_units",
         "open_count",
         "last_assigned_at",
         "console_seen_at",
@@ -290,7 +308,7 @@ class AgentAdmin(admin.ModelAdmin):
 # --- Users: show the agent record on the user's page ------------------------------------------
 
 
-class UserAgentInline(admin.StackedInline):
+class UserAgentInline(LoadDisplay, admin.StackedInline):
     model = Agent
     extra = 0
     can_delete = False
@@ -298,8 +316,8 @@ class UserAgentInline(admin.StackedInline):
     fields = readonly_fields = (
         "presence_config",
         "status",
-        "capacity",
-        "used_capacity",
+        "capacity_units",
+        "used_units",
         "open_count",
     )
     verbose_name = _("agent record")

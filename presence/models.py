@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -98,7 +100,11 @@ class PresenceConfiguration(models.Model):
         _("offers at once"),
         null=True,
         blank=True,
-        help_text=_("Most offers an agent holds unanswered at one time; empty: no limit."),
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "Most offers an agent holds unanswered at one time; empty: no limit. Accepted "
+            "work does not count; auto-accept agents never hold an offer unanswered."
+        ),
     )
     allow_decline = models.BooleanField(_("allow decline"), default=True)
     require_decline_reason = models.BooleanField(_("require a decline reason"), default=False)
@@ -134,7 +140,11 @@ class PresenceConfiguration(models.Model):
         verbose_name = _("presence configuration")
         verbose_name_plural = _("presence configurations")
         constraints = [
-            models.CheckConstraint(condition=Q(capacity__gte=1), name="presence_config_capacity")
+            models.CheckConstraint(condition=Q(capacity__gte=1), name="presence_config_capacity"),
+            models.CheckConstraint(
+                condition=Q(max_offers__isnull=True) | Q(max_offers__gte=1),
+                name="presence_config_max_offers_positive",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -169,8 +179,12 @@ class Agent(models.Model):
     )
     status_changed_at = models.DateTimeField(_("status since"), null=True, blank=True)
     configured_capacity = models.PositiveSmallIntegerField(_("configured capacity"), default=10)
-    capacity = models.PositiveSmallIntegerField(_("capacity"), default=10)
-    used_capacity = models.PositiveSmallIntegerField(_("used capacity"), default=0)
+    # Units, exact to a hundredth: a percentage-sized item takes its share of the agent's
+    # capacity exactly (50 % of 3 is 1.5), and the CHECK below compares the exact load.
+    capacity = models.DecimalField(_("capacity"), max_digits=7, decimal_places=2, default=10)
+    used_capacity = models.DecimalField(
+        _("used capacity"), max_digits=7, decimal_places=2, default=0
+    )
     open_count = models.PositiveSmallIntegerField(_("open items"), default=0)
     last_assigned_at = models.DateTimeField(_("last assignment"), null=True, blank=True)
     console_seen_at = models.DateTimeField(_("console last seen"), null=True, blank=True)
@@ -195,5 +209,5 @@ class Agent(models.Model):
         return self.user.get_full_name() or self.user.username
 
     @property
-    def spare_capacity(self) -> int:
+    def spare_capacity(self) -> Decimal:
         return self.capacity - self.used_capacity

@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from presence.models import Agent, DeclineReason, PresenceConfiguration, PresenceStatus
 from routing.models import Queue, ServiceChannel
+from routing.serializers import UnitsField
 
 # --- Configuration ---------------------------------------------------------------------------
 
@@ -47,6 +48,7 @@ class PresenceConfigurationSerializer(serializers.ModelSerializer):
             "name",
             "capacity",
             "auto_accept",
+            "max_offers",
             "console_required",
             "allow_decline",
             "require_decline_reason",
@@ -70,6 +72,8 @@ class AgentSerializer(serializers.ModelSerializer):
         many=True, read_only=True
     )
     status_name = serializers.CharField(source="status.name", read_only=True, default=None)
+    capacity = UnitsField(help_text=_("Capacity in force (units): configured, or what is held."))
+    used_capacity = UnitsField(help_text=_("Units held, exact to a hundredth."))
 
     class Meta:
         model = Agent
@@ -159,8 +163,8 @@ class PresencePayloadSerializer(serializers.Serializer):
     status = serializers.CharField()
     online = serializers.BooleanField()
     status_since = serializers.DateTimeField(allow_null=True)
-    capacity = serializers.IntegerField()
-    used_capacity = serializers.IntegerField()
+    capacity = UnitsField()
+    used_capacity = UnitsField()
     open_count = serializers.IntegerField()
 
 

@@ -333,7 +333,7 @@ class WorkItemViewSet(viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[WorkItem]:
         items = (
             visible_work_items(self.request.user)
-            .select_related("queue", "channel")
+            .select_related("queue", "channel", "preferred_agent__user")
             .prefetch_related(
                 Prefetch("skills", queryset=ItemSkill.objects.select_related("skill"))
             )

@@ -14,7 +14,8 @@ Rules (see docs/architecture.md):
    level (``Requirement``); an additional requirement stops counting once it drops
    (``drops_at``: relaxation, so a waiting item widens to more agents). ``eligibility`` and
    ``explain`` give that rule, with the reason for each agent left out; ``match`` decides by the
-   same checks.
+   same checks. An agent whose configuration limits offers at once (``max_offers``) is not
+   offered more while they hold that many unanswered (pacing); accepted work does not count.
 3. The queue's routing model picks among candidates (``least_active``: fewest open items;
    ``most_available``: most spare units; ``best_skilled``: the highest score, where an agent's
    score for an item is the sum of their levels in the skills the item requires at ``now``,
@@ -32,6 +33,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -40,6 +42,12 @@ MOST_AVAILABLE = "most_available"
 BEST_SKILLED = "best_skilled"
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
+
+# Capacity is counted in units, exact to a hundredth: fixed sizes are whole units (ints), a
+# percentage of an agent's capacity is a Decimal with two places (the database stores load as
+# numeric(7, 2), so its CHECK "used <= capacity" holds exactly: 50 % of 3 is 1.5, two fit).
+Units = Decimal | int
+_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -99,20 +107,35 @@ class Sized(Protocol):
     def size_percent(self) -> int | None: ...
 
 
-def size_for(item: Sized, capacity: int) -> int:
+def size_for(item: Sized, capacity: Units) -> Units:
     """Capacity units ``item`` takes from an agent of ``capacity``: its fixed size, else its
-    percentage of that capacity rounded up to whole units (at least one; no size: all of it)."""
+    percentage of that capacity, exact to a hundredth of a unit (rounded up only past that, as
+    for a capacity in force that is not whole; at least 0.01; no size: all of it)."""
     if item.size_units is not None:
         return item.size_units
     percent = item.size_percent if item.size_percent is not None else 100
-    return max(1, -(-capacity * percent // 100))
+    share = (Decimal(capacity) * percent / 100).quantize(_CENT, rounding=ROUND_CEILING)
+    return max(_CENT, share)
+
+
+def whole_or_exact(units: Units) -> Units:
+    """Whole units as an int (the common case: int arithmetic in the engine is the fast one),
+    else the exact Decimal. Readers of the database's numeric load build views with it."""
+    whole = int(units)
+    return whole if whole == units else units
+
+
+def as_number(units: Units) -> int | float:
+    """Units for JSON and display: a whole number as an int, else the hundredths as a float."""
+    whole = int(units)
+    return whole if whole == units else float(units)
 
 
 @dataclass(frozen=True)
 class AgentView:
     id: int
-    capacity: int
-    used: int
+    capacity: Units
+    used: Units
     open_count: int
     last_assigned_at: datetime | None
     channel_ids: frozenset[int]
@@ -123,10 +146,19 @@ class AgentView:
     console_live: bool = True
     # skill id -> level in hundredths (7.5 is 750)
     skills: Mapping[int, int] = field(default_factory=dict)
+    # Pacing: offers the agent holds unanswered (pushed), and the most they may (None: no
+    # limit; always None for auto-accept agents, whose offers are opened at once).
+    pending_offers: int = 0
+    max_offers: int | None = None
 
     @property
-    def spare(self) -> int:
+    def spare(self) -> Units:
         return self.capacity - self.used
+
+
+def _paced(agent: AgentView, pending: int) -> bool:
+    """Holding as many unanswered offers as the agent's configuration allows."""
+    return agent.max_offers is not None and pending >= agent.max_offers
 
 
 class Reason(StrEnum):
@@ -138,15 +170,17 @@ class Reason(StrEnum):
     NO_CONSOLE = "no_console"  # console required and not seen within the grace period
     CHANNEL = "channel"  # online, but the status does not cover the item's channel
     CAPACITY = "capacity"  # spare capacity below the item's size
+    PACING = "pacing"  # holds ``offers`` unanswered offers, the most their configuration allows
     REFUSED = "refused"  # declined it or let it time out; cooling down ``until``
     REFUSED_OTHERS_FIRST = "refused_others_first"  # cooled down, but others who did not refuse can
     PREFERRED_AGENT = "preferred_agent"  # held for its preferred agent ``until``
 
 
-# What stops an agent whatever the routing state of the item (a supervisor's push obeys these);
-# the others are the router's choices among those who could. Skills are hard: a push to an agent
-# without a skill the item requires now is refused (a supervisor who means it drops the
-# requirement first), so "needs Japanese" holds whoever routes the item.
+# What stops an agent whatever the routing state of the item (a supervisor's push obeys these:
+# a push is an offer, so pacing too); the others are the router's choices among those who could.
+# Skills are hard: a push to an agent without a skill the item requires now is refused (a
+# supervisor who means it drops the requirement first), so "needs Japanese" holds whoever routes
+# the item.
 HARD_REASONS = frozenset(
     {
         Reason.NOT_MEMBER,
@@ -155,6 +189,7 @@ HARD_REASONS = frozenset(
         Reason.CHANNEL,
         Reason.NO_CONSOLE,
         Reason.CAPACITY,
+        Reason.PACING,
     }
 )
 
@@ -163,10 +198,11 @@ HARD_REASONS = frozenset(
 class Ineligible:
     reason: Reason
     until: datetime | None = None  # REFUSED: cooldown ends; PREFERRED_AGENT: preference lapses
-    spare: int | None = None  # CAPACITY: the agent's spare units ...
-    needed: int | None = None  # ... and the item's size for them
+    spare: Units | None = None  # CAPACITY: the agent's spare units ...
+    needed: Units | None = None  # ... and the item's size for them
     skill: Requirement | None = None  # SKILL: the first requirement in force they fall short of,
     level: int | None = None  # ... their level in it (hundredths; None: they lack it)
+    offers: int | None = None  # PACING: the unanswered offers they hold (their limit)
 
     @property
     def hard(self) -> bool:
@@ -174,17 +210,25 @@ class Ineligible:
 
 
 def _hard_reason(
-    item: ItemView, agent: AgentView, spare: int, needs: tuple[Requirement, ...]
+    item: ItemView,
+    agent: AgentView,
+    spare: Units,
+    needs: tuple[Requirement, ...],
+    pending: int | None = None,
 ) -> Reason | None:
     """The checks of rule 2 that depend on the agent alone (``spare``: their room now;
-    ``needs``: the item's requirements in force)."""
+    ``needs``: the item's requirements in force; ``pending``: the unanswered offers they hold
+    now, by default the view's)."""
     if item.queue_id not in agent.queue_ids:
         return Reason.NOT_MEMBER
     if needs and _short_of(needs, agent.skills) is not None:
         return Reason.SKILL
     if not _can_work(agent):
         return Reason.OFFLINE if not agent.online else Reason.NO_CONSOLE
-    return _fits(item, agent, spare, size_for(item, agent.capacity))
+    fits = _fits(item, agent, spare, size_for(item, agent.capacity))
+    if fits is None and _paced(agent, agent.pending_offers if pending is None else pending):
+        return Reason.PACING
+    return fits
 
 
 def _short_of(needs: tuple[Requirement, ...], skills: Mapping[int, int]) -> Requirement | None:
@@ -206,7 +250,7 @@ def _can_work(agent: AgentView) -> bool:
     return agent.online and agent.console_live
 
 
-def _fits(item: ItemView, agent: AgentView, spare: int, units: int) -> Reason | None:
+def _fits(item: ItemView, agent: AgentView, spare: Units, units: Units) -> Reason | None:
     """The per-item part of ``_hard_reason`` (``units``: the item's ``size_for`` the agent),
     which ``match`` checks for each member it scans."""
     if item.channel_id not in agent.channel_ids:
@@ -229,9 +273,15 @@ def _cooling(refused_at: datetime, now: datetime, cooldown: timedelta) -> bool:
 
 
 def has_room(agent: AgentView) -> bool:
-    """Room for more: could take a one-unit item of some channel (the supervisor's view of an
+    """Room for more: some spare capacity, a channel, not paced (the supervisor's view of an
     agent across their queues; an item's own size is checked by ``eligibility``)."""
-    return agent.online and bool(agent.channel_ids) and agent.console_live and agent.spare > 0
+    return (
+        agent.online
+        and bool(agent.channel_ids)
+        and agent.console_live
+        and agent.spare > 0
+        and not _paced(agent, agent.pending_offers)
+    )
 
 
 def hard_ineligibility(item: ItemView, agent: AgentView, *, now: datetime) -> Ineligible | None:
@@ -245,6 +295,8 @@ def hard_ineligibility(item: ItemView, agent: AgentView, *, now: datetime) -> In
         return Ineligible(hard, skill=short, level=agent.skills.get(short.skill_id))
     if hard is Reason.CAPACITY:
         return Ineligible(hard, spare=agent.spare, needed=size_for(item, agent.capacity))
+    if hard is Reason.PACING:
+        return Ineligible(hard, offers=agent.pending_offers)
     return None if hard is None else Ineligible(hard)
 
 
@@ -299,7 +351,7 @@ def explain(
 class Offer:
     item_id: int
     agent_id: int
-    units: int
+    units: Units
     reason: dict[str, Any]
 
 
@@ -315,6 +367,7 @@ class _AgentState:
         "pass_seq",
         "version",
         "buckets",
+        "pending",
     )
 
     def __init__(self, view: AgentView) -> None:
@@ -322,6 +375,7 @@ class _AgentState:
         self.used = view.used
         self.spare = view.capacity - view.used
         self.open_count = view.open_count
+        self.pending = view.pending_offers
         self.last_assigned_at = view.last_assigned_at
         # Order of assignment within this pass: all of them happen at ``now``, and the agent
         # served earlier in the pass has been idle longer than the one served later.
@@ -332,6 +386,10 @@ class _AgentState:
 
     def idle_key(self) -> tuple[datetime, int]:
         return (self.last_assigned_at or _NEVER, self.pass_seq)
+
+    def open_to_offers(self) -> bool:
+        """Room and not paced: could be offered something (the index holds only these)."""
+        return self.spare > 0 and not _paced(self.view, self.pending)
 
 
 def _model_key(
@@ -363,20 +421,20 @@ class _Bucket:
     def __init__(self, model: str, channel_ids: frozenset[int], members: list[_AgentState]):
         self.model = model
         self.channel_ids = channel_ids
-        self.heaps: dict[int, list[_Entry]] = defaultdict(list)
-        self.counts: dict[int, int] = defaultdict(int)  # spare -> agents with exactly that spare
+        self.heaps: dict[Units, list[_Entry]] = defaultdict(list)
+        self.counts: dict[Units, int] = defaultdict(int)  # spare -> agents with exactly that spare
         for state in members:
-            if state.spare > 0:
+            if state.open_to_offers():
                 self.heaps[state.spare].append((_model_key(state, model), state.version, state))
                 self.counts[state.spare] += 1
                 state.buckets.append(self)
         for heap in self.heaps.values():
             heapq.heapify(heap)
 
-    def moved(self, state: _AgentState, old_spare: int, key: tuple[Any, ...]) -> None:
+    def moved(self, state: _AgentState, old_spare: Units, key: tuple[Any, ...]) -> None:
         """``state`` was just assigned work; ``key`` is its new key under this model."""
         self.counts[old_spare] -= 1
-        if state.spare > 0:
+        if state.open_to_offers():
             self.counts[state.spare] += 1
             heapq.heappush(self.heaps[state.spare], (key, state.version, state))
 
@@ -392,7 +450,7 @@ def _purge(heap: list[_Entry]) -> bool:
 
 
 def _best_two(
-    buckets: list[_Bucket], units: int, want_second: bool
+    buckets: list[_Bucket], units: Units, want_second: bool
 ) -> tuple[_AgentState, _AgentState | None]:
     """The best and (if wanted) second-best agent with ``units`` spare in ``buckets``; the
     caller has counted that there is one (and a second, if wanted)."""
@@ -452,7 +510,7 @@ class _Index:
         return [b for b in buckets if channel in b.channel_ids]
 
     @staticmethod
-    def moved(state: _AgentState, old_spare: int) -> None:
+    def moved(state: _AgentState, old_spare: Units) -> None:
         keys: dict[str, tuple[Any, ...]] = {}
         for bucket in state.buckets:
             key = keys.get(bucket.model)
@@ -499,6 +557,7 @@ def match(
         chosen.used += offer.units
         chosen.spare -= offer.units
         chosen.open_count += 1
+        chosen.pending += 1
         chosen.last_assigned_at = now
         chosen.pass_seq = len(offers) + 1
         chosen.version += 1
@@ -522,7 +581,10 @@ def _match_indexed(
         return _UNINDEXED
     for agent_id in item.refused_by:
         refuser = states.get(agent_id)
-        if refuser is not None and _hard_reason(item, refuser.view, refuser.spare, ()) is None:
+        if (
+            refuser is not None
+            and _hard_reason(item, refuser.view, refuser.spare, (), refuser.pending) is None
+        ):
             return _UNINDEXED
     buckets = index.for_item(item)
     candidates = sum(
@@ -559,14 +621,16 @@ def _match_one(
     # the item's queue who can work: see ``match``). A percentage size is worked out once per
     # capacity, not once per member.
     fixed = item.size_units
-    sizes: dict[int, int] = {}
+    sizes: dict[Units, Units] = {}
     for state in members:
-        units = fixed
+        units: Units | None = fixed
         if units is None:
             units = sizes.get(state.view.capacity)
             if units is None:
                 units = sizes[state.view.capacity] = size_for(item, state.view.capacity)
-        if _fits(item, state.view, state.spare, units) is not None:
+        if _fits(item, state.view, state.spare, units) is not None or _paced(
+            state.view, state.pending
+        ):
             continue
         if needs and _short_of(needs, state.view.skills) is not None:
             continue
@@ -625,8 +689,8 @@ def _offer(item: ItemView, state: _AgentState, *, reason: dict[str, Any]) -> Off
     reason = {
         **reason,
         "open_items_before": state.open_count,
-        "spare_before": state.spare,
-        "capacity": state.view.capacity,
+        "spare_before": as_number(state.spare),
+        "capacity": as_number(state.view.capacity),
         "idle_since": state.last_assigned_at.isoformat() if state.last_assigned_at else None,
     }
     return Offer(item_id=item.id, agent_id=state.view.id, units=units, reason=reason)
@@ -643,7 +707,7 @@ def _explain(
 ) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if model == MOST_AVAILABLE:
-        text = f"Most available: {state.spare} spare units"
+        text = f"Most available: {as_number(state.spare)} spare units"
     elif model == BEST_SKILLED:
         skills = state.view.skills
         total = score(needs, skills)

@@ -406,7 +406,8 @@ class AgentWork(models.Model):
     state = models.CharField(
         _("state"), max_length=12, choices=AgentWorkState.choices, default=AgentWorkState.PUSHED
     )
-    units = models.PositiveSmallIntegerField(_("units"))
+    # Units exact to a hundredth (``engine.size_for``), as the agent's load.
+    units = models.DecimalField(_("units"), max_digits=7, decimal_places=2)
     pushed_at = models.DateTimeField(_("pushed"))
     expires_at = models.DateTimeField(_("offer expires"), null=True, blank=True)
     opened_at = models.DateTimeField(_("accepted"), null=True, blank=True)
@@ -429,7 +430,7 @@ class AgentWork(models.Model):
                 condition=Q(state__in=["pushed", "opened"]),
                 name="agentwork_one_live_per_item",
             ),
-            models.CheckConstraint(condition=Q(units__gte=1), name="agentwork_units_positive"),
+            models.CheckConstraint(condition=Q(units__gt=0), name="agentwork_units_positive"),
         ]
         indexes = [
             models.Index(

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from django.conf import settings
-from django.db.models import Max, Prefetch, Q, QuerySet, prefetch_related_objects
+from django.db.models import Count, Max, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -53,7 +53,7 @@ def work_payload(work: AgentWork) -> dict[str, Any]:
         "queue_id": work.queue_id,
         "channel": work.channel.key,
         "channel_label": work.channel.label,
-        "units": work.units,
+        "units": engine.as_number(work.units),
         "pushed_at": work.pushed_at.isoformat(),
         "expires_at": work.expires_at.isoformat() if work.expires_at else None,
         "opened_at": work.opened_at.isoformat() if work.opened_at else None,
@@ -127,19 +127,40 @@ def presence_payload(row: Mapping[str, Any]) -> dict[str, Any]:
         "status": row["status__name"] or "Offline",
         "online": bool(row["status__is_online"]),
         "status_since": row["status_changed_at"].isoformat() if row["status_changed_at"] else None,
-        "capacity": row["capacity"],
-        "used_capacity": row["used_capacity"],
+        "capacity": engine.as_number(row["capacity"]),
+        "used_capacity": engine.as_number(row["used_capacity"]),
         "open_count": row["open_count"],
     }
+
+
+def offer_limit(max_offers: int | None, auto_accept: bool) -> int | None:
+    """The pacing limit in force: none for auto-accept agents (they never hold an offer)."""
+    return None if auto_accept else max_offers
+
+
+def pending_offers(agent_ids: Iterable[int]) -> dict[int, int]:
+    """Unanswered offers (pushed) each of these agents holds; agents with none are left out.
+    Read after the agents' rows are locked, it is exact: every offer is made and ended under
+    its agent's lock."""
+    ids = sorted(set(agent_ids))
+    if not ids:
+        return {}
+    return dict(
+        AgentWork.objects.filter(agent_id__in=ids, state=AgentWorkState.PUSHED)
+        .values_list("agent_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
 
 
 def agent_views(
     agents: QuerySet[Agent], *, now: datetime, with_skills: bool = True
 ) -> dict[int, engine.AgentView]:
     """The engine's view of ``agents`` (any queryset of them), by id: load, status channels,
-    queues, skills, online and whether their console is live at ``now``. Four queries whatever
-    the number of agents; three ``with_skills=False``, for a reader that asks no question about
-    an item (``engine.has_room``)."""
+    queues, skills, online, whether their console is live at ``now``, and for agents with an
+    offer limit the offers they hold unanswered. Four queries whatever the number of agents
+    (five when some have an offer limit); one fewer ``with_skills=False``, for a reader that
+    asks no question about an item (``engine.has_room``)."""
     grace = timedelta(seconds=settings.CONSOLE_GRACE_SECONDS)
     rows = list(
         agents.order_by().values_list(
@@ -152,10 +173,14 @@ def agent_views(
             "last_assigned_at",
             "console_seen_at",
             "presence_config__console_required",
+            "presence_config__max_offers",
+            "presence_config__auto_accept",
         )
     )
     if not rows:
         return {}
+    limits = {r[0]: offer_limit(r[9], r[10]) for r in rows}
+    pending = pending_offers(a for a, limit in limits.items() if limit is not None)
     ids = [r[0] for r in rows]
     queues: dict[int, set[int]] = defaultdict(set)
     for agent_id, queue_id in QueueMembership.objects.filter(agent_id__in=ids).values_list(
@@ -169,11 +194,12 @@ def agent_views(
         channels[status_id].add(channel_id)
     skills = agent_skills(AgentSkill.objects.filter(agent_id__in=ids)) if with_skills else {}
     views = {}
-    for agent_id, status_id, online, capacity, used, open_count, last, seen, required in rows:
+    for row in rows:
+        agent_id, status_id, online, capacity, used, open_count, last, seen, required = row[:9]
         views[agent_id] = engine.AgentView(
             id=agent_id,
-            capacity=capacity,
-            used=used,
+            capacity=engine.whole_or_exact(capacity),
+            used=engine.whole_or_exact(used),
             open_count=open_count,
             last_assigned_at=last,
             channel_ids=frozenset(channels.get(status_id, ())),
@@ -181,6 +207,8 @@ def agent_views(
             online=bool(online),
             console_live=not required or (seen is not None and seen >= now - grace),
             skills=skills.get(agent_id, {}),
+            pending_offers=pending.get(agent_id, 0),
+            max_offers=limits[agent_id],
         )
     return views
 
@@ -348,9 +376,15 @@ def reason_text(why: engine.Ineligible, *, channel: str) -> str:
         return _("no live console")
     if reason is engine.Reason.CAPACITY:
         return _("at capacity (%(spare)s spare, needs %(needed)s)") % {
-            "spare": why.spare,
-            "needed": why.needed,
+            "spare": engine.as_number(why.spare or 0),
+            "needed": engine.as_number(why.needed or 0),
         }
+    if reason is engine.Reason.PACING:
+        return ngettext(
+            "holds %(count)d unanswered offer, the most their configuration allows",
+            "holds %(count)d unanswered offers, the most their configuration allows",
+            why.offers or 0,
+        ) % {"count": why.offers or 0}
     if reason is engine.Reason.REFUSED:
         return _("refused it (offered again after %(time)s)") % {"time": _clock(why.until)}
     if reason is engine.Reason.REFUSED_OTHERS_FIRST:
@@ -375,6 +409,7 @@ def _reason_count_text(
         engine.Reason.OFFLINE: _("%(count)d offline"),
         engine.Reason.CHANNEL: _("%(count)d not available for %(channel)s"),
         engine.Reason.NO_CONSOLE: _("%(count)d without a live console"),
+        engine.Reason.PACING: _("%(count)d at their limit of unanswered offers"),
         engine.Reason.REFUSED_OTHERS_FIRST: _("%(count)d refused it (others first)"),
         engine.Reason.PREFERRED_AGENT: _("%(count)d not its preferred agent"),
     }

@@ -13,11 +13,13 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from omnirouter.errors import DomainError
 from presence.models import Agent
+from routing import engine
 from routing.models import (
     ActionLog,
     AgentSkill,
@@ -34,6 +36,22 @@ from routing.models import (
 )
 from routing.selectors import explain_wait
 from routing.services.skills import SkillNeed, parse_needs
+
+
+@extend_schema_field(OpenApiTypes.NUMBER)
+class UnitsField(serializers.Field):
+    """Capacity units, exact to a hundredth: a number, whole when it is (3, 1.5, 0.33)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("read_only", True)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: Any) -> int | float:
+        return engine.as_number(value)
+
+    def to_internal_value(self, data: Any) -> Any:  # read only: never called
+        raise NotImplementedError
+
 
 # --- Configuration ---------------------------------------------------------------------------
 
@@ -200,6 +218,49 @@ class WorkItemCreateSerializer(serializers.Serializer):
         except DomainError as error:
             raise serializers.ValidationError(error.message) from error
 
+    preferred_agent = serializers.CharField(
+        required=False,
+        max_length=150,
+        help_text=_(
+            "An agent of the queue (id or username) the item waits for first, while they are "
+            "online for its channel; after preferred_for_seconds any member may have it."
+        ),
+    )
+    preferred_for_seconds = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=7 * 24 * 3600,
+        help_text=_(
+            "How long the item waits for its preferred agent (default: "
+            "ROUTING_PREFERRED_AGENT_SECONDS, 60)."
+        ),
+        error_messages={
+            "min_value": _("Wait at least one second for the preferred agent."),
+            "max_value": _("Wait at most a week (604800 seconds) for the preferred agent."),
+        },
+    )
+
+    def validate_preferred_agent(self, value: str) -> Agent:
+        # An id when it is one (ASCII digits within a bigint), else a username.
+        is_id = value.isascii() and value.isdigit() and len(value) <= 18
+        agent = (
+            Agent.objects.filter(pk=int(value)).first()
+            if is_id
+            else Agent.objects.filter(user__username=value).first()
+        )
+        if agent is None:
+            raise serializers.ValidationError(
+                _("No agent with the id or username %(value)s.") % {"value": value}
+            )
+        return agent
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The service's own words: the intake option is ``preferred_agent`` + ``preferred_for``.
+        seconds = attrs.pop("preferred_for_seconds", None)
+        if seconds is not None:
+            attrs["preferred_for"] = timedelta(seconds=seconds)
+        return attrs
+
 
 class WorkItemFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=WorkItemStatus.choices, required=False)
@@ -250,6 +311,13 @@ class WorkItemSerializer(serializers.ModelSerializer):
     channel_key = serializers.CharField(source="channel.key", read_only=True)
     size = SizeSerializer(source="*", read_only=True)
     skills = serializers.SerializerMethodField(help_text=_("Skills the item requires."))
+    preferred_agent_username = serializers.CharField(
+        source="preferred_agent.user.username",
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text=_("The agent the item waits for first, if any."),
+    )
 
     class Meta:
         model = WorkItem
@@ -267,6 +335,9 @@ class WorkItemSerializer(serializers.ModelSerializer):
             "payload",
             "size",
             "skills",
+            "preferred_agent",
+            "preferred_agent_username",
+            "preferred_until",
             "created_at",
             "enqueued_at",
             "ended_at",
@@ -282,6 +353,7 @@ class WorkItemSerializer(serializers.ModelSerializer):
 
 
 class AgentWorkHistorySerializer(serializers.ModelSerializer):
+    units = UnitsField()
     agent_username = serializers.CharField(source="agent.user.username", read_only=True)
     queue_name = serializers.CharField(source="queue.name", read_only=True)
     note = serializers.CharField(source="end_note", read_only=True)
@@ -413,7 +485,7 @@ class WorkPayloadSerializer(serializers.Serializer):
     queue_id = serializers.IntegerField()
     channel = serializers.CharField()
     channel_label = serializers.CharField()
-    units = serializers.IntegerField()
+    units = UnitsField()
     pushed_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField(allow_null=True)
     opened_at = serializers.DateTimeField(allow_null=True)

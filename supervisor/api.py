@@ -18,7 +18,7 @@ from omnirouter.permissions import IsSupervisor
 from omnirouter.viewsets import validated
 from presence.serializers import PresencePayloadSerializer
 from routing.selectors import presence_payloads, work_payload
-from routing.serializers import WorkPayloadSerializer
+from routing.serializers import UnitsField, WorkPayloadSerializer
 from supervisor import services
 from supervisor.selectors import history, parse_since, push_choices, snapshot
 
@@ -97,9 +97,9 @@ class _AgentSnapshotSerializer(serializers.Serializer):
     connected = serializers.BooleanField()
     status_since = serializers.DateTimeField(allow_null=True)
     seconds_in_status = _seconds()
-    capacity = serializers.IntegerField()
-    used_capacity = serializers.IntegerField()
-    spare_capacity = serializers.IntegerField()
+    capacity = UnitsField()
+    used_capacity = UnitsField()
+    spare_capacity = UnitsField()
     open_count = serializers.IntegerField()
     has_room = serializers.BooleanField(
         help_text=_("Online for a channel, connected (or no console needed), spare capacity.")
@@ -127,7 +127,7 @@ class _LiveWorkSerializer(serializers.Serializer):
     channel_label = serializers.CharField()
     state = serializers.CharField()
     state_label = serializers.CharField()
-    units = serializers.IntegerField()
+    units = UnitsField()
     state_since = serializers.DateTimeField()
     seconds_in_state = serializers.IntegerField()
     expires_at = serializers.DateTimeField(allow_null=True)
@@ -337,15 +337,15 @@ class ItemPushActionView(APIView):
 class _PushChoiceSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
-    used_capacity = serializers.IntegerField()
-    capacity = serializers.IntegerField()
+    used_capacity = UnitsField()
+    capacity = UnitsField()
     can_push = serializers.BooleanField(help_text=_("A push to this agent would be accepted."))
     routable = serializers.BooleanField(help_text=_("The router itself may offer it to them."))
     reason = serializers.CharField(
         allow_null=True,
         help_text=_(
-            "Why not (or why the router would not): not_member, offline, channel, no_console, "
-            "capacity, refused, refused_others_first, preferred_agent."
+            "Why not (or why the router would not): not_member, skill, offline, channel, "
+            "no_console, capacity, pacing, refused, refused_others_first, preferred_agent."
         ),
     )
     text = serializers.CharField(help_text=_("The reason in words; empty when none."))
@@ -360,8 +360,9 @@ class PushChoicesSerializer(serializers.Serializer):
 @extend_schema(tags=["supervisor"])
 class ItemPushChoicesView(APIView):
     """The members of a waiting item's queue, those a push would reach first, each with the
-    reason when they cannot take it (offline, not available for its channel, no live console,
-    at capacity) or when the router would not offer it to them (refused it, preferred agent)."""
+    reason when they cannot take it (lacking a skill it requires, offline, not available for its
+    channel, no live console, at capacity, at their limit of unanswered offers) or when the router
+    would not offer it to them (refused it, preferred agent)."""
 
     permission_classes = [IsSupervisor]
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
@@ -19,6 +20,7 @@ from routing.dispatch import request_routing
 from routing.models import (
     AgentWorkState,
     Queue,
+    QueueMembership,
     ServiceChannel,
     WorkItem,
     WorkItemStatus,
@@ -56,8 +58,11 @@ def enqueue_work(
     the channel's default. It requires ``skills`` (``services.skills.parse_needs`` reads them
     from the API) and the skills its payload's attributes call for (``attribute_needs``; a skill
     also given in ``skills`` is required as given there), written in the same transaction.
-    Active classification rules then run on it (they may move it, set its priorities, add
-    skills; ``services.classification``). Side effects: a routing pass is requested and the
+    ``preferred_agent``: a member of ``queue`` the item waits for, for ``preferred_for``
+    (default ``ROUTING_PREFERRED_AGENT_SECONDS``) while they are online for its channel, before
+    any member may have it (``DomainError`` for someone outside the queue, or a time below one
+    second). Active classification rules then run on it (they may move it, set its priorities,
+    add skills; ``services.classification``). Side effects: a routing pass is requested and the
     queue's supervisors are told, both after commit.
     """
     now = now or timezone.now()
@@ -68,6 +73,7 @@ def enqueue_work(
             _("Secondary priority must be between 1 (most urgent) and 10."), "secondary_priority"
         )
     needs = _needs(skills, payload or {})
+    preferred_until = _preferred_until(queue, preferred_agent, preferred_for, now)
     config = queue.routing_config
     size_units, size_percent = size_from(config, channel)
     item = WorkItem(
@@ -84,7 +90,7 @@ def enqueue_work(
         enqueued_at=now,
         created_by=created_by if created_by and created_by.is_authenticated else None,
         preferred_agent=preferred_agent,
-        preferred_until=now + preferred_for if preferred_agent and preferred_for else None,
+        preferred_until=preferred_until,
     )
     if record is not None:
         item.record_type = ContentType.objects.get_for_model(record)
@@ -110,6 +116,34 @@ def _needs(skills: Sequence[SkillNeed], payload: dict[str, Any]) -> list[SkillNe
         given[need.skill_id] = need
     by_attribute = [n for n in attribute_needs(payload) if n.skill_id not in given]
     return [*given.values(), *by_attribute]
+
+
+def _preferred_until(
+    queue: Queue, agent: Agent | None, hold: timedelta | None, now: datetime
+) -> datetime | None:
+    """Until when an item waits for its preferred ``agent``; checks the preference is one the
+    router can honour (a hold for an agent outside the queue would only delay the item)."""
+    if agent is None:
+        if hold is not None:
+            raise DomainError(
+                _("A time to wait for the preferred agent needs a preferred agent."),
+                "preferred_for_seconds",
+            )
+        return None
+    if hold is None:
+        hold = timedelta(seconds=settings.ROUTING_PREFERRED_AGENT_SECONDS)
+    if hold < timedelta(seconds=1):
+        raise DomainError(
+            _("The time to wait for the preferred agent must be at least one second."),
+            "preferred_for_seconds",
+        )
+    if not QueueMembership.objects.filter(queue=queue, agent=agent).exists():
+        raise DomainError(
+            _("%(agent)s is not a member of the queue %(queue)s, so cannot be its preferred agent.")
+            % {"agent": agent, "queue": queue},
+            "preferred_agent",
+        )
+    return now + hold
 
 
 def cancel_work_item(*, item_id: int, now: datetime | None = None) -> WorkItem:

@@ -11,11 +11,13 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db import connection
 from django.db.models import (
     Case,
+    DecimalField,
     F,
     Value,
     When,
@@ -34,6 +36,7 @@ from routing.models import (
 )
 from routing.selectors import PRESENCE_FIELDS, presence_payload
 from routing.services import records
+from routing.services.transitions import exact_units
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +113,7 @@ def write_offers(
         now=now,
     )
 
-    units: dict[int, int] = defaultdict(int)
+    units: dict[int, engine.Units] = defaultdict(int)
     counts: dict[int, int] = defaultdict(int)
     for offer in offers:
         units[offer.agent_id] += offer.units
@@ -135,7 +138,7 @@ def write_offers(
             "queue_id": row.queue_id,
             "channel": channel_key,
             "channel_label": channel_label,
-            "units": work.offer.units,
+            "units": engine.as_number(work.offer.units),
             "pushed_at": pushed_at,
             "expires_at": iso[work.expires_at],
             "opened_at": iso[work.opened_at],
@@ -193,7 +196,7 @@ def _write_works_and_items(
     with connection.cursor() as cur:
         cur.execute(
             "WITH v AS (SELECT * FROM unnest(%(items)s::bigint[], %(agents)s::bigint[],"
-            " %(units)s::int[], %(timeouts)s::int[], %(auto)s::bool[], %(reasons)s::text[])"
+            " %(units)s::numeric[], %(timeouts)s::int[], %(auto)s::bool[], %(reasons)s::text[])"
             " WITH ORDINALITY AS v(item_id, agent_id, units, timeout, auto, reason, ord)),"
             " taken AS (UPDATE routing_workitem w"
             " SET status = CASE WHEN v.auto THEN %(assigned)s ELSE %(offered)s END"
@@ -274,13 +277,17 @@ def _insert_works(works: list[NewWork], now: datetime) -> None:
         work.pk = ids[work.offer.item_id]
 
 
-def _raise_load(units: dict[int, int], counts: dict[int, int], now: datetime) -> None:
+def _raise_load(units: dict[int, engine.Units], counts: dict[int, int], now: datetime) -> None:
     """Add offered units and items to the agents' load (rows already locked by the batch)."""
     agent_ids = sorted(units)
     if connection.vendor != "postgresql":
+        added = Case(
+            *(When(id=a, then=Value(Decimal(u))) for a, u in units.items()),
+            default=Value(Decimal(0)),
+            output_field=DecimalField(max_digits=7, decimal_places=2),
+        )
         Agent.objects.filter(id__in=agent_ids).update(
-            used_capacity=F("used_capacity")
-            + Case(*(When(id=a, then=Value(u)) for a, u in units.items()), default=Value(0)),
+            used_capacity=exact_units(F("used_capacity") + added),
             open_count=F("open_count")
             + Case(*(When(id=a, then=Value(c)) for a, c in counts.items()), default=Value(0)),
             last_assigned_at=now,
@@ -292,7 +299,7 @@ def _raise_load(units: dict[int, int], counts: dict[int, int], now: datetime) ->
         cur.execute(
             "UPDATE presence_agent AS a SET used_capacity = a.used_capacity + v.units,"
             " open_count = a.open_count + v.n, last_assigned_at = %s"
-            " FROM unnest(%s::bigint[], %s::int[], %s::int[]) AS v(id, units, n)"
+            " FROM unnest(%s::bigint[], %s::numeric[], %s::int[]) AS v(id, units, n)"
             " WHERE a.id = v.id",
             [now, agent_ids, [units[a] for a in agent_ids], [counts[a] for a in agent_ids]],
         )

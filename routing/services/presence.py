@@ -16,7 +16,6 @@ from django.db.models import (
     Q,
     Value,
 )
-from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -31,7 +30,7 @@ from routing.services.events import presence_message
 from routing.services.locks import (
     lock_agents,
 )
-from routing.services.transitions import apply_status
+from routing.services.transitions import apply_status, capacity_in_force
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +140,8 @@ def apply_presence_config(
             new = agent.presence_config.capacity
             if agent.configured_capacity != new or agent.capacity != max(new, agent.used_capacity):
                 Agent.objects.filter(pk=agent.pk).update(
-                    configured_capacity=new, capacity=Greatest(Value(new), F("used_capacity"))
+                    configured_capacity=new,
+                    capacity=capacity_in_force(Value(new), F("used_capacity")),
                 )
                 realtime.publish(*presence_message(agent.pk))
                 changed += 1

@@ -15,12 +15,15 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import (
+    Count,
     Exists,
     F,
     Max,
     OuterRef,
     Q,
+    Subquery,
 )
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from omnirouter import metrics
@@ -40,7 +43,9 @@ from routing.selectors import (
     PRESENCE_FIELDS,
     agent_skills,
     hundredths,
+    offer_limit,
     online_preferred,
+    pending_offers,
     refusals,
     requirement,
 )
@@ -173,13 +178,18 @@ def _route_batch(
     rows_by_id = {row.id: row for row in page}
     offer_writes.write_offers(offers, rows_by_id, configs, locked, now, needs=needs)
 
-    taken: dict[int, int] = defaultdict(int)
+    taken: dict[int, engine.Units] = defaultdict(int)
+    made: dict[int, int] = defaultdict(int)
     for offer in offers:
         taken[offer.agent_id] += offer.units
-    # Room left with the agents of this batch, or with members of queues it did not touch.
-    still_room = any(a.capacity - a.used - taken[a.id] > 0 for a in agents.values()) or bool(
-        set(most_spare) - page_queues
-    )
+        made[offer.agent_id] += 1
+    # Room left with the agents of this batch (and offers they may still hold), or with members
+    # of queues it did not touch.
+    still_room = any(
+        a.capacity - a.used - taken[a.id] > 0
+        and (a.max_offers is None or a.pending_offers + made[a.id] < a.max_offers)
+        for a in agents.values()
+    ) or bool(set(most_spare) - page_queues)
     return _BatchResult(
         offers=len(offers),
         claimed=len(peeked),
@@ -199,16 +209,38 @@ def routable_agents_q(now: datetime, prefix: str = "") -> Q:
     )
 
 
-# The routable agents with room of ``routable_agents_q``, spelt in SQL for the two statements
-# below that run on every batch (Django took longer to compile their ORM forms than PostgreSQL
-# to run them). PostgreSQL runs the SQL, SQLite (embedded) the ORM form: ``./dev test`` runs the
-# routing scenarios on each (SQLITE_TESTS in ./dev).
+def _open_to_offers_q(prefix: str = "") -> Q:
+    """Room left, and not paced (``engine``: an agent with an offer limit who holds that many
+    unanswered offers is offered nothing more; auto-accept agents hold none)."""
+    pending = Coalesce(
+        Subquery(
+            AgentWork.objects.filter(agent_id=OuterRef(f"{prefix}pk"), state=AgentWorkState.PUSHED)
+            .order_by()
+            .values("agent_id")
+            .annotate(n=Count("id"))
+            .values("n")
+        ),
+        0,
+    )
+    return Q(**{f"{prefix}used_capacity__lt": F(f"{prefix}capacity")}) & (
+        Q(**{f"{prefix}presence_config__max_offers__isnull": True})
+        | Q(**{f"{prefix}presence_config__auto_accept": True})
+        | Q(**{f"{prefix}presence_config__max_offers__gt": pending})
+    )
+
+
+# The routable agents with room of ``routable_agents_q`` and ``_open_to_offers_q``, spelt in
+# SQL for the two statements below that run on every batch (Django took longer to compile
+# their ORM forms than PostgreSQL to run them). PostgreSQL runs the SQL, SQLite (embedded)
+# the ORM form: ``./dev test`` runs the routing scenarios on each (SQLITE_TESTS in ./dev).
 _AGENTS_WITH_ROOM_SQL = (
     " FROM presence_agent a"
     " JOIN presence_presencestatus s ON s.id = a.status_id"
     " JOIN presence_presenceconfiguration c ON c.id = a.presence_config_id"
     " WHERE a.used_capacity < a.capacity AND s.is_online"
     " AND (NOT c.console_required OR a.console_seen_at >= %(seen_after)s)"
+    " AND (c.max_offers IS NULL OR c.auto_accept OR c.max_offers > (SELECT count(*)"
+    " FROM routing_agentwork w WHERE w.agent_id = a.id AND w.state = 'pushed'))"
 )
 
 
@@ -242,7 +274,7 @@ def _room_by_queue(
             {queue_id: spare for queue_id, spare in rows if spare},
             {channel_id for channel_id, spare in rows if not spare},
         )
-    with_room = Q(routable_agents_q(now), used_capacity__lt=F("capacity"))
+    with_room = routable_agents_q(now) & _open_to_offers_q()
     most_spare = dict(
         QueueMembership.objects.filter(agent__in=Agent.objects.filter(with_room).values("id"))
         .values_list("queue_id")
@@ -271,9 +303,14 @@ def _lock_agents_with_room(
     members = QueueMembership.objects.filter(queue_id__in=queue_ids).values("agent_id")
     rows = list(
         Agent.objects.select_for_update(of=("self",), no_key=True)
-        .filter(routable_agents_q(now), used_capacity__lt=F("capacity"), id__in=members)
+        .filter(routable_agents_q(now), _open_to_offers_q(), id__in=members)
         .order_by("id")
-        .values_list(*PRESENCE_FIELDS, "last_assigned_at", "presence_config__auto_accept")
+        .values_list(
+            *PRESENCE_FIELDS,
+            "last_assigned_at",
+            "presence_config__auto_accept",
+            "presence_config__max_offers",
+        )
     )
     if not rows:
         return LockedAgents({}, set(), {})
@@ -284,24 +321,28 @@ def _lock_agents_with_room(
     memberships: dict[int, list[int]] = defaultdict(list)
     for agent_id, queue_id in QueueMembership.objects.filter(
         routable_agents_q(now, prefix="agent__"),
-        agent__used_capacity__lt=F("agent__capacity"),
+        _open_to_offers_q(prefix="agent__"),
         agent_id__in=members,
     ).values_list("agent_id", "queue_id"):
         memberships[agent_id].append(queue_id)
     none: frozenset[int] = frozenset()
+    limits = {r[0]: offer_limit(r[10], r[9]) for r in rows}
+    pending = pending_offers(a for a, limit in limits.items() if limit is not None)
     agents = {}
     presence = {}
     auto_accept = set()
     for row in rows:
-        agent_id, status_id, _, _, _, capacity, used, open_count, last_assigned_at, auto = row
+        agent_id, status_id, _, _, _, capacity, used, open_count, last_assigned_at, auto = row[:10]
         agents[agent_id] = engine.AgentView(
             id=agent_id,
-            capacity=capacity,
-            used=used,
+            capacity=engine.whole_or_exact(capacity),
+            used=engine.whole_or_exact(used),
             open_count=open_count,
             last_assigned_at=last_assigned_at,
             channel_ids=status_channels.get(status_id, none),
             queue_ids=frozenset(memberships[agent_id]),
+            pending_offers=pending.get(agent_id, 0),
+            max_offers=limits[agent_id],
         )
         presence[agent_id] = row[: len(PRESENCE_FIELDS)]
         if auto:
@@ -317,7 +358,7 @@ def _lock_agents_with_room_pg(now: datetime, queue_ids: set[int]) -> LockedAgent
             " a.used_capacity, a.open_count, a.last_assigned_at, c.auto_accept,"
             " ARRAY(SELECT m.queue_id FROM routing_queuemembership m WHERE m.agent_id = a.id),"
             " ARRAY(SELECT sc.servicechannel_id FROM presence_presencestatus_channels sc"
-            " WHERE sc.presencestatus_id = a.status_id)"
+            " WHERE sc.presencestatus_id = a.status_id), c.max_offers"
             + _AGENTS_WITH_ROOM_SQL
             + " AND a.id IN (SELECT m.agent_id FROM routing_queuemembership m"
             " WHERE m.queue_id = ANY(%(queues)s))"
@@ -328,6 +369,10 @@ def _lock_agents_with_room_pg(now: datetime, queue_ids: set[int]) -> LockedAgent
             },
         )
         rows = cur.fetchall()
+    # The unanswered offers of agents with a limit are counted once their rows are locked: a
+    # count inside the locking statement would be read from before it waited on a lock.
+    limits = {r[0]: offer_limit(r[12], r[9]) for r in rows}
+    pending = pending_offers(a for a, limit in limits.items() if limit is not None)
     agents = {}
     presence = {}
     auto_accept = set()
@@ -339,12 +384,14 @@ def _lock_agents_with_room_pg(now: datetime, queue_ids: set[int]) -> LockedAgent
             channels = channel_sets[status_id] = frozenset(row[11])
         agents[agent_id] = engine.AgentView(
             id=agent_id,
-            capacity=capacity,
-            used=used,
+            capacity=engine.whole_or_exact(capacity),
+            used=engine.whole_or_exact(used),
             open_count=open_count,
             last_assigned_at=last_assigned_at,
             channel_ids=channels,
             queue_ids=frozenset(row[10]),
+            pending_offers=pending.get(agent_id, 0),
+            max_offers=limits[agent_id],
         )
         presence[agent_id] = row[: len(PRESENCE_FIELDS)]
         if auto:

@@ -68,7 +68,8 @@ def push_item_to_agent(
 ) -> AgentWork:
     """Offer a waiting item to a chosen agent, past the routing model: refusals and a preferred
     agent do not stop it; every other rule of ``engine.eligibility`` does (``Conflict`` with the
-    reason as code: offline, channel, not_member, no_console, capacity)."""
+    reason as code: not_member, skill, offline, channel, no_console, capacity, pacing: a push is
+    an offer, so an agent at their limit of unanswered offers gets no more this way either)."""
     now = now or timezone.now()
     with transaction.atomic():
         lock_agents([agent.pk])

@@ -30,11 +30,12 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from omnirouter import metrics, realtime
 from presence.models import Agent, PresenceStatus
+from routing import engine
 from routing.dispatch import request_routing
 from routing.models import (
     LIVE_STATES,
@@ -49,9 +50,17 @@ from routing.services.locks import (
     lock_agents,
 )
 from routing.services.routing_pass import route_waiting_work
-from routing.services.transitions import STRANDED_NOTE, apply_status
+from routing.services.transitions import (
+    STRANDED_NOTE,
+    apply_status,
+    capacity_in_force,
+    exact_units,
+)
 
 logger = logging.getLogger(__name__)
+
+# Load in capacity units, exact to a hundredth (``engine.Units``; numeric(7, 2) in the database).
+_UNITS = models.DecimalField(max_digits=7, decimal_places=2)
 
 # The most offers one sweep expires (one transaction); any more wait for the next sweep.
 EXPIRE_LIMIT = 2000
@@ -81,7 +90,7 @@ class EndedOffer:
     item_id: int
     agent_id: int
     queue_id: int
-    units: int
+    units: engine.Units
     state: str
     pushed_at: datetime
     expires_at: datetime | None
@@ -105,7 +114,7 @@ class EndedOffer:
             "queue_id": self.queue_id,
             "channel": self.channel_key,
             "channel_label": self.channel_label,
-            "units": self.units,
+            "units": engine.as_number(self.units),
             "pushed_at": self.pushed_at.isoformat(),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "opened_at": None,
@@ -229,7 +238,7 @@ def _expire_in_postgresql(agent_ids: list[int], now: datetime, limit: int) -> Ex
         if not rows:
             return Expiry()
         expiry = Expiry()
-        units: dict[int, int] = defaultdict(int)
+        units: dict[int, engine.Units] = defaultdict(int)
         counts: dict[int, int] = defaultdict(int)
         status_after: dict[int, int | None] = {}
         for row in rows:
@@ -253,7 +262,7 @@ def _expire_in_postgresql(agent_ids: list[int], now: datetime, limit: int) -> Ex
             " status_id = COALESCE(v.status_id, a.status_id),"
             " status_changed_at = CASE WHEN v.status_id IS NULL THEN a.status_changed_at"
             " ELSE %s END"
-            " FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::bigint[])"
+            " FROM unnest(%s::bigint[], %s::numeric[], %s::int[], %s::bigint[])"
             " AS v(id, units, n, status_id) WHERE a.id = v.id"
             " RETURNING a.id, a.status_id,"
             " (SELECT s.name FROM presence_presencestatus s WHERE s.id = a.status_id),"
@@ -343,18 +352,24 @@ def _expire_with_orm(agent_ids: list[int], now: datetime, limit: int) -> Expiry:
         id__in=[o.item_id for o in expiry.ended],
         status__in=[WorkItemStatus.OFFERED, WorkItemStatus.ASSIGNED],
     ).update(status=WorkItemStatus.WAITING)
-    units: dict[int, int] = defaultdict(int)
+    units: dict[int, engine.Units] = defaultdict(int)
     counts: dict[int, int] = defaultdict(int)
     for offer in expiry.ended:
         units[offer.agent_id] += offer.units
         counts[offer.agent_id] += 1
     status_after = {r[2]: r[16] for r in due if r[16] is not None}
-    freed = Case(*(When(id=a, then=Value(u)) for a, u in units.items()), default=Value(0))
+    freed = Case(
+        *(When(id=a, then=Value(u)) for a, u in units.items()),
+        default=Value(0),
+        output_field=_UNITS,
+    )
     Agent.objects.filter(id__in=list(units)).update(
-        used_capacity=F("used_capacity") - freed,
+        used_capacity=exact_units(F("used_capacity") - freed),
         open_count=F("open_count")
         - Case(*(When(id=a, then=Value(c)) for a, c in counts.items()), default=Value(0)),
-        capacity=Greatest(F("configured_capacity"), F("used_capacity") - freed),
+        capacity=capacity_in_force(
+            F("configured_capacity"), exact_units(F("used_capacity") - freed)
+        ),
         status_id=Case(
             *(When(id=a, then=Value(s)) for a, s in status_after.items()),
             default=F("status_id"),
@@ -496,7 +511,11 @@ def reconcile_capacity(*, since: datetime | None = None, now: datetime | None = 
     )
     suspects = list(
         agents.annotate(
-            live_units=Coalesce(Subquery(live.annotate(u=Sum("units")).values("u")), 0),
+            live_units=Coalesce(
+                Subquery(live.annotate(u=exact_units(Sum("units"))).values("u")),
+                Value(0),
+                output_field=_UNITS,
+            ),
             live_count=Coalesce(Subquery(live.annotate(n=models.Count("id")).values("n")), 0),
         )
         .exclude(used_capacity=F("live_units"), open_count=F("live_count"))
@@ -531,6 +550,6 @@ def _fix_drift(agent_id: int) -> bool:
         Agent.objects.filter(pk=agent_id).update(
             used_capacity=units,
             open_count=count,
-            capacity=Greatest(F("configured_capacity"), Value(units)),
+            capacity=capacity_in_force(F("configured_capacity"), Value(units)),
         )
         return True

@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import (
+    DecimalField,
     F,
 )
-from django.db.models.functions import Greatest
+from django.db.models.functions import Greatest, Round
 from django.utils.translation import gettext as _
 
 from omnirouter import realtime
@@ -47,6 +48,21 @@ def size_from(config: Any, channel: ServiceChannel) -> tuple[int | None, int | N
     return channel.default_size_units, None
 
 
+def exact_units(expression: Any) -> Round:
+    """A load computed in SQL, to the hundredth of a unit it is counted in (``engine.Units``).
+    Exact already on PostgreSQL (numeric); SQLite (embedded) adds decimals in floating point,
+    where a full agent's load could come out 1e-16 over capacity and fail the CHECK."""
+    return Round(expression, 2, output_field=_UNITS)
+
+
+def capacity_in_force(configured: Any, held: Any) -> Greatest:
+    """An agent's capacity in force: the configured one, never below what they hold."""
+    return Greatest(configured, held, output_field=_UNITS)
+
+
+_UNITS = DecimalField(max_digits=7, decimal_places=2)
+
+
 def end_work(
     work: AgentWork, state: str, *, now: datetime, reason: str = "", note: str = ""
 ) -> None:
@@ -58,9 +74,11 @@ def end_work(
     work.state, work.ended_at, work.decline_reason, work.end_note = state, now, reason, note
     if was in LIVE_STATES:
         Agent.objects.filter(pk=work.agent_id).update(
-            used_capacity=F("used_capacity") - work.units,
+            used_capacity=exact_units(F("used_capacity") - work.units),
             open_count=F("open_count") - 1,
-            capacity=Greatest(F("configured_capacity"), F("used_capacity") - work.units),
+            capacity=capacity_in_force(
+                F("configured_capacity"), exact_units(F("used_capacity") - work.units)
+            ),
         )
         realtime.publish(*presence_message(work.agent_id))
     work_changed(work)
@@ -132,8 +150,9 @@ def apply_status(agent_id: int, status_id: int | None, *, now: datetime) -> None
 
 
 def refuse_unless_able(item: WorkItem, agent: Agent, *, now: datetime) -> None:
-    """``Conflict`` (the engine's reason as code: offline, channel, not_member, no_console,
-    capacity) unless ``agent`` could take ``item`` now (``selectors.hard_refusal``)."""
+    """``Conflict`` (the engine's reason as code: offline, channel, not_member, skill,
+    no_console, capacity, pacing) unless ``agent`` could take ``item`` now
+    (``selectors.hard_refusal``)."""
     refusal = hard_refusal(item, agent, now=now)
     if refusal is not None:
         code, text = refusal
@@ -170,7 +189,7 @@ def offer_directly(
         status=WorkItemStatus.ASSIGNED if is_auto else WorkItemStatus.OFFERED
     )
     Agent.objects.filter(pk=agent.pk).update(
-        used_capacity=F("used_capacity") + units,
+        used_capacity=exact_units(F("used_capacity") + units),
         open_count=F("open_count") + 1,
         last_assigned_at=now,
     )

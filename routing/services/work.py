@@ -162,9 +162,11 @@ def transfer_work_to_agent(
     """Hand accepted work to a named agent: a direct offer to them, in the item's queue, as a
     new entry (their push timeout applies; on decline or timeout it is routed to anyone in the
     queue). They must be able to take it now - the engine's hard rules, as for a supervisor's
-    push (``Conflict`` with the reason otherwise: not a member, offline, channel, no console,
-    capacity). The note goes with the item; the hand-over is logged in ``ActionLog`` with
-    ``actor`` (the holding agent's user unless a supervisor does it for them)."""
+    push (``Conflict`` with the reason otherwise: not a member, skill, offline, channel, no
+    console, capacity, pacing); the offer takes the item's exact size for them
+    (``engine.size_for``). The note goes with the item; the hand-over is logged in
+    ``ActionLog`` with ``actor`` (the holding agent's user unless a supervisor does it for
+    them)."""
     now = now or timezone.now()
     actor_id = agent.user_id if actor is None else actor.pk
     by_supervisor = actor is not None and actor.pk != agent.user_id

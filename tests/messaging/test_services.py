@@ -340,6 +340,25 @@ def test_reply_after_end_opens_a_new_conversation_for_the_previous_agent(world, 
     assert not bob.works.exists()
 
 
+def test_a_previous_agent_who_no_longer_serves_the_queue_is_not_waited_for(world, client):
+    # given alice handled the customer's conversation, then left the queue
+    _sms(client, world, "+15551230001", "Hi", "SM01")
+    alice = world.agent("alice")
+    routing.route_waiting_work()
+    routing.accept_work(work_id=alice.works.get().pk, agent=alice)
+    first = Conversation.objects.get()
+    services.close_conversation(conversation_id=first.pk, by="agent", agent=alice)
+    alice.memberships.all().delete()
+
+    # when the customer writes again
+    services.receive_inbound(account=world.sms, sender="+15551230001", text="Again")
+
+    # then the new item waits for no one in particular
+    item = Conversation.objects.exclude(pk=first.pk).get().work_item
+    assert (item.preferred_agent, item.preferred_until) == (None, None)
+    assert "preferred_agent" not in item.payload
+
+
 def test_sticky_item_falls_back_to_another_agent_after_the_window(world, client):
     _sms(client, world, "+15551230001", "Hi", "SM01")
     alice = world.agent("alice")

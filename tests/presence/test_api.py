@@ -305,3 +305,22 @@ def test_configuration_endpoints_are_for_admins_only(team):
     assert response.json() == {"detail": "Only administrators may do this."}
     team.config.refresh_from_db()
     assert team.config.capacity == 5
+
+
+def test_offers_at_once_is_set_cleared_and_validated_through_the_api(team):
+    admin = client_for(team.admin)
+    url = f"/api/presence-configs/{team.config.pk}/"
+
+    response = admin.patch(url, {"max_offers": 2}, format="json")
+    assert (response.status_code, response.json()["max_offers"]) == (200, 2)
+    team.config.refresh_from_db()
+    assert team.config.max_offers == 2
+
+    refused = admin.patch(url, {"max_offers": 0}, format="json")
+    assert refused.status_code == 400
+    assert "max_offers" in str(refused.json())
+    team.config.refresh_from_db()
+    assert team.config.max_offers == 2
+
+    cleared = admin.patch(url, {"max_offers": None}, format="json")
+    assert (cleared.status_code, cleared.json()["max_offers"]) == (200, None)

@@ -264,6 +264,104 @@ def test_unknown_queue_and_out_of_range_priority_are_refused(center):
     assert WorkItem.objects.count() == 0
 
 
+def test_intake_names_a_preferred_agent_by_id_or_username_and_the_item_shows_it(center):
+    intake = client_for(center.intake)
+    body = {"queue": center.world.support.pk, "channel": center.world.chat.pk, "subject": "vip"}
+    before = timezone.now().replace(microsecond=0)
+
+    by_name = intake.post(
+        "/api/work-items/",
+        {**body, "preferred_agent": "bob", "preferred_for_seconds": 120},
+        format="json",
+    )
+    by_id = intake.post(
+        "/api/work-items/", {**body, "preferred_agent": str(center.alice.pk)}, format="json"
+    )
+
+    assert (by_name.status_code, by_id.status_code) == (201, 201)
+    first, second = by_name.json(), by_id.json()
+    assert (first["preferred_agent"], first["preferred_agent_username"]) == (center.bob.pk, "bob")
+    until = datetime.fromisoformat(first["preferred_until"])
+    assert before + timedelta(seconds=120) <= until <= timezone.now() + timedelta(seconds=120)
+    # Without a time: ROUTING_PREFERRED_AGENT_SECONDS (60).
+    assert second["preferred_agent_username"] == "alice"
+    created = WorkItem.objects.get(pk=second["id"])
+    assert created.preferred_until == created.created_at + timedelta(seconds=60)
+    detail = intake.get(f"/api/work-items/{first['id']}/").json()
+    assert (detail["preferred_agent_username"], detail["preferred_until"]) == (
+        "bob",
+        first["preferred_until"],
+    )
+    # An item without one says so.
+    plain = intake.post("/api/work-items/", body, format="json").json()
+    assert (
+        plain["preferred_agent"],
+        plain["preferred_agent_username"],
+        plain["preferred_until"],
+    ) == (
+        None,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            {"preferred_agent": "nobody"},
+            {"preferred_agent": ["No agent with the id or username nobody."]},
+        ),
+        (
+            {"preferred_agent": "999999"},
+            {"preferred_agent": ["No agent with the id or username 999999."]},
+        ),
+        # Digits past a bigint, or not ASCII, are looked up as a username.
+        (
+            {"preferred_agent": "9" * 40},
+            {"preferred_agent": [f"No agent with the id or username {'9' * 40}."]},
+        ),
+        (
+            {"preferred_agent": "\u00b2"},
+            {"preferred_agent": ["No agent with the id or username \u00b2."]},
+        ),
+        (
+            {"preferred_agent": "bob", "preferred_for_seconds": -5},
+            {"preferred_for_seconds": ["Wait at least one second for the preferred agent."]},
+        ),
+        (
+            {"preferred_agent": "bob", "preferred_for_seconds": 0},
+            {"preferred_for_seconds": ["Wait at least one second for the preferred agent."]},
+        ),
+    ],
+)
+def test_a_preferred_agent_that_cannot_be_is_refused_by_field(center, extra, expected):
+    body = {"queue": center.world.support.pk, "channel": center.world.chat.pk, "subject": "x"}
+
+    response = client_for(center.intake).post("/api/work-items/", {**body, **extra}, format="json")
+
+    assert (response.status_code, response.json()) == (400, expected)
+    assert WorkItem.objects.count() == 0
+
+
+def test_a_preferred_agent_outside_the_queue_or_a_time_without_one_is_refused(center):
+    intake = client_for(center.intake)
+    body = {"queue": center.world.vip.pk, "channel": center.world.chat.pk, "subject": "x"}
+
+    outsider = intake.post("/api/work-items/", {**body, "preferred_agent": "bob"}, format="json")
+    no_agent = intake.post("/api/work-items/", {**body, "preferred_for_seconds": 30}, format="json")
+
+    assert outsider.status_code == 400
+    assert outsider.json()["detail"] == (
+        "bob is not a member of the queue VIP, so cannot be its preferred agent."
+    )
+    assert no_agent.status_code == 400
+    assert no_agent.json()["detail"] == (
+        "A time to wait for the preferred agent needs a preferred agent."
+    )
+    assert WorkItem.objects.count() == 0
+
+
 def test_canceling_twice_answers_conflict(center):
     client = client_for(center.intake)
     created = client.post(

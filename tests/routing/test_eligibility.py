@@ -114,17 +114,24 @@ def test_push_refuses_an_agent_whose_status_lacks_the_items_channel(world, api_c
         ("full", "capacity", "at capacity (0 spare, needs 1)"),
         ("outsider", "not_member", "not a member of the queue"),
         ("no console", "no_console", "no live console"),
+        # A push is an offer: it obeys the agent's limit of offers at once.
+        ("paced", "pacing", "holds 1 unanswered offer, the most their configuration allows"),
     ],
 )
 def test_push_refuses_with_the_engines_reason(world, api_config, boss, setup, code, text):
     config = api_config
     if setup == "no console":
         config = PresenceConfigurationFactory(name="console", console_required=True)
+    if setup == "paced":
+        config = PresenceConfigurationFactory(name="paced", console_required=False, max_offers=1)
     queue = world.vip if setup == "outsider" else world.support
     status = {"offline": None, "busy": world.busy}.get(setup, world.available)
     ann = make_agent("ann", queues=[queue], config=config, status=status)
     if setup == "full":
         Agent.objects.filter(pk=ann.pk).update(used_capacity=10)
+    if setup == "paced":
+        enqueue(world.support, world.chat, "pending", now=at(0))
+        services.route_waiting_work(now=at(0))
     item = enqueue(world.support, world.chat, "x", now=at(0))
 
     with pytest.raises(Conflict) as refused:
@@ -134,7 +141,7 @@ def test_push_refuses_with_the_engines_reason(world, api_config, boss, setup, co
         code,
         f"ann cannot take this item: {text}.",
     )
-    assert AgentWork.objects.count() == 0
+    assert AgentWork.objects.count() == (1 if setup == "paced" else 0)
 
 
 def test_push_overrides_a_refusal_still_cooling_down(world, api_config, boss):
@@ -242,3 +249,25 @@ def test_push_obeys_the_items_skills(world, api_config, boss, fast_passwords):
     AgentSkill.objects.create(agent=ann, skill=billing, level=Decimal("5"))
     work = services.push_item_to_agent(item_id=item.pk, agent=ann, actor=boss, now=at(2))
     assert (work.agent, work.state) == (ann, "pushed")
+
+
+def test_explain_wait_names_agents_at_their_offer_limit(world, api_config, fast_passwords):
+    paced = PresenceConfigurationFactory(name="paced", console_required=False, max_offers=2)
+    ann = make_agent("ann", queues=[world.support], config=paced, status=world.available)
+    for n in range(3):
+        enqueue(world.support, world.chat, f"chat {n}", now=at(n))
+    services.route_waiting_work(now=at(5))
+    third = WorkItem.objects.get(subject="chat 2")
+
+    assert explain_wait(third, now=at(6)) == (
+        "No one can take it now: 1 at their limit of unanswered offers."
+    )
+    views = agent_views(Agent.objects.filter(pk=ann.pk), now=at(6))
+    assert (views[ann.pk].pending_offers, views[ann.pk].max_offers) == (2, 2)
+    # Accepting one leaves room for another offer.
+    services.accept_work(
+        work_id=AgentWork.objects.filter(agent=ann).first().pk, agent=ann, now=at(7)
+    )
+    assert explain_wait(third, now=at(8)) == (
+        "1 eligible agent has room: it will be offered on the next routing pass."
+    )

@@ -1,6 +1,7 @@
 """The pure matching engine, from tables of cases: no database."""
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -42,7 +43,18 @@ def item(id, queue=1, channel=1, rp=1, prio=5, age=0, model=LEAST_ACTIVE, units=
     )
 
 
-def agent(id, cap=10, used=0, open=0, idle=None, channels=(1,), queues=(1,), skills=None):
+def agent(
+    id,
+    cap=10,
+    used=0,
+    open=0,
+    idle=None,
+    channels=(1,),
+    queues=(1,),
+    skills=None,
+    pending=0,
+    limit=None,
+):
     return AgentView(
         id=id,
         capacity=cap,
@@ -52,6 +64,8 @@ def agent(id, cap=10, used=0, open=0, idle=None, channels=(1,), queues=(1,), ski
         channel_ids=frozenset(channels),
         queue_ids=frozenset(queues),
         skills=skills or {},
+        pending_offers=pending,
+        max_offers=limit,
     )
 
 
@@ -154,16 +168,16 @@ def test_percentage_size_depends_on_each_agents_capacity():
         routing_model=LEAST_ACTIVE,
         size_percent=25,
     )
-    # 25% of 6 is 1.5, rounded up to 2 units: one spare unit is not enough.
+    # 25% of 6 is 1.5 units, exactly: one spare unit is not enough, 1.5 is.
     assert match([it], [agent(1, cap=6, used=5)], now=NOW, reoffer_cooldown=COOLDOWN) == []
     offers = match(
         [it],
-        [agent(1, cap=6, used=4), agent(2, cap=20, used=14)],
+        [agent(1, cap=6, used=Decimal("4.5")), agent(2, cap=20, used=14)],
         now=NOW,
         reoffer_cooldown=COOLDOWN,
     )
     # Both have 0 open items and never had work: the lower id wins.
-    assert [(o.agent_id, o.units) for o in offers] == [(1, 2)]
+    assert [(o.agent_id, o.units) for o in offers] == [(1, Decimal("1.5"))]
     offers = match([it], [agent(2, cap=20, used=14)], now=NOW, reoffer_cooldown=COOLDOWN)
     assert [(o.agent_id, o.units) for o in offers] == [(2, 5)]  # 25% of 20
 
@@ -237,6 +251,8 @@ def test_indexed_matching_decides_exactly_as_scanning_every_member(seed, monkeyp
             channels=rng.sample([1, 2, 3], rng.randint(1, 3)),
             queues=rng.sample([1, 2, 3, 4], rng.randint(1, 3)),
             skills=random_skills(rng),
+            pending=(pending := rng.randint(0, 2)),
+            limit=rng.choice([None, None, 1, 2, 3]) if pending < 2 else rng.choice([None, 3]),
         )
         for a in range(1, rng.randint(2, 25))
     ]
@@ -324,7 +340,18 @@ def random_requirements(rng):
 # --- Eligibility: who may take an item, and why not --------------------------------------------
 
 
-def view(id, cap=10, used=0, channels=(1,), queues=(1,), online=True, console=True, skills=None):
+def view(
+    id,
+    cap=10,
+    used=0,
+    channels=(1,),
+    queues=(1,),
+    online=True,
+    console=True,
+    skills=None,
+    pending=0,
+    limit=None,
+):
     return AgentView(
         id=id,
         capacity=cap,
@@ -336,6 +363,8 @@ def view(id, cap=10, used=0, channels=(1,), queues=(1,), online=True, console=Tr
         online=online,
         console_live=console,
         skills=skills or {},
+        pending_offers=pending,
+        max_offers=limit,
     )
 
 
@@ -353,13 +382,29 @@ def view(id, cap=10, used=0, channels=(1,), queues=(1,), online=True, console=Tr
         (item(1), view(7, console=False), Ineligible(Reason.NO_CONSOLE)),
         (item(1, units=3), view(7, used=8), Ineligible(Reason.CAPACITY, spare=2, needed=3)),
         (item(1, units=3), view(7, used=7), None),
-        # 25 % of 6 is 1.5: two units, one spare is not enough.
+        # 25 % of 6 is 1.5 units: one spare is not enough, 1.5 is.
         (
             item(1, units=None, size_percent=25),
             view(7, cap=6, used=5),
-            Ineligible(Reason.CAPACITY, spare=1, needed=2),
+            Ineligible(Reason.CAPACITY, spare=1, needed=Decimal("1.5")),
         ),
-        (item(1, units=None, size_percent=25), view(7, cap=6, used=4), None),
+        (item(1, units=None, size_percent=25), view(7, cap=6, used=Decimal("4.5")), None),
+        # Pacing: two unanswered offers, two allowed at once; one fewer, or no limit, is fine.
+        (item(1), view(7, pending=2, limit=2), Ineligible(Reason.PACING, offers=2)),
+        (item(1), view(7, pending=1, limit=2), None),
+        (item(1), view(7, pending=5), None),
+        # Capacity is named before pacing.
+        (
+            item(1, units=3),
+            view(7, used=8, pending=2, limit=2),
+            Ineligible(Reason.CAPACITY, spare=2, needed=3),
+        ),
+        # A pacing limit stops even the preferred agent, and is hard (a push obeys it).
+        (
+            item(1, preferred_agent_id=7, preferred_until=NOW + timedelta(seconds=30)),
+            view(7, pending=1, limit=1),
+            Ineligible(Reason.PACING, offers=1),
+        ),
         (
             item(1, refused_by={7: NOW - timedelta(seconds=20)}),
             view(7),
@@ -411,6 +456,7 @@ def test_hard_reasons_are_what_a_supervisor_push_obeys():
         Reason.CHANNEL,
         Reason.NO_CONSOLE,
         Reason.CAPACITY,
+        Reason.PACING,
     }
 
 
@@ -423,10 +469,37 @@ def test_hard_reasons_are_what_a_supervisor_push_obeys():
         (view(7, channels=()), False),
         (view(7, online=False), False),
         (view(7, console=False), False),
+        (view(7, pending=3, limit=3), False),
+        (view(7, pending=2, limit=3), True),
     ],
 )
 def test_room_for_more(who, expected):
     assert has_room(who) is expected
+
+
+FIXED = [item(i, age=10 - i) for i in range(1, 7)]
+PERCENT = [item(i, age=10 - i, units=None, size_percent=10) for i in range(1, 7)]
+
+
+@pytest.mark.parametrize(
+    ("items", "agents", "expected"),
+    [
+        # Six items, room for all of them, two offers at once: two offers.
+        (FIXED, [agent(7, limit=2)], [(1, 7), (2, 7)]),
+        # One already pending: one more.
+        (FIXED, [agent(7, pending=1, limit=2)], [(1, 7)]),
+        # Accepted work (open, used) does not count against the limit.
+        (FIXED, [agent(7, used=4, open=4, limit=2)], [(1, 7), (2, 7)]),
+        # The rest go to an agent without a limit.
+        (FIXED, [agent(7, limit=1), agent(8, cap=3)], [(1, 7), (2, 8), (3, 8), (4, 8)]),
+        # Percentage sizes are matched by scanning the members: paced all the same.
+        (PERCENT, [agent(7, limit=1)], [(1, 7)]),
+        # (10 % of 2 is 0.2 units: all six fit with agent 8.)
+        (PERCENT, [agent(7, pending=1, limit=1), agent(8, cap=2)], [(i, 8) for i in range(1, 7)]),
+    ],
+)
+def test_match_counts_the_offers_it_makes_against_the_agents_limit(items, agents, expected):
+    assert pairs(match(items, agents, now=NOW, reoffer_cooldown=COOLDOWN)) == expected
 
 
 def test_match_leaves_out_agents_offline_or_without_a_live_console():
@@ -437,9 +510,53 @@ def test_match_leaves_out_agents_offline_or_without_a_live_console():
 def test_size_for_fixed_and_percentage_sizes():
     assert size_for(item(1, units=3), 20) == 3
     assert size_for(item(1, units=None, size_percent=25), 20) == 5
-    assert size_for(item(1, units=None, size_percent=25), 6) == 2  # rounded up
-    assert size_for(item(1, units=None, size_percent=1), 6) == 1  # at least one
+    assert size_for(item(1, units=None, size_percent=25), 6) == Decimal("1.5")  # exact
+    assert size_for(item(1, units=None, size_percent=33), 1) == Decimal("0.33")
+    assert size_for(item(1, units=None, size_percent=1), 1) == Decimal("0.01")
+    # A capacity in force that is not whole (held above a lowered capacity): rounded up to
+    # the hundredth, never down.
+    assert size_for(item(1, units=None, size_percent=33), Decimal("2.5")) == Decimal("0.83")
     assert size_for(item(1, units=None), 6) == 6  # no size: all of it
+
+
+@pytest.mark.parametrize(
+    ("sizes", "capacity", "fit"),
+    [
+        # 50 % of any capacity: exactly two fit (capacity 3 once took only one: 50 % of 3
+        # rounded up to 2 units).
+        ([50, 50, 50], 1, 2),
+        ([50, 50, 50], 2, 2),
+        ([50, 50, 50], 3, 2),
+        ([50, 50, 50], 7, 2),
+        # 33 %: three fit, whatever the capacity; a fourth does not (1 % is left).
+        ([33, 33, 33, 33], 1, 3),
+        ([33, 33, 33, 33], 2, 3),
+        ([33, 33, 33, 33], 3, 3),
+        ([33, 33, 33, 33], 7, 3),
+        # Mixed: a one-unit item and two 50 % items of capacity 3 (1 + 1.5 = 2.5; the second
+        # 50 % needs 1.5 of the 0.5 left).
+        ([None, 50, 50], 3, 2),
+        # 2 units + 33 % of 3 (0.99) = 2.99: a one-unit item no longer fits.
+        ([None, None, 33, None], 3, 3),
+    ],
+)
+def test_percentage_sizes_add_up_exactly(sizes, capacity, fit):
+    items = [
+        item(i, age=10 - i, units=1 if p is None else None, size_percent=p)
+        for i, p in enumerate(sizes, start=1)
+    ]
+    offers = match(items, [agent(7, cap=capacity)], now=NOW, reoffer_cooldown=COOLDOWN)
+    assert len(offers) == fit
+    used = sum((o.units for o in offers), Decimal(0))
+    assert used <= capacity
+    # What is left is exactly what eligibility says is spare for the next item.
+    rest = agent(7, cap=capacity, used=used)
+    nxt = items[fit] if fit < len(items) else None
+    if nxt is not None:
+        why = eligibility(nxt, rest, now=NOW, reoffer_cooldown=COOLDOWN)
+        assert why == Ineligible(
+            Reason.CAPACITY, spare=capacity - used, needed=size_for(nxt, capacity)
+        )
 
 
 @pytest.mark.parametrize("seed", range(300))
@@ -459,6 +576,8 @@ def test_match_offers_an_item_to_one_of_the_agents_explain_calls_eligible(seed):
             online=rng.random() < 0.8,
             console=rng.random() < 0.8,
             skills=random_skills(rng),
+            pending=(pending := rng.randint(0, 2)),
+            limit=rng.choice([None, 1, 2, 3]) if pending < 2 else rng.choice([None, 2, 3]),
         )
         for a in range(1, rng.randint(1, 8))
     ]

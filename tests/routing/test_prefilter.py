@@ -2,7 +2,8 @@
 on random small worlds in the database: it must leave out no agent and no item the engine would
 offer. Refusals and preferred agents are the engine's to apply afterwards, so the worlds have
 none. Agents have skills and items require them (some additional, dropped or not yet): skills
-never narrow the page, and the skills the pass reads for its locked agents are theirs."""
+never narrow the page, and the skills the pass reads for its locked agents are theirs. Agents may
+hold unanswered offers, some under an offer limit (pacing)."""
 
 import random
 from datetime import timedelta
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from presence.models import Agent, PresenceConfiguration
 from routing import engine
-from routing.models import AgentSkill, ItemSkill, QueueMembership, Skill, WorkItem
+from routing.models import AgentSkill, AgentWork, ItemSkill, QueueMembership, Skill, WorkItem
 from routing.selectors import agent_views, item_requirements
 from routing.services.routing_pass import (
     _lock_agents_with_room,
@@ -45,6 +46,13 @@ def build_world(rng: random.Random):
     configs = [
         PresenceConfiguration.objects.create(name="console", console_required=True),
         PresenceConfiguration.objects.create(name="api", console_required=False),
+        PresenceConfiguration.objects.create(
+            name="paced", console_required=rng.random() < 0.5, max_offers=rng.randint(1, 2)
+        ),
+        # A limit an auto-accept configuration ignores.
+        PresenceConfiguration.objects.create(
+            name="auto", console_required=False, auto_accept=True, max_offers=1
+        ),
     ]
     queues = [QueueFactory() for _ in range(rng.randint(1, 3))]
     skills = [Skill.objects.create(name=f"skill {n}") for n in range(3)]
@@ -66,6 +74,27 @@ def build_world(rng: random.Random):
             QueueMembership.objects.create(queue=queue, agent=agent)
         for skill in rng.sample(skills, rng.randint(0, 2)):
             AgentSkill.objects.create(agent=agent, skill=skill, level=rng.choice(LEVELS))
+        for k in range(rng.choice([0, 0, 1, 2])):
+            offered = WorkItem.objects.create(
+                queue=queues[0],
+                channel=channels[0],
+                status="offered",
+                routing_priority=1,
+                size_units=1,
+                subject=f"offered {n}.{k}",
+                created_at=NOW,
+                enqueued_at=NOW,
+            )
+            AgentWork.objects.create(
+                item=offered,
+                agent=agent,
+                queue=queues[0],
+                channel=channels[0],
+                state=rng.choice(["pushed", "pushed", "opened"]),
+                units=1,
+                pushed_at=NOW,
+                enqueued_at=NOW,
+            )
     for n in range(rng.randint(0, 8)):
         percent = rng.random() < 0.3
         item = WorkItem.objects.create(
@@ -119,7 +148,7 @@ def test_prefilter_keeps_exactly_the_agents_and_items_the_engine_would_offer(
     settings.CONSOLE_GRACE_SECONDS = GRACE
     queues = build_world(random.Random(seed))
     every_agent = agent_views(Agent.objects.all(), now=NOW)
-    rows = list(WorkItem.objects.all())
+    rows = list(WorkItem.objects.filter(status="waiting"))
     requirements = item_requirements(rows)
     items = [as_view(i, requirements) for i in rows]
 
@@ -134,8 +163,16 @@ def test_prefilter_keeps_exactly_the_agents_and_items_the_engine_would_offer(
         locked = _lock_agents_with_room(NOW, {queue.pk}, raw_sql=raw_sql).agents
         locked = _with_skills(locked, raw_sql=raw_sql)
         members = [a for a in every_agent.values() if queue.pk in a.queue_ids]
-        # The agents it locks: members online, with a live console (or none needed) and room ...
-        assert set(locked) == {a.id for a in members if a.online and a.console_live and a.spare > 0}
+        # The agents it locks: members online, with a live console (or none needed), room, and
+        # fewer unanswered offers than their limit ...
+        assert set(locked) == {
+            a.id
+            for a in members
+            if a.online
+            and a.console_live
+            and a.spare > 0
+            and (a.max_offers is None or a.pending_offers < a.max_offers)
+        }
         # ... read as the selector reads them (the pass leaves online and console at True).
         for agent_id, view in locked.items():
             assert view == every_agent[agent_id]

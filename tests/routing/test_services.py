@@ -14,6 +14,7 @@ from omnirouter.errors import Conflict, DomainError, NotFound
 from presence.models import Agent
 from routing import services
 from routing.models import AgentSkill, AgentWork, ItemSkill, Skill, WorkItem
+from routing.selectors import explain_item, explain_wait
 from routing.services.skills import need
 from tests.factories import (
     PresenceConfigurationFactory,
@@ -614,3 +615,187 @@ def test_best_skilled_sends_to_the_highest_score_and_records_it(world, api_confi
     # No requirements: everyone scores 0 and the tie goes to the longest idle (never assigned:
     # the lowest id of those).
     assert live(ann) == ["plain"]
+
+
+def test_pacing_limits_unanswered_offers_not_accepted_work(world, api_config):
+    api_config.max_offers = 2
+    api_config.save()
+    ann = make_agent("ann", queues=[world.support], config=api_config, status=world.available)
+    for n in range(6):
+        enqueue(world.support, world.chat, f"chat {n}", now=at(n * 0.1))
+
+    # Room for all six; two offers at once.
+    assert route(1).offers == 2
+    assert live(ann) == ["chat 0", "chat 1"]
+    assert route(2).offers == 0
+
+    # Accepting one makes room for one more offer; the accepted item no longer counts.
+    first = AgentWork.objects.get(agent=ann, item__subject="chat 0")
+    services.accept_work(work_id=first.pk, agent=ann, now=at(3))
+    assert route(4).offers == 1
+    assert live(ann) == ["chat 0", "chat 1", "chat 2"]
+    assert load(ann) == (3, 3)
+
+    # Declining one frees its place too (the declined item goes to someone else later).
+    second = AgentWork.objects.get(agent=ann, item__subject="chat 1")
+    services.decline_work(work_id=second.pk, agent=ann, now=at(5))
+    assert route(6).offers == 1
+    assert live(ann) == ["chat 0", "chat 2", "chat 3"]
+
+
+def test_pacing_sends_the_rest_to_agents_under_their_limit(world, api_config):
+    paced = PresenceConfigurationFactory(name="paced", max_offers=1, console_required=False)
+    ann = make_agent("ann", queues=[world.support], config=paced, status=world.available)
+    bob = make_agent("bob", queues=[world.support], config=api_config, status=world.available)
+    for n in range(4):
+        enqueue(world.support, world.chat, f"chat {n}", now=at(n * 0.1))
+
+    assert route(1).offers == 4
+    assert len(live(ann)) == 1
+    assert len(live(bob)) == 3
+
+
+def test_auto_accept_agents_are_not_paced(world):
+    # Their offers are opened at once: they never hold one unanswered.
+    auto = PresenceConfigurationFactory(
+        name="auto", auto_accept=True, console_required=False, max_offers=1
+    )
+    ann = make_agent("ann", queues=[world.support], config=auto, status=world.available)
+    for n in range(3):
+        enqueue(world.support, world.chat, f"chat {n}", now=at(n * 0.1))
+
+    assert route(1).offers == 3
+    assert load(ann) == (3, 3)
+
+
+def percent_queue(name: str, percent: int, routing_priority: int = 1):
+    return QueueFactory(
+        name=name,
+        routing_config=RoutingConfigurationFactory(
+            name=name.lower(),
+            routing_priority=routing_priority,
+            size_units=None,
+            size_percent=percent,
+        ),
+    )
+
+
+def test_half_of_an_odd_capacity_lets_exactly_two_fit(world, api_config):
+    # 50 % of 3 is 1.5 units: two fit, and the third is refused for capacity.
+    api_config.capacity = 3
+    api_config.save()
+    half = percent_queue("Half", 50)
+    ann = make_agent("ann", queues=[half], config=api_config, status=world.available)
+    for n in range(3):
+        enqueue(half, world.chat, f"half {n}", now=at(n))
+
+    assert route(10).offers == 2
+
+    assert live(ann) == ["half 0", "half 1"]
+    assert load(ann) == (3, 2)
+    assert sorted(AgentWork.objects.values_list("units", flat=True)) == [Decimal("1.5")] * 2
+    third = WorkItem.objects.get(subject="half 2")
+    assert explain_wait(third, now=at(11)) == "No one can take it now: 1 at capacity."
+    [(_, why)] = explain_item(third, now=at(11))
+    assert (why.reason, why.spare, why.needed) == ("capacity", 0, Decimal("1.5"))
+    # Closing one frees exactly its share: the third fits.
+    first = AgentWork.objects.get(item__subject="half 0")
+    services.accept_work(work_id=first.pk, agent=ann, now=at(12))
+    services.close_work(work_id=first.pk, agent=ann, now=at(13))
+    assert load(ann) == (Decimal("1.5"), 1)
+    assert route(14).offers == 1
+    assert load(ann) == (3, 2)
+    assert services.reconcile_capacity() == 0
+
+
+def test_fixed_and_percentage_sizes_share_capacity_exactly(world, api_config):
+    # Capacity 3: two chats of the higher-priority queue (1 unit each), then one 33 % item
+    # (0.99): 2.99 in all; the next 33 % item finds 0.01 spare.
+    api_config.capacity = 3
+    api_config.save()
+    third = percent_queue("Third", 33, routing_priority=2)
+    ann = make_agent("ann", queues=[world.vip, third], config=api_config, status=world.available)
+    enqueue(world.vip, world.chat, "chat", now=at(0))
+    for n in range(3):
+        enqueue(third, world.chat, f"third {n}", now=at(1 + n))
+    enqueue(world.vip, world.chat, "chat late", now=at(5))
+
+    route(10)
+
+    assert live(ann) == ["chat", "chat late", "third 0"]
+    assert load(ann) == (Decimal("2.99"), 3)
+    assert services.reconcile_capacity() == 0
+    ann.refresh_from_db()
+    assert ann.spare_capacity == Decimal("0.01")
+
+
+@pytest.mark.parametrize("capacity", [1, 2, 3, 7])
+def test_a_third_of_capacity_lets_three_fit_whatever_the_capacity(world, api_config, capacity):
+    api_config.capacity = capacity
+    api_config.save()
+    third = percent_queue("Third", 33)
+    ann = make_agent("ann", queues=[third], config=api_config, status=world.available)
+    for n in range(4):
+        enqueue(third, world.chat, f"third {n}", now=at(n))
+
+    assert route(10).offers == 3
+
+    assert load(ann) == (Decimal(capacity) * Decimal("0.99"), 3)
+
+
+# --- Exact sizes and pacing where skills-era code writes load ------------------------------------
+
+
+def test_an_expired_share_frees_exactly_its_units(world, api_config):
+    # The sweep's set-based expiry (PostgreSQL: one UPDATE ... FROM unnest of numeric units;
+    # SQLite: the ORM twin) frees 1.5 units exactly, and the capacity check agrees.
+    api_config.capacity = 3
+    api_config.save()
+    half = percent_queue("Half", 50)
+    ann = make_agent("ann", queues=[half], config=api_config, status=world.available)
+    for n in range(2):
+        enqueue(half, world.chat, f"half {n}", now=at(n))
+    assert route(10).offers == 2
+    first = AgentWork.objects.get(item__subject="half 0")
+    services.accept_work(work_id=first.pk, agent=ann, now=at(11))
+
+    assert services.expire_offers(now=at(10_000)) == 1
+
+    assert load(ann) == (Decimal("1.5"), 1)
+    assert services.reconcile_capacity() == 0
+    assert WorkItem.objects.get(subject="half 1").status == "waiting"
+
+
+def test_push_and_transfer_to_a_person_take_the_exact_share_and_obey_pacing(
+    world, api_config, django_user_model
+):
+    api_config.capacity = 3
+    api_config.save()
+    paced = PresenceConfigurationFactory(
+        name="paced", capacity=3, console_required=False, max_offers=1
+    )
+    half = percent_queue("Half", 50)
+    ann = make_agent("ann", queues=[half], config=api_config, status=world.available)
+    bob = make_agent("bob", queues=[half], config=paced, status=world.available)
+    boss = django_user_model.objects.create_user("boss", password="boss-pass-123")
+    pushed = enqueue(half, world.chat, "pushed", now=at(0))
+    held = enqueue(half, world.chat, "held", now=at(0))
+
+    # A push of a 50 % item to Ann takes 1.5 of her 3 units.
+    work = services.push_item_to_agent(item_id=pushed.pk, agent=ann, actor=boss, now=at(1))
+    assert (work.units, load(ann)) == (Decimal("1.5"), (Decimal("1.5"), 1))
+    # A push to Bob reaches his limit of one unanswered offer; a second is refused.
+    services.push_item_to_agent(item_id=held.pk, agent=bob, actor=boss, now=at(2))
+    services.accept_work(work_id=work.pk, agent=ann, now=at(3))
+    with pytest.raises(Conflict) as refused:
+        services.transfer_work_to_agent(work_id=work.pk, agent=ann, to_agent=bob, now=at(4))
+    assert refused.value.code == "pacing"
+    assert load(ann) == (Decimal("1.5"), 1)
+
+    # Once Bob accepts, the transfer goes through: Ann frees 1.5, Bob takes exactly 1.5 more.
+    services.accept_work(work_id=AgentWork.objects.get(agent=bob).pk, agent=bob, now=at(5))
+    services.transfer_work_to_agent(work_id=work.pk, agent=ann, to_agent=bob, now=at(6))
+    assert load(ann) == (0, 0)
+    assert load(bob) == (3, 2)
+    assert AgentWork.objects.get(agent=bob, item=pushed).units == Decimal("1.5")
+    assert services.reconcile_capacity() == 0

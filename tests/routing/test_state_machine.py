@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, Decimal
 
 import pytest
 from django.conf import settings as django_settings
@@ -98,11 +99,13 @@ class MItem:
     state: str = "waiting"
     refused: dict[str, datetime] = field(default_factory=dict)  # agent -> last refusal
 
-    def units_for(self, capacity: int) -> int:
+    def units_for(self, capacity: Decimal) -> Decimal:
+        # Exact to a hundredth of a unit: half of 3 is 1.5 (rounded up only past a hundredth).
         percent = QUEUES[self.queue][3]
         if percent is None:
-            return CHANNEL_UNITS[self.channel]
-        return max(1, -(-capacity * percent // 100))
+            return Decimal(CHANNEL_UNITS[self.channel])
+        share = (Decimal(capacity) * percent / 100).quantize(Decimal("0.01"), ROUND_CEILING)
+        return max(Decimal("0.01"), share)
 
 
 @dataclass
@@ -110,7 +113,7 @@ class MWork:
     pk: int
     item: int
     agent: str
-    units: int
+    units: Decimal
     state: str
     expires_at: datetime | None
 
@@ -121,11 +124,11 @@ class MAgent:
     pk: int
     configured: int
     status: str | None = None
-    used: int = 0
+    used: Decimal = Decimal(0)
 
     @property
-    def capacity(self) -> int:
-        return max(self.configured, self.used)
+    def capacity(self) -> Decimal:
+        return max(Decimal(self.configured), self.used)
 
     @property
     def queues(self) -> tuple[str, ...]:
@@ -285,7 +288,7 @@ class RoutingMachine(RuleBasedStateMachine):
                     + (" and got item(s) behind it" if later else "")
                 )
 
-    def works_units(self, agent: str, item: MItem) -> int:
+    def works_units(self, agent: str, item: MItem) -> Decimal:
         return next(w.units for w in self.works.values() if w.item == item.pk and w.agent == agent)
 
     # --- rules -----------------------------------------------------------------------------
