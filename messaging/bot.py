@@ -52,6 +52,20 @@ class BotTurn:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def choice_label(flow: Any, key: str, value: Any) -> str:
+    """What the customer saw for an answer: the label of the choice of step ``key`` whose value
+    is ``value`` ("Returns and refunds", not "returns"); the answer itself when no step offers
+    choices for it, and "" for no answer."""
+    if value in (None, ""):
+        return ""
+    for step in flow if isinstance(flow, list) else ():
+        if isinstance(step, dict) and step.get("key") == key:
+            for choice in step.get("choices") or ():
+                if isinstance(choice, dict) and choice.get("value") == value:
+                    return str(choice.get("label") or value)
+    return str(value)
+
+
 def wants_agent(text: str) -> bool:
     """Does the customer ask for a person? ("agent", "talk to a human", "オペレーター"...)."""
     normal = unicodedata.normalize("NFKC", text).casefold().strip()

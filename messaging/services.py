@@ -407,7 +407,8 @@ def _hand_off(conversation: Conversation, *, queue_name: str, reason: str, now: 
     # A web-chat identity is a digest: meaningless to an agent, unlike a phone number.
     anonymous = _("Web visitor") if account.kind == AccountKind.WEBCHAT else None
     who = customer.display_name or anonymous or conversation.identity.value
-    topic = conversation.bot_answers.get("topic")
+    # The topic as the customer picked it (the choice's label), not the flow's internal value.
+    topic = bot.choice_label(account.bot_flow, "topic", conversation.bot_answers.get("topic"))
     subject = f"{label}: {who}" + (f" ({topic})" if topic else "")
     payload = {
         "conversation_id": conversation.pk,

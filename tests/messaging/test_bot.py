@@ -51,7 +51,7 @@ def test_bot_asks_its_questions_then_hands_off_with_the_answers(world):
         "order_number": "AB-1234",
     }
     assert item.payload["handoff_reason"] == "complete"
-    assert item.subject == "SMS: Yuki Sato (orders)"
+    assert item.subject == "SMS: Yuki Sato (Orders)"  # the label the customer chose
     assert conversation.customer.display_name == "Yuki Sato"
     # and every bot line went out as an SMS (queued for the provider)
     assert set(conversation.messages.filter(author="bot").values_list("status", flat=True)) == {
@@ -141,3 +141,18 @@ def test_bot_speaks_the_account_language():
         turn = bot.answer(BOT_FLOW, state={"step": 1}, answers={}, text="agent")
 
     assert turn.replies[-1].text == "ありがとうございます。まもなく担当者がご対応します。"
+
+
+def test_an_answer_reads_as_the_choice_the_customer_saw():
+    flow = [
+        {
+            "key": "topic",
+            "ask": "What is it about?",
+            "choices": [{"label": "Returns and refunds", "value": "returns"}],
+        },
+        {"key": "order", "ask": "Order number?"},
+    ]
+    assert bot.choice_label(flow, "topic", "returns") == "Returns and refunds"
+    assert bot.choice_label(flow, "order", "AB-1") == "AB-1"  # a free answer stays as given
+    assert bot.choice_label(flow, "topic", None) == ""
+    assert bot.choice_label(None, "topic", "returns") == "returns"  # no flow: the value
