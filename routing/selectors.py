@@ -68,15 +68,22 @@ def work_payload(work: AgentWork) -> dict[str, Any]:
     cache = getattr(item, "_prefetched_objects_cache", {})
     if "skills" in cache:
         payload["skills"] = [
-            {
-                "skill_id": need.skill_id,
-                "name": need.skill.name,
-                "min_level": str(need.min_level),
-                "additional": need.additional,
-            }
+            skill_need_payload(need.skill_id, need.skill.name, need.min_level, need.additional)
             for need in cache["skills"]
         ]
     return payload
+
+
+def skill_need_payload(
+    skill_id: int, name: str, min_level: Decimal, additional: bool
+) -> dict[str, Any]:
+    """One skill an item needs, as consoles show it (the minimum level with two decimals)."""
+    return {
+        "skill_id": skill_id,
+        "name": name,
+        "min_level": str(Decimal(min_level).quantize(Decimal("0.01"))),
+        "additional": additional,
+    }
 
 
 def _item_skills_prefetch() -> Prefetch:

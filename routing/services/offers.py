@@ -34,7 +34,7 @@ from routing.models import (
     WorkItem,
     WorkItemStatus,
 )
-from routing.selectors import PRESENCE_FIELDS, presence_payload
+from routing.selectors import PRESENCE_FIELDS, presence_payload, skill_need_payload
 from routing.services import records
 from routing.services.transitions import exact_units
 
@@ -152,13 +152,11 @@ def write_offers(
             payload["transfer"] = {"from": row.transfer_from, "note": row.transfer_note}
         item_needs = needs.get(work.offer.item_id)
         if item_needs:
+            # The engine keeps levels in hundredths.
             payload["skills"] = [
-                {
-                    "skill_id": r.skill_id,
-                    "name": r.name,
-                    "min_level": f"{r.min_level // 100}.{r.min_level % 100:02d}",
-                    "additional": r.additional,
-                }
+                skill_need_payload(
+                    r.skill_id, r.name, Decimal(r.min_level).scaleb(-2), r.additional
+                )
                 for r in item_needs
             ]
         messages.append((realtime.agent_group(work.offer.agent_id), realtime.OFFER, payload))
